@@ -1,0 +1,85 @@
+//! The command-line interface. One module per subcommand; each exposes an `Args` struct
+//! (clap) and a `run` function returning an [`ExitCode`].
+//!
+//! Exit codes mean the same thing everywhere: 0 success, 1 the thing asked for did not happen
+//! (no consensus, timeout, invalid certificate), 2 usage or configuration error; commands that
+//! need more say so in their `--help`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the operation did not succeed (no consensus, timeout, ...).
+pub const EXIT_FAIL: u8 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// trusttime: a time a device can trust before it opens a TLS connection.
+///
+/// Devices without a working real-time clock boot in 1970 or 2000, and TLS then fails with
+/// opaque certificate errors. trusttime asks several time servers at once, keeps only the ones
+/// that agree, and gives the device a time interval with an honest error bound and a
+/// provenance. Start with `trusttime demo` (offline, loopback only).
+#[derive(Debug, Parser)]
+#[command(name = "trusttime", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `trusttime=debug`.
+    /// The `RUST_LOG` environment variable is used when this is not given.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Parses the command line, sets up logging and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    init_tracing(cli.log.as_deref());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAIL);
+        }
+    };
+    rt.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {}
+}
+
+/// Logs go to stderr, so `--json` output on stdout stays clean.
+fn init_tracing(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new("warn")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

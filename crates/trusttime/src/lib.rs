@@ -1,0 +1,10 @@
+//! # trusttime
+//!
+//! The hosted half of trusttime: UDP/TCP transports that drive the sans-IO
+//! [`trusttime_core`] state machines, the one-shot `sync`, the small NTP server, the demo, and
+//! the command-line interface.
+//!
+//! See `ARCHITECTURE.md` at the repository root for where each piece lives.
+#![deny(unsafe_code)]
+
+pub mod cli;
