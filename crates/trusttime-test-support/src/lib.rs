@@ -1,0 +1,267 @@
+//! Shared helpers for trusttime's integration tests.
+//!
+//! Every real peer runs on loopback, on an unprivileged port, without the capability to change
+//! the machine's clock (`setpriv --bounding-set -sys_time --inh-caps -sys_time`), and with a fake
+//! notion of "now" from libfaketime where a test needs a server whose clock is off.
+//!
+//! A missing peer binary fails the test with a message that says how to install it, unless
+//! `TRUSTTIME_SKIP_PEERS=1` is set (then [`peer_or_skip`] returns `None` and the test returns
+//! early, printing that it skipped).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub use tempfile::TempDir;
+
+/// Where libfaketime lives on Debian.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Returns `Some(path)` of a peer program, or fails the test with install advice. When
+/// `TRUSTTIME_SKIP_PEERS=1` is set, a missing peer gives `None` (the caller returns early).
+pub fn peer_or_skip(name: &str, candidates: &[&str], install_hint: &str) -> Option<PathBuf> {
+    for c in candidates {
+        let p = Path::new(c);
+        if p.is_file() {
+            return Some(p.to_path_buf());
+        }
+    }
+    if let Some(p) = which(name) {
+        return Some(p);
+    }
+    if std::env::var("TRUSTTIME_SKIP_PEERS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: peer `{name}` not found and TRUSTTIME_SKIP_PEERS=1");
+        return None;
+    }
+    panic!("real peer `{name}` not found (looked in {candidates:?} and PATH). {install_hint}. Run ./scripts/test, which installs every peer, or set TRUSTTIME_SKIP_PEERS=1 to skip.");
+}
+
+/// Finds a program on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The chronyd binary: `$TRUSTTIME_CHRONYD`, the unpacked copy that `scripts/install-peers`
+/// makes, or one on PATH.
+pub fn chronyd_path() -> Option<PathBuf> {
+    let env = std::env::var("TRUSTTIME_CHRONYD").unwrap_or_default();
+    let peers = peers_dir().join("chrony/usr/sbin/chronyd");
+    let peers = peers.to_string_lossy().into_owned();
+    peer_or_skip(
+        "chronyd",
+        &[env.as_str(), peers.as_str(), "/usr/sbin/chronyd"],
+        "chrony is unpacked (not installed) by scripts/install-peers",
+    )
+}
+
+/// The folder where `scripts/install-peers` unpacks peers (`$TRUSTTIME_PEERS_DIR`, default
+/// `target/peers` under the workspace root).
+pub fn peers_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("TRUSTTIME_PEERS_DIR") {
+        return PathBuf::from(d);
+    }
+    workspace_root().join("target/peers")
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// Where tests save artifacts (screenshots, logs) that CI keeps: `target/test-artifacts`.
+pub fn artifacts_dir() -> PathBuf {
+    let d = workspace_root().join("target/test-artifacts");
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A port that is free for both UDP and TCP on loopback right now. Ports are handed out from
+/// a per-process range chosen by the process id, then checked by binding, so parallel test
+/// processes rarely collide.
+pub fn free_port() -> u16 {
+    let base = 20_000 + (std::process::id() % 400) as u16 * 100;
+    let _ = NEXT_PORT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let p = if p < 20_000 || p > 60_000 {
+            20_000 + p % 40_000
+        } else {
+            p
+        };
+        let udp = UdpSocket::bind(("127.0.0.1", p)).is_ok();
+        let tcp = TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if udp && tcp {
+            return p;
+        }
+    }
+}
+
+/// A child process that is killed (and reaped) when dropped.
+#[derive(Debug)]
+pub struct Peer {
+    /// What it is, for messages.
+    pub name: String,
+    child: Child,
+    /// Where its log goes.
+    pub log: PathBuf,
+    _dir: Option<TempDir>,
+}
+
+impl Peer {
+    /// Spawns `cmd` with stdout and stderr to a log file in `dir`.
+    pub fn spawn(name: &str, mut cmd: Command, dir: Option<TempDir>) -> Peer {
+        let log = artifacts_dir().join(format!(
+            "{}-{}.log",
+            name.replace(['/', ' ', ':'], "_"),
+            std::process::id()
+        ));
+        let f = std::fs::File::create(&log).expect("create peer log");
+        let f2 = f.try_clone().expect("clone log handle");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(f))
+            .stderr(Stdio::from(f2));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Peer {
+            name: name.to_string(),
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The peer's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A command that runs `program` without CAP_SYS_TIME, optionally under libfaketime.
+///
+/// `faketime` is libfaketime's `FAKETIME` value: `+3600` (an hour ahead), `-7776000` (90 days
+/// behind), `@2036-02-08 00:00:00` (an absolute start that then ticks).
+pub fn no_clock_command(program: &Path, faketime: Option<&str>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set", "-sys_time", "--inh-caps", "-sys_time"])
+        .arg(program);
+    if let Some(ft) = faketime {
+        assert!(
+            Path::new(LIBFAKETIME).is_file(),
+            "libfaketime not found at {LIBFAKETIME}: apt-get install libfaketime"
+        );
+        cmd.env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME", ft)
+            .env("DONT_FAKE_MONOTONIC", "1");
+    }
+    cmd
+}
+
+/// Starts chronyd as an NTP server at `addr` (UDP), stratum 1, with the given libfaketime
+/// offset, no config file, no command port, never steering the clock (`-x`).
+/// `extra` holds further chrony.conf directives, one per string. Returns `None` only when
+/// peers may be skipped and chronyd is missing.
+pub fn chronyd_server(addr: SocketAddr, faketime: Option<&str>, extra: &[String]) -> Option<Peer> {
+    let chronyd = chronyd_path()?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = no_clock_command(&chronyd, faketime);
+    cmd.args(["-x", "-d", "-u", "root", "-f", "/dev/null"])
+        .arg(format!("port {}", addr.port()))
+        .arg(format!("bindaddress {}", addr.ip()))
+        .arg("local stratum 1")
+        .arg("allow 127.0.0.0/8")
+        .arg("cmdport 0")
+        .arg("bindcmdaddress /")
+        .arg(format!(
+            "pidfile {}",
+            dir.path().join("chronyd.pid").display()
+        ))
+        .arg(format!("driftfile {}", dir.path().join("drift").display()));
+    for e in extra {
+        cmd.arg(e);
+    }
+    let peer = Peer::spawn(&format!("chronyd-{addr}"), cmd, Some(dir));
+    wait_for_ntp(addr, Duration::from_secs(10));
+    Some(peer)
+}
+
+/// Waits until something answers an NTP client request at `addr`.
+pub fn wait_for_ntp(addr: SocketAddr, within: Duration) {
+    let sock = UdpSocket::bind(("127.0.0.1", 0)).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut req = [0u8; 48];
+    req[0] = 0x23; // LI 0, version 4, mode 3 (client)
+    req[40] = 0x5a; // a non-zero transmit timestamp
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        let _ = sock.send_to(&req, addr);
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if n >= 48 {
+                return;
+            }
+        }
+    }
+    panic!("no NTP server answered at {addr} within {within:?}");
+}
+
+/// Waits until a TCP port accepts connections.
+pub fn wait_for_tcp(addr: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr} after {within:?}");
+}
+
+/// The path of a binary built by this workspace (e.g. `trusttime`), for tests in other crates.
+/// Builds happen once: `cargo test --workspace` builds every binary before running tests.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = profile_dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} not built; run the tests with `cargo test --workspace`",
+        p.display()
+    );
+    p
+}
