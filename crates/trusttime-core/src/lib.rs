@@ -45,4 +45,6 @@ pub mod floor;
 pub mod ntp;
 pub mod time;
 
-pub use time::{MonoInstant, Now, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
+pub use time::{
+    MonoInstant, Now, Provenance, Purpose, SignedDuration, TimeInterval, TrustedTime, UnixTime,
+};

@@ -840,6 +840,45 @@ impl TrustedTime {
     }
 }
 
+/// What a trusted time is needed for, and so how large an error it may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// Checking TLS certificate validity: certificates live for months, an hour of error is
+    /// harmless (AWS IoT Core's MQTT over TLS tolerates a few hours).
+    Tls,
+    /// Signing requests with AWS SigV4: AWS rejects signatures more than 15 minutes off; we
+    /// keep a margin and ask for 5 minutes.
+    SigV4,
+    /// Any other purpose, with its own maximum error.
+    MaxError(SignedDuration),
+}
+
+impl Purpose {
+    /// The default maximum error for TLS: 1 hour.
+    pub const TLS_DEFAULT_MAX_ERROR: SignedDuration = SignedDuration::from_secs(3600);
+    /// The default maximum error for SigV4: 5 minutes.
+    pub const SIGV4_DEFAULT_MAX_ERROR: SignedDuration = SignedDuration::from_secs(300);
+
+    /// The default maximum error (half-width of the trusted interval) for this purpose.
+    #[must_use]
+    pub const fn default_max_error(self) -> SignedDuration {
+        match self {
+            Purpose::Tls => Self::TLS_DEFAULT_MAX_ERROR,
+            Purpose::SigV4 => Self::SIGV4_DEFAULT_MAX_ERROR,
+            Purpose::MaxError(d) => d.abs(),
+        }
+    }
+    /// A short lowercase word: `tls`, `sigv4`, `max-error`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Tls => "tls",
+            Purpose::SigV4 => "sigv4",
+            Purpose::MaxError(_) => "max-error",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
