@@ -43,6 +43,7 @@ extern crate std;
 
 pub mod floor;
 pub mod ntp;
+pub mod select;
 pub mod time;
 
 pub use time::{
