@@ -47,5 +47,6 @@ pub mod select;
 pub mod time;
 
 pub use time::{
-    MonoInstant, Now, Provenance, Purpose, SignedDuration, TimeInterval, TrustedTime, UnixTime,
+    Human, MonoInstant, Now, Provenance, Purpose, SignedDuration, TimeInterval, TrustedTime,
+    UnixTime,
 };

@@ -955,3 +955,53 @@ mod tests {
         assert_eq!(floored.earliest, UnixTime::from_secs(200));
     }
 }
+
+/// A span in words, rounded to its largest unit and without sign: "24 years", "3 days",
+/// "2 hours", "15 minutes", "42 s", "3.2 ms". Used to explain clock problems to people.
+#[derive(Clone, Copy, Debug)]
+pub struct Human(pub SignedDuration);
+
+impl fmt::Display for Human {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0.as_nanos().unsigned_abs();
+        const S: u64 = 1_000_000_000;
+        let unit = |f: &mut fmt::Formatter<'_>, n: u64, one: &str| {
+            write!(f, "{n} {one}{}", if n == 1 { "" } else { "s" })
+        };
+        if ns >= 31_557_600 * S {
+            unit(f, ns / (31_557_600 * S), "year")
+        } else if ns >= 86_400 * S {
+            unit(f, ns / (86_400 * S), "day")
+        } else if ns >= 3600 * S {
+            unit(f, ns / (3600 * S), "hour")
+        } else if ns >= 60 * S {
+            unit(f, ns / (60 * S), "minute")
+        } else if ns >= S {
+            write!(f, "{}.{:01} s", ns / S, (ns % S) / (S / 10))
+        } else if ns >= 1_000_000 {
+            write!(f, "{}.{:01} ms", ns / 1_000_000, (ns % 1_000_000) / 100_000)
+        } else {
+            write!(f, "{} µs", ns / 1000)
+        }
+    }
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::*;
+    extern crate std;
+    use std::string::ToString;
+
+    #[test]
+    fn spans_in_words() {
+        let h = |s: i64| Human(SignedDuration::from_secs(s)).to_string();
+        assert_eq!(h(24 * 31_557_600 + 100), "24 years");
+        assert_eq!(h(-3 * 86_400), "3 days");
+        assert_eq!(h(7200), "2 hours");
+        assert_eq!(h(3600), "1 hour");
+        assert_eq!(h(3599), "59 minutes");
+        assert_eq!(h(42), "42.0 s");
+        assert_eq!(Human(SignedDuration::from_micros(3200)).to_string(), "3.2 ms");
+        assert_eq!(Human(SignedDuration::from_micros(12)).to_string(), "12 µs");
+    }
+}

@@ -8,3 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
+pub mod duration;
+pub mod serve;
+pub mod sync;

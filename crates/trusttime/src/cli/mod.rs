@@ -9,6 +9,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod demo;
+pub mod serve;
+pub mod sync;
+
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the operation did not succeed (no consensus, timeout, ...).
@@ -36,7 +40,14 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Offline demo on loopback: three servers, one lying, and a device at the floor.
+    Demo(demo::Args),
+    /// Ask several NTP servers at once and print the time the majority agrees on.
+    Sync(sync::Args),
+    /// Serve NTP from this machine's clock (optionally shifted).
+    Serve(serve::Args),
+}
 
 /// Parses the command line, sets up logging and runs the chosen command.
 pub fn main() -> ExitCode {
@@ -68,7 +79,11 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> ExitCode {
-    match command {}
+    match command {
+        Command::Demo(a) => demo::run(a).await,
+        Command::Sync(a) => sync::run(a).await,
+        Command::Serve(a) => serve::run(a).await,
+    }
 }
 
 /// Logs go to stderr, so `--json` output on stdout stays clean.

@@ -1,0 +1,452 @@
+//! One consensus sync: ask every server in parallel, once each (with retries on loss), and
+//! stop as soon as a majority agrees or no majority is possible.
+//!
+//! ```no_run
+//! # async fn f() {
+//! use std::sync::Arc;
+//! use trusttime::clock::SystemClock;
+//! use trusttime::sync::{sync, SyncOptions};
+//!
+//! let opts = SyncOptions::new(vec![
+//!     "0.pool.ntp.org".parse().unwrap(),
+//!     "1.pool.ntp.org".parse().unwrap(),
+//!     "2.pool.ntp.org".parse().unwrap(),
+//! ]);
+//! let report = sync(&opts, Arc::new(SystemClock)).await;
+//! match &report.result {
+//!     Ok(c) => println!("time is {} (local clock off by {})", c.interval, c.offset),
+//!     Err(why) => eprintln!("no consensus: {why}"),
+//! }
+//! # }
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use trusttime_core::ntp::{ClientConfig, Failure, KissCode, NtpClient, Reject, Sample};
+use trusttime_core::select::{decide, default_min_agree, Decision, NoConsensus, OffsetInterval, Outcome, MAX_SOURCES};
+use trusttime_core::{Now, SignedDuration, TimeInterval};
+
+use crate::clock::LocalClock;
+
+/// The NTP port.
+pub const NTP_PORT: u16 = 123;
+
+/// A server as given on the command line or in the config: `HOST`, `HOST:PORT`, `[V6]:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// DNS name or address.
+    pub host: String,
+    /// UDP port.
+    pub port: u16,
+}
+
+/// A server specification that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid server `{input}`: {why} (expected HOST, HOST:PORT or [IPV6]:PORT)")]
+pub struct BadServerSpec {
+    input: String,
+    why: &'static str,
+}
+
+impl FromStr for ServerSpec {
+    type Err = BadServerSpec;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why| BadServerSpec { input: s.to_owned(), why };
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(bad("empty"));
+        }
+        if s.len() > 253 + 8 {
+            return Err(bad("too long"));
+        }
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| bad("port must be 1..=65535"));
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, after) = rest.split_once(']').ok_or_else(|| bad("missing `]`"))?;
+            match after {
+                "" => (h, NTP_PORT),
+                a => (h, port(a.strip_prefix(':').ok_or_else(|| bad("expected `:` after `]`"))?)?),
+            }
+        } else if s.matches(':').count() > 1 {
+            (s, NTP_PORT) // a bare IPv6 address
+        } else if let Some((h, p)) = s.split_once(':') {
+            (h, port(p)?)
+        } else {
+            (s, NTP_PORT)
+        };
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':')) {
+            return Err(bad("host has characters not allowed in a DNS name or address"));
+        }
+        Ok(ServerSpec { host: host.to_owned(), port })
+    }
+}
+
+impl fmt::Display for ServerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == NTP_PORT {
+            f.write_str(&host)
+        } else {
+            write!(f, "{host}:{}", self.port)
+        }
+    }
+}
+
+/// The NTP Pool names for a zone, the way the pool asks vendors to use them: `0.ZONE` to
+/// `3.ZONE`, by DNS name, one server from each.
+#[must_use]
+pub fn pool_servers(zone: &str, count: usize) -> Vec<ServerSpec> {
+    (0..count.min(4)).map(|i| ServerSpec { host: format!("{i}.{zone}"), port: NTP_PORT }).collect()
+}
+
+/// What to ask and how long to wait.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// The servers, each asked once (with retries on loss).
+    pub servers: Vec<ServerSpec>,
+    /// Sources that must agree; `None` means [`default_min_agree`].
+    pub min_agree: Option<u8>,
+    /// Give up on sources that have not answered after this long.
+    pub timeout: Duration,
+    /// Per-server exchange settings (floor, root distance limit, retries).
+    pub client: ClientConfig,
+}
+
+impl SyncOptions {
+    /// Defaults for these servers: 5 s timeout, default client settings.
+    #[must_use]
+    pub fn new(servers: Vec<ServerSpec>) -> Self {
+        SyncOptions { servers, min_agree: None, timeout: Duration::from_secs(5), client: ClientConfig::default() }
+    }
+    /// The number of sources that must agree.
+    #[must_use]
+    pub fn effective_min_agree(&self) -> u8 {
+        self.min_agree.unwrap_or_else(|| default_min_agree(self.servers.len()))
+    }
+}
+
+/// The verdict on one source, as `--json` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its interval overlaps the majority's.
+    Agreed,
+    /// It answered with a time the majority (or the floor) contradicts.
+    Falseticker,
+    /// It answered, but no majority formed to confirm or refute it.
+    Unconfirmed,
+    /// No reply (lost, unreachable, DNS failure, or not needed once the majority decided).
+    NoReply,
+    /// It sent a Kiss-o'-Death.
+    KissOfDeath,
+    /// Its reply was malformed or unusable.
+    Invalid,
+}
+
+impl Verdict {
+    /// The name used in `--json` output.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Agreed => "agreed",
+            Verdict::Falseticker => "falseticker",
+            Verdict::Unconfirmed => "unconfirmed",
+            Verdict::NoReply => "no_reply",
+            Verdict::KissOfDeath => "kiss_of_death",
+            Verdict::Invalid => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened with one server.
+#[derive(Clone, Debug)]
+pub struct SourceReport {
+    /// As configured.
+    pub server: ServerSpec,
+    /// The address asked, once resolved.
+    pub address: Option<SocketAddr>,
+    /// The measurement, when it answered validly.
+    pub sample: Option<Sample>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, in words.
+    pub reason: String,
+    /// The Kiss-o'-Death code, when it sent one.
+    pub kiss: Option<KissCode>,
+}
+
+/// A consensus result.
+#[derive(Clone, Copy, Debug)]
+pub struct Consensus {
+    /// Server time minus local time: the best estimate.
+    pub offset: SignedDuration,
+    /// The offsets the agreeing sources allow.
+    pub offset_interval: OffsetInterval,
+    /// Where true time lay at `at`, clamped to the floor.
+    pub interval: TimeInterval,
+    /// The local clocks when the decision was made.
+    pub at: Now,
+    /// How many sources agreed.
+    pub agreed: u8,
+}
+
+/// The outcome of [`sync`].
+#[derive(Clone, Debug)]
+pub struct SyncReport {
+    /// One entry per configured server, in order.
+    pub sources: Vec<SourceReport>,
+    /// The consensus, or why there is none.
+    pub result: Result<Consensus, NoConsensus>,
+    /// Sources that had to agree.
+    pub min_agree: u8,
+    /// From start to decision.
+    pub elapsed: Duration,
+}
+
+enum Event {
+    Resolved(usize, SocketAddr),
+    /// A datagram was ignored (not ours, or a late duplicate).
+    Ignored(usize, Reject),
+    Done(usize, Result<Sample, Failure>),
+    Unreachable(usize, String),
+}
+
+/// Runs one consensus exchange. Never fails as a whole: per-source problems are in the report.
+pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport {
+    let started = std::time::Instant::now();
+    let n = opts.servers.len();
+    let min_agree = opts.effective_min_agree();
+    let mut sources: Vec<SourceReport> = opts
+        .servers
+        .iter()
+        .map(|s| SourceReport {
+            server: s.clone(),
+            address: None,
+            sample: None,
+            verdict: Verdict::NoReply,
+            reason: "no reply before the majority decided".into(),
+            kiss: None,
+        })
+        .collect();
+    if n == 0 || n > MAX_SOURCES {
+        return SyncReport {
+            sources,
+            result: Err(NoConsensus::BadSourceCount),
+            min_agree,
+            elapsed: started.elapsed(),
+        };
+    }
+    let mut outcomes = vec![Outcome::Pending; n];
+    let (tx, mut rx) = mpsc::channel(4 * n);
+    let mut tasks = JoinSet::new();
+    for (i, spec) in opts.servers.iter().enumerate() {
+        let (tx, clock, spec, cfg) = (tx.clone(), Arc::clone(&clock), spec.clone(), opts.client);
+        tasks.spawn(async move { run_source(i, spec, cfg, clock, tx).await });
+    }
+    drop(tx);
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let decision = loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            () = tokio::time::sleep_until(deadline) => None,
+        };
+        match ev {
+            Some(Event::Resolved(i, a)) => sources[i].address = Some(a),
+            Some(Event::Ignored(i, r)) => {
+                tracing::debug!(server = %sources[i].server, reason = %r, "ignored datagram");
+            }
+            Some(Event::Unreachable(i, why)) => {
+                outcomes[i] = Outcome::Failed;
+                sources[i].reason = why;
+            }
+            Some(Event::Done(i, r)) => match r {
+                Ok(s) => {
+                    outcomes[i] = Outcome::Reply(OffsetInterval::around(s.offset, s.error_bound()));
+                    sources[i].sample = Some(s);
+                }
+                Err(f) => {
+                    outcomes[i] = Outcome::Failed;
+                    let (verdict, kiss) = match f {
+                        Failure::NoReply { .. } => (Verdict::NoReply, None),
+                        Failure::Rejected(Reject::KissOfDeath(k)) => (Verdict::KissOfDeath, Some(k)),
+                        Failure::Rejected(r) if r.is_falseticker() => (Verdict::Falseticker, None),
+                        Failure::Rejected(_) => (Verdict::Invalid, None),
+                    };
+                    sources[i].verdict = verdict;
+                    sources[i].kiss = kiss;
+                    sources[i].reason = f.to_string();
+                }
+            },
+            None => {
+                // Timeout (or every task ended): what is still pending will not answer.
+                for (o, s) in outcomes.iter_mut().zip(sources.iter_mut()) {
+                    if *o == Outcome::Pending {
+                        *o = Outcome::Failed;
+                        s.reason = format!("no reply within {:?}", opts.timeout);
+                    }
+                }
+            }
+        }
+        match decide(&outcomes, min_agree) {
+            Decision::Wait => continue,
+            Decision::Agreed(sel) => break Ok(sel),
+            Decision::Failed(e) => break Err(e),
+        }
+    };
+    tasks.abort_all();
+    let at = clock.now();
+    let floor = opts.client.floor;
+    let result = decision.map(|sel| Consensus {
+        offset: sel.offset,
+        offset_interval: sel.interval,
+        interval: TimeInterval { earliest: at.wall + sel.interval.lo, latest: at.wall + sel.interval.hi }
+            .clamp_to_floor(floor),
+        at,
+        agreed: sel.count,
+    });
+    for (i, s) in sources.iter_mut().enumerate() {
+        let Some(sample) = s.sample else { continue };
+        match &decision {
+            Ok(sel) if sel.is_member(i) => {
+                s.verdict = Verdict::Agreed;
+                s.reason = format!("offset {} overlaps the majority", fmt_offset(&sample));
+            }
+            Ok(sel) => {
+                s.verdict = Verdict::Falseticker;
+                s.reason = format!(
+                    "offset {} is outside the majority's {:+.6} s .. {:+.6} s",
+                    fmt_offset(&sample),
+                    sel.interval.lo.as_secs_f64(),
+                    sel.interval.hi.as_secs_f64()
+                );
+            }
+            Err(_) => {
+                s.verdict = Verdict::Unconfirmed;
+                s.reason = format!("offset {}; no majority formed", fmt_offset(&sample));
+            }
+        }
+    }
+    SyncReport { sources, result, min_agree, elapsed: started.elapsed() }
+}
+
+/// `+3600.000123 s ± 0.812 ms`
+fn fmt_offset(s: &Sample) -> String {
+    format!("{:+.6} s ± {:.3} ms", s.offset.as_secs_f64(), s.error_bound().as_secs_f64() * 1e3)
+}
+
+async fn run_source(
+    i: usize,
+    spec: ServerSpec,
+    cfg: ClientConfig,
+    clock: Arc<dyn LocalClock>,
+    tx: mpsc::Sender<Event>,
+) {
+    let addr = match tokio::net::lookup_host((spec.host.as_str(), spec.port)).await {
+        Ok(mut it) => match it.next() {
+            Some(a) => a,
+            None => {
+                let _ = tx.send(Event::Unreachable(i, format!("DNS: no address for {}", spec.host))).await;
+                return;
+            }
+        },
+        Err(e) => {
+            let _ = tx.send(Event::Unreachable(i, format!("DNS: {e}"))).await;
+            return;
+        }
+    };
+    let _ = tx.send(Event::Resolved(i, addr)).await;
+    let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let sock = match UdpSocket::bind(bind).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(Event::Unreachable(i, format!("cannot open a UDP socket: {e}"))).await;
+            return;
+        }
+    };
+    if let Err(e) = sock.connect(addr).await {
+        let _ = tx.send(Event::Unreachable(i, format!("cannot reach {addr}: {e}"))).await;
+        return;
+    }
+    let mut client = NtpClient::new(cfg);
+    let mut out = [0u8; 48];
+    let mut buf = [0u8; 1500];
+    loop {
+        let now = clock.now();
+        client.handle_timeout(now);
+        if client.is_done() {
+            break;
+        }
+        if let Some(len) = client.poll_transmit(now, rand::random(), &mut out) {
+            if let Err(e) = sock.send(&out[..len]).await {
+                tracing::debug!(%addr, error = %e, "send failed; treated as a lost request");
+            }
+        }
+        let Some(wake) = client.poll_timeout() else { break };
+        let wait = wake.since(clock.now().mono).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            r = sock.recv(&mut buf) => {
+                let now = clock.now();
+                match r {
+                    Ok(len) => {
+                        if let Err(rej) = client.handle_datagram(now, &buf[..len]) {
+                            if !client.is_done() {
+                                let _ = tx.send(Event::Ignored(i, rej)).await;
+                            }
+                        }
+                    }
+                    // ICMP port unreachable shows up here on a connected socket; the request
+                    // counts as lost and the retry timer decides.
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "receive error");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    if let Some(r) = client.result() {
+        let _ = tx.send(Event::Done(i, r)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_specs_parse() {
+        let p = |s: &str| s.parse::<ServerSpec>();
+        assert_eq!(p("pool.ntp.org").unwrap(), ServerSpec { host: "pool.ntp.org".into(), port: 123 });
+        assert_eq!(p("127.0.0.1:11123").unwrap(), ServerSpec { host: "127.0.0.1".into(), port: 11123 });
+        assert_eq!(p("[::1]:5").unwrap(), ServerSpec { host: "::1".into(), port: 5 });
+        assert_eq!(p("::1").unwrap(), ServerSpec { host: "::1".into(), port: 123 });
+        assert_eq!(p("[::1]:5").unwrap().to_string(), "[::1]:5");
+        assert_eq!(p("a.b").unwrap().to_string(), "a.b");
+        for bad in ["", "host:", "host:0", "host:70000", "[::1", "[::1]x", ":123", "ho st", "a/b"] {
+            assert!(p(bad).is_err(), "{bad:?} should not parse");
+        }
+        assert!(p("x:0").unwrap_err().to_string().contains("port must be"));
+    }
+
+    #[test]
+    fn pool_names_follow_the_vendor_guidance() {
+        let s = pool_servers("acme.pool.ntp.org", 4);
+        let names: Vec<String> = s.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["0.acme.pool.ntp.org", "1.acme.pool.ntp.org", "2.acme.pool.ntp.org", "3.acme.pool.ntp.org"]);
+    }
+}
