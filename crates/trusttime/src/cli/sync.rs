@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args as ClapArgs;
 use serde_json::json;
-use trusttime_core::{Human, SignedDuration};
+use trusttime_core::{Human, SignedDuration, UnixTime};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::clock::{LocalClock, SystemClock};
@@ -43,6 +43,11 @@ pub struct Args {
     /// Stop waiting for servers after this long.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::duration::parse)]
     pub timeout: Duration,
+    /// Override the floor (default: this binary's build time). Servers claiming a time below
+    /// the floor are falsetickers. `sync` never sets the clock, so lowering it is safe here:
+    /// use it to inspect a server that is known to be behind.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub floor: Option<UnixTime>,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +59,9 @@ pub async fn run(args: Args) -> ExitCode {
     let mut opts = SyncOptions::new(servers);
     opts.min_agree = args.min_agree;
     opts.timeout = args.timeout;
+    if let Some(f) = args.floor {
+        opts.client.floor = f;
+    }
     if usize::from(opts.effective_min_agree()) > opts.servers.len() {
         eprintln!(
             "error: --min-agree {} needs at least that many servers; {} given",
@@ -80,6 +88,10 @@ pub async fn run(args: Args) -> ExitCode {
             ExitCode::from(EXIT_FAIL)
         }
     }
+}
+
+fn parse_time(s: &str) -> Result<UnixTime, String> {
+    UnixTime::parse_rfc3339(s).map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
 }
 
 fn secs(d: SignedDuration) -> f64 {

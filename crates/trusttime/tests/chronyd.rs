@@ -1,0 +1,121 @@
+//! End to end against real chronyd servers under libfaketime, on loopback. The machine's clock
+//! is never touched: chronyd runs with `-x` and without CAP_SYS_TIME, and `trusttime sync`
+//! never sets the clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use serde_json::Value;
+use trusttime_test_support::{chronyd_server, free_port, Peer};
+
+fn chronyd(ip: [u8; 4], faketime: Option<&str>) -> Option<(Peer, SocketAddr)> {
+    let addr = SocketAddr::from((ip, free_port()));
+    chronyd_server(addr, faketime, &[]).map(|p| (p, addr))
+}
+
+fn sync_json(servers: &[SocketAddr], extra: &[&str]) -> (i32, Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
+    cmd.arg("sync").arg("--json").arg("--timeout").arg("3s");
+    for s in servers {
+        cmd.arg("--server").arg(s.to_string());
+    }
+    cmd.args(extra);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn offset(v: &Value) -> f64 {
+    v["offset_s"].as_f64().unwrap_or_else(|| panic!("no offset in {v}"))
+}
+
+#[test]
+fn one_hour_ahead() {
+    let Some((_p, a)) = chronyd([127, 0, 0, 1], Some("+3600")) else { return };
+    let (code, v) = sync_json(&[a], &[]);
+    assert_eq!(code, 0, "{v}");
+    let err = (offset(&v) - 3600.0).abs();
+    assert!(err < 0.005, "measured {} s, expected 3600 s: {v}", offset(&v));
+    assert_eq!(v["agreed"], 1);
+    assert_eq!(v["sources"][0]["verdict"], "agreed");
+    assert_eq!(v["authenticated"], false);
+    let earliest = v["earliest"].as_str().unwrap();
+    assert!(earliest.ends_with('Z'), "{earliest}");
+}
+
+#[test]
+fn ninety_days_behind() {
+    let Some((_p, a)) = chronyd([127, 0, 0, 2], Some("-7776000")) else { return };
+    // The build-time floor is newer than 90 days ago: by default the server is a falseticker.
+    let (code, v) = sync_json(&[a], &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["sources"][0]["verdict"], "falseticker", "{v}");
+    assert!(v["sources"][0]["reason"].as_str().unwrap().contains("below the floor"), "{v}");
+    // With the floor lowered (sync never sets the clock), the offset is measured exactly.
+    let (code, v) = sync_json(&[a], &["--floor", "2020-01-01T00:00:00Z"]);
+    assert_eq!(code, 0, "{v}");
+    let err = (offset(&v) + 7_776_000.0).abs();
+    assert!(err < 0.005, "measured {} s, expected -7776000 s: {v}", offset(&v));
+}
+
+#[test]
+fn server_past_the_2036_era_rollover() {
+    let Some((_p, a)) = chronyd([127, 0, 0, 3], Some("@2036-02-08 00:00:00")) else { return };
+    let (code, v) = sync_json(&[a], &[]);
+    assert_eq!(code, 0, "{v}");
+    let earliest = v["earliest"].as_str().unwrap();
+    assert!(earliest.starts_with("2036-02-08T00:0"), "era 1 read as {earliest}: {v}");
+}
+
+#[test]
+fn three_servers_one_falseticker() {
+    let Some((_a, a)) = chronyd([127, 0, 0, 4], Some("+600")) else { return };
+    let Some((_b, b)) = chronyd([127, 0, 0, 5], Some("+600")) else { return };
+    let Some((_c, c)) = chronyd([127, 0, 0, 6], Some("+4200")) else { return };
+    let (code, v) = sync_json(&[a, c, b], &[]);
+    assert_eq!(code, 0, "{v}");
+    assert!((offset(&v) - 600.0).abs() < 0.005, "followed {} s: {v}", offset(&v));
+    assert_eq!(v["agreed"], 2);
+    assert_eq!(v["min_agree"], 2);
+    let s = v["sources"].as_array().unwrap();
+    assert_eq!(s[0]["verdict"], "agreed");
+    assert_eq!(s[2]["verdict"], "agreed");
+    // The liar either answered and was named, or was still on its way when the majority
+    // decided (it cannot change the outcome).
+    let liar = s[1]["verdict"].as_str().unwrap();
+    assert!(liar == "falseticker" || liar == "no_reply", "{v}");
+    if liar == "falseticker" {
+        assert!((s[1]["offset_s"].as_f64().unwrap() - 4200.0).abs() < 0.01, "{v}");
+    }
+}
+
+#[test]
+fn liar_is_named_when_every_server_is_needed() {
+    // With min-agree 3 nothing decides early: every answer is waited for, and with one liar
+    // among three there is no consensus. Exit 1, the liar's offset reported.
+    let Some((_a, a)) = chronyd([127, 0, 0, 7], Some("+600")) else { return };
+    let Some((_b, b)) = chronyd([127, 0, 0, 8], Some("+600")) else { return };
+    let Some((_c, c)) = chronyd([127, 0, 0, 9], Some("+4200")) else { return };
+    let (code, v) = sync_json(&[a, b, c], &["--min-agree", "3"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["consensus"], false);
+    assert!(v["error"].as_str().unwrap().contains("disagree"), "{v}");
+    let s = v["sources"].as_array().unwrap();
+    assert!((s[2]["offset_s"].as_f64().unwrap() - 4200.0).abs() < 0.01, "{v}");
+}
+
+#[test]
+fn dead_server_does_not_delay_a_majority() {
+    let Some((_a, a)) = chronyd([127, 0, 0, 10], None) else { return };
+    let Some((_b, b)) = chronyd([127, 0, 0, 11], None) else { return };
+    let dead = SocketAddr::from(([127, 0, 0, 12], free_port()));
+    let (code, v) = sync_json(&[a, b, dead], &[]);
+    assert_eq!(code, 0, "{v}");
+    assert!(offset(&v).abs() < 0.005, "{v}");
+    assert_eq!(v["sources"][2]["verdict"], "no_reply");
+    // Decided on the two answers, not after the 3 s timeout or the 1 s retry.
+    assert!(v["elapsed_ms"].as_f64().unwrap() < 900.0, "{v}");
+}
