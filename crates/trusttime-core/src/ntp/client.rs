@@ -712,3 +712,49 @@ mod tests {
         assert_eq!(p.stopped_by(), Some(KissCode::Deny));
     }
 }
+
+/// Seeded random event sequences with the `ntp_client` fuzz target's property.
+#[cfg(test)]
+mod fuzz_like {
+    use super::*;
+
+    #[test]
+    fn random_datagrams_and_timers_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2_000 {
+            let mut c = NtpClient::new(ClientConfig::default());
+            let mut req = [0u8; 48];
+            let mut t = 0u64;
+            for _ in 0..20 {
+                let op = next();
+                t += op % 2_000_000_000;
+                let now = Now { mono: MonoInstant::from_nanos(t), wall: UnixTime::from_nanos((op >> 1) as i64) };
+                let _ = c.poll_transmit(now, next(), &mut req);
+                if op & 1 == 0 {
+                    c.handle_timeout(now);
+                } else {
+                    let mut d = [0u8; 64];
+                    for b in &mut d {
+                        *b = next() as u8;
+                    }
+                    if op & 2 != 0 {
+                        d[24..32].copy_from_slice(&req[40..48]); // echo the cookie
+                        d[0] = (d[0] & 0xc0) | 0x24; // version 4, mode 4
+                    }
+                    let len = (next() % 65) as usize;
+                    let accepted = c.handle_datagram(now, &d[..len]).is_ok();
+                    if accepted {
+                        assert!(c.take_sample().is_some());
+                    }
+                }
+                let _ = c.poll_timeout();
+            }
+        }
+    }
+}

@@ -542,3 +542,50 @@ mod tests {
         assert_eq!(it.next(), None);
     }
 }
+
+/// Seeded random inputs with the fuzz targets' properties, so CI checks them on stable.
+#[cfg(test)]
+mod fuzz_like {
+    use super::*;
+
+    fn xorshift(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    #[test]
+    fn random_and_mutated_datagrams_never_panic_and_round_trip() {
+        let mut seed = 0x2545_f491_4f6c_dd1d;
+        let mut base = [0u8; 48];
+        NtpPacket::client_request(crate::time::NtpTimestamp::from_bits(7)).emit(&mut base).unwrap();
+        let mut data = [0u8; 1100];
+        for i in 0..50_000 {
+            let len = (xorshift(&mut seed) % 1100) as usize;
+            if i % 2 == 0 {
+                for b in data[..len].iter_mut() {
+                    *b = xorshift(&mut seed) as u8;
+                }
+            } else {
+                // Mutate a valid packet: flip a few bytes, sometimes append extension fields.
+                data[..48].copy_from_slice(&base);
+                for b in data[48..len.max(48)].iter_mut() {
+                    *b = xorshift(&mut seed) as u8;
+                }
+                for _ in 0..3 {
+                    let at = (xorshift(&mut seed) % 48) as usize;
+                    data[at] = xorshift(&mut seed) as u8;
+                }
+            }
+            let d = &data[..len];
+            if let Ok((p, ext)) = NtpPacket::parse(d) {
+                for _ in ext {}
+                let mut out = [0u8; HEADER_LEN];
+                let n = p.emit(&mut out).unwrap();
+                assert_eq!(&out[..n], &d[..HEADER_LEN]);
+                assert_eq!(NtpPacket::parse(&out).unwrap().0, p);
+            }
+        }
+    }
+}
