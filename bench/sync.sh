@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Time from process start to a consensus result, with three chronyd servers on loopback of
+# which one lies, for `trusttime sync` and for the reference clients that run here:
+#   chronyd -Q (default iburst), chronyd -Q (minpoll -6, minsources 2),
+#   ntpd-rs 1.9 (minimum-agreeing-sources = 2), if `ntp-daemon` is on PATH or in $NTPD_RS.
+# Also: offset error (measured minus the servers' true offset), peak RSS (GNU time), binary size.
+# Every figure is the median of $RUNS runs (default 5). Nothing touches the machine's clock:
+# servers run under libfaketime without CAP_SYS_TIME, clients in no-set modes.
+#
+# Usage: bench/sync.sh            (builds trusttime --release first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-5}"
+FAKE=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+CHRONYD="${TRUSTTIME_CHRONYD:-$(pwd)/target/peers/chrony/usr/sbin/chronyd}"
+[ -x "$CHRONYD" ] || CHRONYD="$(command -v chronyd || true)"
+[ -x "$CHRONYD" ] || { echo "chronyd not found: run ./scripts/install-peers" >&2; exit 2; }
+NTPD_RS="${NTPD_RS:-$(command -v ntp-daemon || true)}"
+HONEST=600; LIAR=4200; PORT=${PORT:-31123}
+NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
+
+cargo build --release --locked -q -p trusttime
+TT=target/release/trusttime
+WORK=$(mktemp -d); PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+start_server() { # ip offset
+  env LD_PRELOAD=$FAKE FAKETIME="+$2" DONT_FAKE_MONOTONIC=1 "${NOCAP[@]}" "$CHRONYD" -x -d -u root \
+    -f /dev/null "port $PORT" "bindaddress $1" 'local stratum 1' 'allow 127.0.0.0/8' 'cmdport 0' \
+    'bindcmdaddress /' "pidfile $WORK/$1.pid" "driftfile $WORK/$1.drift" >"$WORK/$1.log" 2>&1 &
+  PIDS+=($!)
+}
+start_server 127.0.0.21 $HONEST
+start_server 127.0.0.22 $LIAR
+start_server 127.0.0.23 $HONEST
+sleep 1
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else print a[int((NR+1)/2)]}'; }
+now_ns() { date +%s%N; }
+
+# run_client NAME CMD...: prints "elapsed_ms offset_s rss_kib" per run into $WORK/NAME.runs
+run_client() {
+  local name=$1; shift
+  : >"$WORK/$name.runs"
+  for _ in $(seq "$RUNS"); do
+    local t0 t1 out
+    t0=$(now_ns)
+    out=$(/usr/bin/time -f 'RSS %M' "$@" 2>&1 || true)
+    t1=$(now_ns)
+    local off rss
+    off=$(parse_offset "$name" "$out")
+    rss=$(sed -n 's/^RSS \([0-9]*\)$/\1/p' <<<"$out" | tail -1)
+    echo "$(( (t1 - t0) / 1000 )) $off $rss" >>"$WORK/$name.runs"
+  done
+}
+parse_offset() {
+  case $1 in
+    trusttime) sed -n 's/.*"offset_s":\([-0-9.e]*\).*/\1/p' <<<"$2" | head -1 ;;
+    chrony*) # "System clock wrong by 600.000123 seconds": true minus local
+      sed -n 's/.*System clock wrong by \([-0-9.]*\) seconds.*/\1/p' <<<"$2" | head -1 ;;
+    ntpd-rs) sed -n 's/.*Offset: \([-0-9.e]*\)ms.*/\1/p' <<<"$2" | head -1 | awk '{print $1/1000}' ;;
+  esac
+}
+
+SRV=(127.0.0.21:$PORT 127.0.0.22:$PORT 127.0.0.23:$PORT)
+run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+
+chrony_q() { # NAME "server options" extra directives...: writes a script that runs chronyd -Q
+  local name=$1 opts=$2; shift 2
+  { echo '#!/bin/sh'
+    printf 'exec'; printf " '%s'" "${NOCAP[@]}" "$CHRONYD" -Q -u root -f /dev/null \
+      "server 127.0.0.21 port $PORT $opts" "server 127.0.0.22 port $PORT $opts" \
+      "server 127.0.0.23 port $PORT $opts" 'cmdport 0' 'bindcmdaddress /' 'port 0' \
+      "pidfile $WORK/$name.pid" "$@"; echo
+  } >"$WORK/$name.sh"
+  chmod +x "$WORK/$name.sh"
+}
+chrony_q chrony-iburst iburst
+chrony_q chrony-fast 'iburst minpoll -6 maxpoll -6' 'minsources 2'
+run_client chrony-iburst "$WORK/chrony-iburst.sh"
+run_client chrony-fast "$WORK/chrony-fast.sh"
+
+if [ -n "$NTPD_RS" ]; then
+  cat >"$WORK/ntpd-rs.toml" <<TOML
+[observability]
+log-level = "info"
+[[source]]
+mode = "server"
+address = "127.0.0.21:$PORT"
+[[source]]
+mode = "server"
+address = "127.0.0.22:$PORT"
+[[source]]
+mode = "server"
+address = "127.0.0.23:$PORT"
+[synchronization]
+minimum-agreeing-sources = 2
+single-step-panic-threshold = 1e-9
+startup-step-panic-threshold = { forward = 1e-9, backward = 1e-9 }
+TOML
+  run_client ntpd-rs "${NOCAP[@]}" "$NTPD_RS" -c "$WORK/ntpd-rs.toml"
+fi
+
+TT_MS=$(awk '{print $1/1000}' "$WORK/trusttime.runs" | median)
+printf '| client | time to result, ms (median of %s) | x trusttime | offset error, ms | followed liar | peak RSS, KiB |\n' "$RUNS"
+printf '|---|---:|---:|---:|---|---:|\n'
+for name in trusttime chrony-iburst chrony-fast ntpd-rs; do
+  f="$WORK/$name.runs"; [ -s "$f" ] || continue
+  ms=$(awk '{print $1/1000}' "$f" | median)
+  off=$(awk '{print $2}' "$f" | median)
+  rss=$(awk '{print $3}' "$f" | median)
+  err=$(awk -v o="$off" -v h=$HONEST 'BEGIN { if (o == "" || o == "nan") print "n/a"; else { e = (o - h) * 1000; if (e < 0) e = -e; printf "%.3f", e } }')
+  liar=$(awk -v o="$off" -v l=$LIAR 'BEGIN { if (o == "" || o == "nan") print "no result"; else if (o > l - 1 && o < l + 1) print "YES"; else print "no" }')
+  ratio=$(awk -v a="$ms" -v b="$TT_MS" 'BEGIN { printf "%.0f", a / b }')
+  printf '| %s | %.1f | %s | %s | %s | %s |\n' "$name" "$ms" "$ratio" "$err" "$liar" "$rss"
+done
+echo
+echo "trusttime binary: $(stat -c %s "$TT") bytes (release, opt-level s)"
+echo "machine: $(nproc) CPUs, $(uname -r); chronyd $("$CHRONYD" -v | head -1 | awk '{print $4}')"
