@@ -15,7 +15,10 @@ FAKE=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 CHRONYD="${TRUSTTIME_CHRONYD:-$(pwd)/target/peers/chrony/usr/sbin/chronyd}"
 [ -x "$CHRONYD" ] || CHRONYD="$(command -v chronyd || true)"
 [ -x "$CHRONYD" ] || { echo "chronyd not found: run ./scripts/install-peers" >&2; exit 2; }
-NTPD_RS="${NTPD_RS:-$(command -v ntp-daemon || true)}"
+# ntpd-rs has no observe-only mode: without CAP_SYS_TIME it exits before measuring, and with
+# it, it adjusts the kernel clock. It is run only when NTPD_RS names its binary, and then still
+# without CAP_SYS_TIME (so on a machine whose clock must not change it reports no result).
+NTPD_RS="${NTPD_RS:-}"
 HONEST=600; LIAR=4200; PORT=${PORT:-31123}
 NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
 
@@ -51,20 +54,27 @@ run_client() {
     local off rss
     off=$(parse_offset "$name" "$out")
     rss=$(sed -n 's/^RSS \([0-9]*\)$/\1/p' <<<"$out" | tail -1)
-    echo "$(( (t1 - t0) / 1000 )) $off $rss" >>"$WORK/$name.runs"
+    echo "$(( (t1 - t0) / 1000 )) ${off:-nan} ${rss:-nan}" >>"$WORK/$name.runs"
   done
 }
 parse_offset() {
   case $1 in
-    trusttime) sed -n 's/.*"offset_s":\([-0-9.e]*\).*/\1/p' <<<"$2" | head -1 ;;
+    trusttime*) sed -n 's/.*"offset_s":\([-0-9.e]*\).*/\1/p' <<<"$2" | head -1 ;;
     chrony*) # "System clock wrong by 600.000123 seconds": true minus local
       sed -n 's/.*System clock wrong by \([-0-9.]*\) seconds.*/\1/p' <<<"$2" | head -1 ;;
-    ntpd-rs) sed -n 's/.*Offset: \([-0-9.e]*\)ms.*/\1/p' <<<"$2" | head -1 | awk '{print $1/1000}' ;;
+    ntpd-rs) sed -n 's/.*Offset: \([-0-9.e]*\)ms.*/\1/p' <<<"$2" | head -1 | awk 'NF {print $1/1000}' ;;
   esac
 }
 
 SRV=(127.0.0.21:$PORT 127.0.0.22:$PORT 127.0.0.23:$PORT)
 run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+# The single-round-trip baseline: the same binary, one honest server, no agreement needed.
+run_client trusttime-1-server "$TT" sync --json --timeout 3s -s "${SRV[0]}"
+# In-process time from the first request to the decision (trusttime reports it).
+for _ in $(seq "$RUNS"); do "$TT" sync --json -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}" \
+  | sed -n 's/.*"elapsed_ms":\([0-9.e-]*\).*/\1/p'; done | median >"$WORK/tt-inproc"
+for _ in $(seq "$RUNS"); do "$TT" sync --json -s "${SRV[0]}" \
+  | sed -n 's/.*"elapsed_ms":\([0-9.e-]*\).*/\1/p'; done | median >"$WORK/tt1-inproc"
 
 chrony_q() { # NAME "server options" extra directives...: writes a script that runs chronyd -Q
   local name=$1 opts=$2; shift 2
@@ -105,7 +115,7 @@ fi
 TT_MS=$(awk '{print $1/1000}' "$WORK/trusttime.runs" | median)
 printf '| client | time to result, ms (median of %s) | x trusttime | offset error, ms | followed liar | peak RSS, KiB |\n' "$RUNS"
 printf '|---|---:|---:|---:|---|---:|\n'
-for name in trusttime chrony-iburst chrony-fast ntpd-rs; do
+for name in trusttime trusttime-1-server chrony-iburst chrony-fast ntpd-rs; do
   f="$WORK/$name.runs"; [ -s "$f" ] || continue
   ms=$(awk '{print $1/1000}' "$f" | median)
   off=$(awk '{print $2}' "$f" | median)
@@ -116,5 +126,6 @@ for name in trusttime chrony-iburst chrony-fast ntpd-rs; do
   printf '| %s | %.1f | %s | %s | %s | %s |\n' "$name" "$ms" "$ratio" "$err" "$liar" "$rss"
 done
 echo
+printf "trusttime, first request to decision (in-process, median): 3 servers %.3f ms, 1 server %.3f ms\n" "$(cat "$WORK/tt-inproc")" "$(cat "$WORK/tt1-inproc")"
 echo "trusttime binary: $(stat -c %s "$TT") bytes (release, opt-level s)"
 echo "machine: $(nproc) CPUs, $(uname -r); chronyd $("$CHRONYD" -v | head -1 | awk '{print $4}')"
