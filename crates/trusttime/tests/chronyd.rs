@@ -119,3 +119,44 @@ fn dead_server_does_not_delay_a_majority() {
     // Decided on the two answers, not after the 3 s timeout or the 1 s retry.
     assert!(v["elapsed_ms"].as_f64().unwrap() < 900.0, "{v}");
 }
+
+/// `trusttime serve` answered by a client we did not write: chronyd -Q measures our offset.
+#[test]
+fn chronyd_measures_trusttime_serve() {
+    let Some(chronyd) = trusttime_test_support::chronyd_path() else { return };
+    let addr = SocketAddr::from(([127, 0, 0, 13], free_port()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
+    cmd.args(["serve", "--listen", &addr.to_string(), "--offset", "1h"]);
+    let _server = Peer::spawn("trusttime-serve", cmd, None);
+    trusttime_test_support::wait_for_ntp(addr, std::time::Duration::from_secs(10));
+    let dir = tempfile_dir();
+    let out = trusttime_test_support::no_clock_command(&chronyd, None)
+        .args(["-Q", "-u", "root", "-f", "/dev/null"])
+        .arg(format!("server {} port {} iburst minpoll -6 maxpoll -6", addr.ip(), addr.port()))
+        .args(["cmdport 0", "bindcmdaddress /", "port 0"])
+        .arg(format!("pidfile {}/q.pid", dir.path().display()))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let wrong: f64 = text
+        .split("System clock wrong by ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("chronyd did not measure an offset: {text}"));
+    assert!((wrong - 3600.0).abs() < 0.01, "chronyd measured {wrong} s from trusttime serve --offset 1h");
+}
+
+fn tempfile_dir() -> trusttime_test_support::TempDir {
+    trusttime_test_support::TempDir::new().unwrap()
+}
+
+/// The newcomer's first command works offline and names the liar.
+#[test]
+fn demo_names_the_liar() {
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime")).arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("server C said: falseticker"), "{text}");
+    assert!(text.contains("2 of 3 servers agree"), "{text}");
+}
