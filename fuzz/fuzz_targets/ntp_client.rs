@@ -10,9 +10,14 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = [0u8; 48];
     let mut t = 0u64;
     for chunk in data.chunks(49) {
-        let Some((&op, rest)) = chunk.split_first() else { continue };
+        let Some((&op, rest)) = chunk.split_first() else {
+            continue;
+        };
         t += u64::from(op) * 10_000_000;
-        let now = Now { mono: MonoInstant::from_nanos(t), wall: UnixTime::from_secs(i64::from(op) << 24) };
+        let now = Now {
+            mono: MonoInstant::from_nanos(t),
+            wall: UnixTime::from_secs(i64::from(op) << 24),
+        };
         let _ = c.poll_transmit(now, u64::from(op) << 40 | t, &mut buf);
         if op & 1 == 0 {
             c.handle_timeout(now);

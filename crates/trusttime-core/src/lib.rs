@@ -34,6 +34,7 @@
 //!
 //! ## Features
 //! - `std`: `std::error::Error` for the error types. Off by default.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

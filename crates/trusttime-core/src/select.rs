@@ -33,7 +33,10 @@ impl OffsetInterval {
     #[must_use]
     pub fn around(offset: SignedDuration, error: SignedDuration) -> Self {
         let e = error.abs();
-        OffsetInterval { lo: offset.saturating_sub(e), hi: offset.saturating_add(e) }
+        OffsetInterval {
+            lo: offset.saturating_sub(e),
+            hi: offset.saturating_add(e),
+        }
     }
     /// The middle of the interval.
     #[must_use]
@@ -111,7 +114,11 @@ impl fmt::Display for NoConsensus {
             NoConsensus::TooFewReplies { replies, needed } => {
                 write!(f, "only {replies} source(s) answered; {needed} must agree")
             }
-            NoConsensus::Disagreement { largest_group, replies, needed } => write!(
+            NoConsensus::Disagreement {
+                largest_group,
+                replies,
+                needed,
+            } => write!(
                 f,
                 "sources disagree: the largest group that agrees has {largest_group} of {replies} \
                  answering source(s); {needed} and a strict majority are needed"
@@ -175,7 +182,10 @@ pub fn select(outcomes: &[Outcome], min_agree: u8) -> Result<Selection, NoConsen
 /// `Failed` once nothing pending can make a group qualify.
 #[must_use]
 pub fn decide(outcomes: &[Outcome], min_agree: u8) -> Decision {
-    let pending = outcomes.iter().filter(|o| matches!(o, Outcome::Pending)).count() as u8;
+    let pending = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Pending))
+        .count() as u8;
     let (best, replies) = match largest_group(outcomes) {
         Ok(x) => x,
         Err(e) => return Decision::Failed(e),
@@ -197,9 +207,16 @@ pub fn decide(outcomes: &[Outcome], min_agree: u8) -> Decision {
     // Even if every pending source joined the largest group it could not reach `needed`.
     if u16::from(count) + u16::from(pending) < u16::from(needed) {
         return Decision::Failed(if replies + pending < needed {
-            NoConsensus::TooFewReplies { replies: replies + pending, needed }
+            NoConsensus::TooFewReplies {
+                replies: replies + pending,
+                needed,
+            }
         } else {
-            NoConsensus::Disagreement { largest_group: count, replies, needed }
+            NoConsensus::Disagreement {
+                largest_group: count,
+                replies,
+                needed,
+            }
         });
     }
     Decision::Wait
@@ -217,7 +234,11 @@ fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoCons
     let mut replies = 0u8;
     for o in outcomes {
         if let Outcome::Reply(iv) = o {
-            let (lo, hi) = if iv.lo <= iv.hi { (iv.lo, iv.hi) } else { (iv.hi, iv.lo) };
+            let (lo, hi) = if iv.lo <= iv.hi {
+                (iv.lo, iv.hi)
+            } else {
+                (iv.hi, iv.lo)
+            };
             points[n] = (lo.as_nanos(), 0);
             points[n + 1] = (hi.as_nanos(), 1);
             n += 2;
@@ -248,7 +269,10 @@ fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoCons
     let mut sum: i128 = 0;
     for (i, o) in outcomes.iter().enumerate() {
         if let Outcome::Reply(iv) = o {
-            let (a, b) = (iv.lo.as_nanos().min(iv.hi.as_nanos()), iv.lo.as_nanos().max(iv.hi.as_nanos()));
+            let (a, b) = (
+                iv.lo.as_nanos().min(iv.hi.as_nanos()),
+                iv.lo.as_nanos().max(iv.hi.as_nanos()),
+            );
             if a <= best_at && best_at <= b {
                 agreed |= 1 << i;
                 count += 1;
@@ -260,9 +284,19 @@ fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoCons
     }
     let mean = (sum / i128::from(count.max(1))) as i64;
     let offset = SignedDuration::from_nanos(mean.clamp(lo, hi));
-    let interval =
-        OffsetInterval { lo: SignedDuration::from_nanos(lo), hi: SignedDuration::from_nanos(hi) };
-    Ok((Some(Selection { agreed, count, interval, offset }), replies))
+    let interval = OffsetInterval {
+        lo: SignedDuration::from_nanos(lo),
+        hi: SignedDuration::from_nanos(hi),
+    };
+    Ok((
+        Some(Selection {
+            agreed,
+            count,
+            interval,
+            offset,
+        }),
+        replies,
+    ))
 }
 
 #[cfg(test)]
@@ -283,7 +317,13 @@ mod tests {
         assert_eq!(s.agreed, 0b101);
         assert_eq!(s.count, 2);
         assert!(!s.is_member(1));
-        assert_eq!(s.interval, OffsetInterval { lo: ms(997), hi: ms(1005) });
+        assert_eq!(
+            s.interval,
+            OffsetInterval {
+                lo: ms(997),
+                hi: ms(1005)
+            }
+        );
         assert_eq!(s.offset, ms(1001));
     }
 
@@ -292,16 +332,29 @@ mod tests {
         let o = [reply(0, 1), reply(0, 1), reply(500, 1), reply(500, 1)];
         assert_eq!(
             select(&o, 2),
-            Err(NoConsensus::Disagreement { largest_group: 2, replies: 4, needed: 2 })
+            Err(NoConsensus::Disagreement {
+                largest_group: 2,
+                replies: 4,
+                needed: 2
+            })
         );
     }
 
     #[test]
     fn too_few_replies() {
         let o = [reply(0, 1), Outcome::Failed, Outcome::Failed];
-        assert_eq!(select(&o, 2), Err(NoConsensus::TooFewReplies { replies: 1, needed: 2 }));
+        assert_eq!(
+            select(&o, 2),
+            Err(NoConsensus::TooFewReplies {
+                replies: 1,
+                needed: 2
+            })
+        );
         assert_eq!(select(&[], 1), Err(NoConsensus::BadSourceCount));
-        assert_eq!(select(&[Outcome::Pending; 33], 1), Err(NoConsensus::BadSourceCount));
+        assert_eq!(
+            select(&[Outcome::Pending; 33], 1),
+            Err(NoConsensus::BadSourceCount)
+        );
     }
 
     #[test]
@@ -319,14 +372,22 @@ mod tests {
         let o = [reply(0, 5), reply(10, 5), reply(1000, 5)];
         let s = select(&o, 2).unwrap();
         assert_eq!(s.agreed, 0b011);
-        assert_eq!(s.interval, OffsetInterval { lo: ms(5), hi: ms(5) });
+        assert_eq!(
+            s.interval,
+            OffsetInterval {
+                lo: ms(5),
+                hi: ms(5)
+            }
+        );
     }
 
     #[test]
     fn decides_early_once_the_outcome_cannot_change() {
         let p = Outcome::Pending;
         // Two of three agree, the third is slow: the third cannot outvote them.
-        assert!(matches!(decide(&[reply(0, 1), reply(0, 1), p], 2), Decision::Agreed(s) if s.count == 2));
+        assert!(
+            matches!(decide(&[reply(0, 1), reply(0, 1), p], 2), Decision::Agreed(s) if s.count == 2)
+        );
         // One of three answered: wait.
         assert_eq!(decide(&[reply(0, 1), p, p], 2), Decision::Wait);
         // Two agree, two pending of four: the pending pair could form an equal group. Wait.
@@ -336,7 +397,10 @@ mod tests {
         // Two dead and one pending: two can never agree.
         assert_eq!(
             decide(&[Outcome::Failed, Outcome::Failed, p], 2),
-            Decision::Failed(NoConsensus::TooFewReplies { replies: 1, needed: 2 })
+            Decision::Failed(NoConsensus::TooFewReplies {
+                replies: 1,
+                needed: 2
+            })
         );
         // Everything in: the final verdict.
         assert!(matches!(
@@ -348,9 +412,18 @@ mod tests {
     #[test]
     fn extreme_values_do_not_overflow() {
         let o = [
-            Outcome::Reply(OffsetInterval { lo: SignedDuration::MAX, hi: SignedDuration::MAX }),
-            Outcome::Reply(OffsetInterval::around(SignedDuration::from_nanos(i64::MIN + 1), SignedDuration::MAX)),
-            Outcome::Reply(OffsetInterval { lo: ms(5), hi: ms(-5) }),
+            Outcome::Reply(OffsetInterval {
+                lo: SignedDuration::MAX,
+                hi: SignedDuration::MAX,
+            }),
+            Outcome::Reply(OffsetInterval::around(
+                SignedDuration::from_nanos(i64::MIN + 1),
+                SignedDuration::MAX,
+            )),
+            Outcome::Reply(OffsetInterval {
+                lo: ms(5),
+                hi: ms(-5),
+            }),
         ];
         let _ = select(&o, 2);
         let _ = decide(&o, 2);

@@ -119,7 +119,13 @@ impl SignedDuration {
         let wide = (self.0 as i128) * (ppm as i128);
         let q = wide / 1_000_000;
         let r = wide % 1_000_000;
-        let q = if r > 0 { q + 1 } else if r < 0 { q - 1 } else { q };
+        let q = if r > 0 {
+            q + 1
+        } else if r < 0 {
+            q - 1
+        } else {
+            q
+        };
         SignedDuration(clamp_i128(q))
     }
     /// Halves, rounding toward negative infinity.
@@ -130,7 +136,9 @@ impl SignedDuration {
     /// Converts to `core::time::Duration`; negative spans give `None`.
     #[must_use]
     pub fn to_std(self) -> Option<core::time::Duration> {
-        u64::try_from(self.0).ok().map(core::time::Duration::from_nanos)
+        u64::try_from(self.0)
+            .ok()
+            .map(core::time::Duration::from_nanos)
     }
     /// From `core::time::Duration` (saturating).
     #[must_use]
@@ -326,7 +334,15 @@ impl UnixTime {
         }
         let month = num(5, 2)? as u8;
         let day = num(8, 2)? as u8;
-        let mut c = Civil { year: year as i32, month, day, hour: 0, minute: 0, second: 0, nanos: 0 };
+        let mut c = Civil {
+            year: year as i32,
+            month,
+            day,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            nanos: 0,
+        };
         if b.len() == 10 {
             return UnixTime::from_civil(c).ok_or(err);
         }
@@ -468,7 +484,11 @@ pub struct DateOnly(Civil);
 
 impl fmt::Display for DateOnly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.0.year, self.0.month, self.0.day)
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.0.year, self.0.month, self.0.day
+        )
     }
 }
 
@@ -653,7 +673,10 @@ impl TimeInterval {
     #[must_use]
     pub fn around(center: UnixTime, radius: SignedDuration) -> Self {
         let r = radius.abs();
-        TimeInterval { earliest: center - r, latest: center + r }
+        TimeInterval {
+            earliest: center - r,
+            latest: center + r,
+        }
     }
     /// The midpoint: the best single guess.
     #[must_use]
@@ -683,23 +706,35 @@ impl TimeInterval {
     /// The overlap of two intervals, if any.
     #[must_use]
     pub fn intersect(&self, other: &TimeInterval) -> Option<TimeInterval> {
-        TimeInterval::new(self.earliest.max(other.earliest), self.latest.min(other.latest))
+        TimeInterval::new(
+            self.earliest.max(other.earliest),
+            self.latest.min(other.latest),
+        )
     }
     /// Shifts both ends.
     #[must_use]
     pub fn shift(&self, d: SignedDuration) -> TimeInterval {
-        TimeInterval { earliest: self.earliest + d, latest: self.latest + d }
+        TimeInterval {
+            earliest: self.earliest + d,
+            latest: self.latest + d,
+        }
     }
     /// Widens both ends by `by` (taken in absolute value).
     #[must_use]
     pub fn widen(&self, by: SignedDuration) -> TimeInterval {
         let b = by.abs();
-        TimeInterval { earliest: self.earliest - b, latest: self.latest + b }
+        TimeInterval {
+            earliest: self.earliest - b,
+            latest: self.latest + b,
+        }
     }
     /// Raises the lower end to `floor` (and the upper end too, if the whole interval was below).
     #[must_use]
     pub fn clamp_to_floor(&self, floor: UnixTime) -> TimeInterval {
-        TimeInterval { earliest: self.earliest.max(floor), latest: self.latest.max(floor) }
+        TimeInterval {
+            earliest: self.earliest.max(floor),
+            latest: self.latest.max(floor),
+        }
     }
 }
 
@@ -731,7 +766,10 @@ impl<const N: usize> FmtBuf<N> {
     /// An empty buffer.
     #[must_use]
     pub const fn new() -> Self {
-        FmtBuf { buf: [0; N], len: 0 }
+        FmtBuf {
+            buf: [0; N],
+            len: 0,
+        }
     }
     /// What has been written (truncated at capacity, on a character boundary).
     #[must_use]
@@ -908,7 +946,10 @@ mod tests {
     fn fraction_uses_two_to_the_32() {
         // 0x8000_0000 is exactly half a second.
         let ts = NtpTimestamp::from_bits((NTP_UNIX_OFFSET_SECS as u64) << 32 | 0x8000_0000);
-        assert_eq!(ts.to_unix(UnixTime::EPOCH), UnixTime::from_nanos(500_000_000));
+        assert_eq!(
+            ts.to_unix(UnixTime::EPOCH),
+            UnixTime::from_nanos(500_000_000)
+        );
         // The largest fraction is just under a second, never a full one.
         let ts = NtpTimestamp::from_bits((NTP_UNIX_OFFSET_SECS as u64) << 32 | 0xFFFF_FFFF);
         assert_eq!(ts.to_unix(UnixTime::EPOCH).as_nanos(), 999_999_999);
@@ -940,8 +981,14 @@ mod tests {
 
     #[test]
     fn drift_rounds_up() {
-        assert_eq!(SignedDuration::from_secs(1).mul_ppm(50), SignedDuration::from_micros(50));
-        assert_eq!(SignedDuration::from_nanos(1).mul_ppm(1), SignedDuration::from_nanos(1));
+        assert_eq!(
+            SignedDuration::from_secs(1).mul_ppm(50),
+            SignedDuration::from_micros(50)
+        );
+        assert_eq!(
+            SignedDuration::from_nanos(1).mul_ppm(1),
+            SignedDuration::from_nanos(1)
+        );
     }
 
     #[test]
@@ -949,7 +996,10 @@ mod tests {
         let a = TimeInterval::around(UnixTime::from_secs(100), SignedDuration::from_secs(10));
         let b = TimeInterval::around(UnixTime::from_secs(105), SignedDuration::from_secs(10));
         let i = a.intersect(&b);
-        assert_eq!(i, TimeInterval::new(UnixTime::from_secs(95), UnixTime::from_secs(110)));
+        assert_eq!(
+            i,
+            TimeInterval::new(UnixTime::from_secs(95), UnixTime::from_secs(110))
+        );
         assert_eq!(a.radius(), SignedDuration::from_secs(10));
         let floored = a.clamp_to_floor(UnixTime::from_secs(200));
         assert_eq!(floored.earliest, UnixTime::from_secs(200));
@@ -1001,7 +1051,10 @@ mod human_tests {
         assert_eq!(h(3600), "1 hour");
         assert_eq!(h(3599), "59 minutes");
         assert_eq!(h(42), "42.0 s");
-        assert_eq!(Human(SignedDuration::from_micros(3200)).to_string(), "3.2 ms");
+        assert_eq!(
+            Human(SignedDuration::from_micros(3200)).to_string(),
+            "3.2 ms"
+        );
         assert_eq!(Human(SignedDuration::from_micros(12)).to_string(), "12 µs");
     }
 }

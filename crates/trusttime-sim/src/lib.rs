@@ -73,7 +73,10 @@ impl SimServer {
     /// A server whose clock is off by `offset`.
     #[must_use]
     pub fn liar(offset: SignedDuration) -> Self {
-        SimServer { behaviour: Behaviour::Offset(offset), ..SimServer::honest() }
+        SimServer {
+            behaviour: Behaviour::Offset(offset),
+            ..SimServer::honest()
+        }
     }
 }
 
@@ -96,7 +99,10 @@ impl ExchangeOutcome {
     /// The consensus offset's error against the truth.
     #[must_use]
     pub fn error(&self) -> Option<SignedDuration> {
-        self.decision.as_ref().ok().map(|s| (s.offset - self.true_offset).abs())
+        self.decision
+            .as_ref()
+            .ok()
+            .map(|s| (s.offset - self.true_offset).abs())
     }
 }
 

@@ -35,7 +35,10 @@ fn one_liar_among_three_is_outvoted_after_one_round_trip() {
 fn lost_requests_are_retried_with_backoff_never_twice_at_once() {
     let mut w = world();
     for _ in 0..3 {
-        w.add(SimServer { drop_first: 1, ..SimServer::honest() });
+        w.add(SimServer {
+            drop_first: 1,
+            ..SimServer::honest()
+        });
     }
     let out = w.run_exchange(2);
     assert!(out.decision.is_ok());
@@ -43,15 +46,26 @@ fn lost_requests_are_retried_with_backoff_never_twice_at_once() {
     assert!(out.elapsed >= ms(1260), "{:?}", out.elapsed);
     // Each server got its lost request and one retry at most (jittered retries: the majority
     // may decide before the last server's retry goes out).
-    assert!(out.requests.iter().all(|&r| (1..=2).contains(&r)), "{:?}", out.requests);
-    assert!(out.requests.iter().filter(|&&r| r == 2).count() >= 2, "{:?}", out.requests);
+    assert!(
+        out.requests.iter().all(|&r| (1..=2).contains(&r)),
+        "{:?}",
+        out.requests
+    );
+    assert!(
+        out.requests.iter().filter(|&&r| r == 2).count() >= 2,
+        "{:?}",
+        out.requests
+    );
 }
 
 #[test]
 fn a_silent_server_does_not_delay_the_majority() {
     let mut w = world();
     w.add(SimServer::honest());
-    w.add(SimServer { behaviour: Behaviour::Silent, ..SimServer::honest() });
+    w.add(SimServer {
+        behaviour: Behaviour::Silent,
+        ..SimServer::honest()
+    });
     w.add(SimServer::honest());
     let out = w.run_exchange(2);
     assert!(out.decision.is_ok());
@@ -61,7 +75,10 @@ fn a_silent_server_does_not_delay_the_majority() {
 #[test]
 fn a_server_below_the_floor_is_a_falseticker() {
     let mut w = world();
-    w.add(SimServer { behaviour: Behaviour::Fixed(UnixTime::from_secs(DEAD_RTC)), ..SimServer::honest() });
+    w.add(SimServer {
+        behaviour: Behaviour::Fixed(UnixTime::from_secs(DEAD_RTC)),
+        ..SimServer::honest()
+    });
     w.add(SimServer::honest());
     w.add(SimServer::honest());
     let out = w.run_exchange(2);
@@ -75,12 +92,18 @@ fn a_server_below_the_floor_is_a_falseticker() {
 #[test]
 fn kiss_of_death_counts_as_no_answer() {
     let mut w = world();
-    w.add(SimServer { behaviour: Behaviour::Kiss(KissCode::Rate), ..SimServer::honest() });
+    w.add(SimServer {
+        behaviour: Behaviour::Kiss(KissCode::Rate),
+        ..SimServer::honest()
+    });
     w.add(SimServer::honest());
     w.add(SimServer::honest());
     let out = w.run_exchange(2);
     assert!(out.decision.is_ok());
-    assert_eq!(out.results[0], Some(Err(Failure::Rejected(Reject::KissOfDeath(KissCode::Rate)))));
+    assert_eq!(
+        out.results[0],
+        Some(Err(Failure::Rejected(Reject::KissOfDeath(KissCode::Rate))))
+    );
     assert_eq!(out.requests[0], 1, "a kissed server is not asked again");
 }
 
@@ -98,12 +121,18 @@ fn two_against_two_is_no_consensus() {
 fn asymmetry_stays_inside_the_error_bound() {
     let mut w = world();
     for k in 0..3 {
-        w.add(SimServer { asymmetry: ms(4 * k), ..SimServer::honest() });
+        w.add(SimServer {
+            asymmetry: ms(4 * k),
+            ..SimServer::honest()
+        });
     }
     let out = w.run_exchange(2);
     let sel = out.decision.unwrap();
     let truth = out.true_offset;
-    assert!(sel.interval.lo <= truth && truth <= sel.interval.hi, "{sel:?} vs {truth:?}");
+    assert!(
+        sel.interval.lo <= truth && truth <= sel.interval.hi,
+        "{sel:?} vs {truth:?}"
+    );
 }
 
 /// Many random worlds: honest servers with random delays and asymmetry, one liar off by at
@@ -132,12 +161,15 @@ fn never_follows_a_single_liar() {
             };
             if i == liar {
                 let sign = if rnd(2) == 0 { 1 } else { -1 };
-                s.behaviour = Behaviour::Offset(SignedDuration::from_secs(sign * (60 + rnd(100_000) as i64)));
+                s.behaviour =
+                    Behaviour::Offset(SignedDuration::from_secs(sign * (60 + rnd(100_000) as i64)));
             }
             w.add(s);
         }
         let out = w.run_exchange(2);
-        let sel = out.decision.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let sel = out
+            .decision
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert!(!sel.is_member(liar), "round {round}: followed the liar");
         assert!(
             sel.interval.lo <= out.true_offset && out.true_offset <= sel.interval.hi,

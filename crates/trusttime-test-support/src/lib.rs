@@ -94,7 +94,7 @@ pub fn free_port() -> u16 {
     let _ = NEXT_PORT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        let p = if p < 20_000 || p > 60_000 {
+        let p = if !(20_000..=60_000).contains(&p) {
             20_000 + p % 40_000
         } else {
             p

@@ -35,7 +35,10 @@ pub fn system_wall() -> UnixTime {
 
 impl LocalClock for SystemClock {
     fn now(&self) -> Now {
-        Now { mono: mono_now(), wall: system_wall() }
+        Now {
+            mono: mono_now(),
+            wall: system_wall(),
+        }
     }
 }
 
@@ -52,13 +55,18 @@ impl ShiftedClock {
     /// A clock whose wall time reads `at` now and advances from there.
     #[must_use]
     pub fn starting_at(at: UnixTime) -> Self {
-        ShiftedClock { offset: at - system_wall() }
+        ShiftedClock {
+            offset: at - system_wall(),
+        }
     }
 }
 
 impl LocalClock for ShiftedClock {
     fn now(&self) -> Now {
-        Now { mono: mono_now(), wall: system_wall().saturating_add(self.offset) }
+        Now {
+            mono: mono_now(),
+            wall: system_wall().saturating_add(self.offset),
+        }
     }
 }
 

@@ -25,12 +25,16 @@ pub fn parse_signed(s: &str) -> Result<SignedDuration, BadDuration> {
     }
     let mut total: i128 = 0;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if digits == 0 {
             return Err(bad());
         }
         let (num, tail) = rest.split_at(digits);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_len);
         let scale: f64 = match unit {
             "ns" => 1.0,
@@ -51,7 +55,9 @@ pub fn parse_signed(s: &str) -> Result<SignedDuration, BadDuration> {
         rest = next;
     }
     let total = if neg { -total } else { total };
-    i64::try_from(total).map(SignedDuration::from_nanos).map_err(|_| bad())
+    i64::try_from(total)
+        .map(SignedDuration::from_nanos)
+        .map_err(|_| bad())
 }
 
 /// Parses a non-negative duration.
@@ -59,7 +65,9 @@ pub fn parse_signed(s: &str) -> Result<SignedDuration, BadDuration> {
 /// # Errors
 /// [`BadDuration`] when it does not parse or is negative.
 pub fn parse(s: &str) -> Result<std::time::Duration, BadDuration> {
-    parse_signed(s)?.to_std().ok_or_else(|| BadDuration(s.to_owned()))
+    parse_signed(s)?
+        .to_std()
+        .ok_or_else(|| BadDuration(s.to_owned()))
 }
 
 #[cfg(test)]
@@ -72,9 +80,27 @@ mod tests {
         assert_eq!(parse("5s").unwrap().as_secs(), 5);
         assert_eq!(parse("1h30m").unwrap().as_secs(), 5400);
         assert_eq!(parse("1.5s").unwrap().as_millis(), 1500);
-        assert_eq!(parse_signed("-90d").unwrap(), SignedDuration::from_secs(-7_776_000));
-        assert_eq!(parse_signed("+1h").unwrap(), SignedDuration::from_secs(3600));
-        for bad in ["", "5", "s", "-", "5x", "1e400s", "99999999999d", "5s-", "--5s", "-5s", "..s"] {
+        assert_eq!(
+            parse_signed("-90d").unwrap(),
+            SignedDuration::from_secs(-7_776_000)
+        );
+        assert_eq!(
+            parse_signed("+1h").unwrap(),
+            SignedDuration::from_secs(3600)
+        );
+        for bad in [
+            "",
+            "5",
+            "s",
+            "-",
+            "5x",
+            "1e400s",
+            "99999999999d",
+            "5s-",
+            "--5s",
+            "-5s",
+            "..s",
+        ] {
             if bad == "-5s" {
                 assert!(parse(bad).is_err());
                 continue;

@@ -5,6 +5,7 @@
 //! the command-line interface.
 //!
 //! See `ARCHITECTURE.md` at the repository root for where each piece lives.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 #![deny(unsafe_code)]
 
 pub mod cli;

@@ -35,7 +35,12 @@ impl Default for ServeOptions {
 
 /// Builds the reply to one datagram, or `None` when it is not a client request we answer.
 #[must_use]
-pub fn reply_to(request: &[u8], received: NtpTimestamp, clock: &dyn LocalClock, opts: &ServeOptions) -> Option<[u8; HEADER_LEN]> {
+pub fn reply_to(
+    request: &[u8],
+    received: NtpTimestamp,
+    clock: &dyn LocalClock,
+    opts: &ServeOptions,
+) -> Option<[u8; HEADER_LEN]> {
     let (req, _) = NtpPacket::parse(request).ok()?;
     if req.mode != Mode::Client || !(1..=4).contains(&req.version) {
         return None;
@@ -74,8 +79,16 @@ impl Server {
     ///
     /// # Errors
     /// When the address cannot be bound (in use, or a privileged port without permission).
-    pub async fn bind(addr: SocketAddr, clock: Arc<dyn LocalClock>, opts: ServeOptions) -> std::io::Result<Server> {
-        Ok(Server { socket: UdpSocket::bind(addr).await?, clock, opts })
+    pub async fn bind(
+        addr: SocketAddr,
+        clock: Arc<dyn LocalClock>,
+        opts: ServeOptions,
+    ) -> std::io::Result<Server> {
+        Ok(Server {
+            socket: UdpSocket::bind(addr).await?,
+            clock,
+            opts,
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -104,7 +117,9 @@ impl Server {
                         tracing::debug!(%peer, error = %e, "send error");
                     }
                 }
-                None => tracing::debug!(%peer, len, "ignored a datagram that is not an NTP client request"),
+                None => {
+                    tracing::debug!(%peer, len, "ignored a datagram that is not an NTP client request")
+                }
             }
         }
     }
@@ -122,7 +137,13 @@ mod tests {
         let cookie = NtpTimestamp::from_bits(0x1234_5678_9abc_def0);
         let mut req = [0u8; 48];
         NtpPacket::client_request(cookie).emit(&mut req).unwrap();
-        let out = reply_to(&req, NtpTimestamp::from_unix(clock.now().wall), &clock, &ServeOptions::default()).unwrap();
+        let out = reply_to(
+            &req,
+            NtpTimestamp::from_unix(clock.now().wall),
+            &clock,
+            &ServeOptions::default(),
+        )
+        .unwrap();
         let (p, _) = NtpPacket::parse(&out).unwrap();
         assert_eq!(p.mode, Mode::Server);
         assert_eq!(p.origin_ts, cookie);
@@ -130,6 +151,12 @@ mod tests {
         assert!((t - UnixTime::from_secs(2_000_000_000)).abs() < SignedDuration::from_secs(1));
         // Its own reply is not a request; neither are short or random datagrams.
         assert!(reply_to(&out, NtpTimestamp::ZERO, &clock, &ServeOptions::default()).is_none());
-        assert!(reply_to(&[0x23; 10], NtpTimestamp::ZERO, &clock, &ServeOptions::default()).is_none());
+        assert!(reply_to(
+            &[0x23; 10],
+            NtpTimestamp::ZERO,
+            &clock,
+            &ServeOptions::default()
+        )
+        .is_none());
     }
 }

@@ -30,7 +30,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use trusttime_core::ntp::{ClientConfig, Failure, KissCode, NtpClient, Reject, Sample};
-use trusttime_core::select::{decide, default_min_agree, Decision, NoConsensus, OffsetInterval, Outcome, MAX_SOURCES};
+use trusttime_core::select::{
+    decide, default_min_agree, Decision, NoConsensus, OffsetInterval, Outcome, MAX_SOURCES,
+};
 use trusttime_core::{Now, SignedDuration, TimeInterval};
 
 use crate::clock::LocalClock;
@@ -58,7 +60,10 @@ pub struct BadServerSpec {
 impl FromStr for ServerSpec {
     type Err = BadServerSpec;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why| BadServerSpec { input: s.to_owned(), why };
+        let bad = |why| BadServerSpec {
+            input: s.to_owned(),
+            why,
+        };
         let s = s.trim();
         if s.is_empty() {
             return Err(bad("empty"));
@@ -66,12 +71,23 @@ impl FromStr for ServerSpec {
         if s.len() > 253 + 8 {
             return Err(bad("too long"));
         }
-        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| bad("port must be 1..=65535"));
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad("port must be 1..=65535"))
+        };
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, after) = rest.split_once(']').ok_or_else(|| bad("missing `]`"))?;
             match after {
                 "" => (h, NTP_PORT),
-                a => (h, port(a.strip_prefix(':').ok_or_else(|| bad("expected `:` after `]`"))?)?),
+                a => (
+                    h,
+                    port(
+                        a.strip_prefix(':')
+                            .ok_or_else(|| bad("expected `:` after `]`"))?,
+                    )?,
+                ),
             }
         } else if s.matches(':').count() > 1 {
             (s, NTP_PORT) // a bare IPv6 address
@@ -83,16 +99,28 @@ impl FromStr for ServerSpec {
         if host.is_empty() {
             return Err(bad("empty host"));
         }
-        if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':')) {
-            return Err(bad("host has characters not allowed in a DNS name or address"));
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+        {
+            return Err(bad(
+                "host has characters not allowed in a DNS name or address",
+            ));
         }
-        Ok(ServerSpec { host: host.to_owned(), port })
+        Ok(ServerSpec {
+            host: host.to_owned(),
+            port,
+        })
     }
 }
 
 impl fmt::Display for ServerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         if self.port == NTP_PORT {
             f.write_str(&host)
         } else {
@@ -105,7 +133,12 @@ impl fmt::Display for ServerSpec {
 /// `3.ZONE`, by DNS name, one server from each.
 #[must_use]
 pub fn pool_servers(zone: &str, count: usize) -> Vec<ServerSpec> {
-    (0..count.min(4)).map(|i| ServerSpec { host: format!("{i}.{zone}"), port: NTP_PORT }).collect()
+    (0..count.min(4))
+        .map(|i| ServerSpec {
+            host: format!("{i}.{zone}"),
+            port: NTP_PORT,
+        })
+        .collect()
 }
 
 /// What to ask and how long to wait.
@@ -125,12 +158,18 @@ impl SyncOptions {
     /// Defaults for these servers: 5 s timeout, default client settings.
     #[must_use]
     pub fn new(servers: Vec<ServerSpec>) -> Self {
-        SyncOptions { servers, min_agree: None, timeout: Duration::from_secs(5), client: ClientConfig::default() }
+        SyncOptions {
+            servers,
+            min_agree: None,
+            timeout: Duration::from_secs(5),
+            client: ClientConfig::default(),
+        }
     }
     /// The number of sources that must agree.
     #[must_use]
     pub fn effective_min_agree(&self) -> u8 {
-        self.min_agree.unwrap_or_else(|| default_min_agree(self.servers.len()))
+        self.min_agree
+            .unwrap_or_else(|| default_min_agree(self.servers.len()))
     }
 }
 
@@ -282,7 +321,9 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                     outcomes[i] = Outcome::Failed;
                     let (verdict, kiss) = match f {
                         Failure::NoReply { .. } => (Verdict::NoReply, None),
-                        Failure::Rejected(Reject::KissOfDeath(k)) => (Verdict::KissOfDeath, Some(k)),
+                        Failure::Rejected(Reject::KissOfDeath(k)) => {
+                            (Verdict::KissOfDeath, Some(k))
+                        }
                         Failure::Rejected(r) if r.is_falseticker() => (Verdict::Falseticker, None),
                         Failure::Rejected(_) => (Verdict::Invalid, None),
                     };
@@ -313,8 +354,11 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     let result = decision.map(|sel| Consensus {
         offset: sel.offset,
         offset_interval: sel.interval,
-        interval: TimeInterval { earliest: at.wall + sel.interval.lo, latest: at.wall + sel.interval.hi }
-            .clamp_to_floor(floor),
+        interval: TimeInterval {
+            earliest: at.wall + sel.interval.lo,
+            latest: at.wall + sel.interval.hi,
+        }
+        .clamp_to_floor(floor),
         at,
         agreed: sel.count,
     });
@@ -340,12 +384,21 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             }
         }
     }
-    SyncReport { sources, result, min_agree, elapsed: started.elapsed() }
+    SyncReport {
+        sources,
+        result,
+        min_agree,
+        elapsed: started.elapsed(),
+    }
 }
 
 /// `+3600.000123 s ± 0.812 ms`
 fn fmt_offset(s: &Sample) -> String {
-    format!("{:+.6} s ± {:.3} ms", s.offset.as_secs_f64(), s.error_bound().as_secs_f64() * 1e3)
+    format!(
+        "{:+.6} s ± {:.3} ms",
+        s.offset.as_secs_f64(),
+        s.error_bound().as_secs_f64() * 1e3
+    )
 }
 
 async fn run_source(
@@ -359,7 +412,12 @@ async fn run_source(
         Ok(mut it) => match it.next() {
             Some(a) => a,
             None => {
-                let _ = tx.send(Event::Unreachable(i, format!("DNS: no address for {}", spec.host))).await;
+                let _ = tx
+                    .send(Event::Unreachable(
+                        i,
+                        format!("DNS: no address for {}", spec.host),
+                    ))
+                    .await;
                 return;
             }
         },
@@ -369,16 +427,27 @@ async fn run_source(
         }
     };
     let _ = tx.send(Event::Resolved(i, addr)).await;
-    let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
     let sock = match UdpSocket::bind(bind).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = tx.send(Event::Unreachable(i, format!("cannot open a UDP socket: {e}"))).await;
+            let _ = tx
+                .send(Event::Unreachable(
+                    i,
+                    format!("cannot open a UDP socket: {e}"),
+                ))
+                .await;
             return;
         }
     };
     if let Err(e) = sock.connect(addr).await {
-        let _ = tx.send(Event::Unreachable(i, format!("cannot reach {addr}: {e}"))).await;
+        let _ = tx
+            .send(Event::Unreachable(i, format!("cannot reach {addr}: {e}")))
+            .await;
         return;
     }
     let mut client = NtpClient::new(cfg);
@@ -395,8 +464,13 @@ async fn run_source(
                 tracing::debug!(%addr, error = %e, "send failed; treated as a lost request");
             }
         }
-        let Some(wake) = client.poll_timeout() else { break };
-        let wait = wake.since(clock.now().mono).to_std().unwrap_or(Duration::ZERO);
+        let Some(wake) = client.poll_timeout() else {
+            break;
+        };
+        let wait = wake
+            .since(clock.now().mono)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         tokio::select! {
             r = sock.recv(&mut buf) => {
                 let now = clock.now();
@@ -431,13 +505,47 @@ mod tests {
     #[test]
     fn server_specs_parse() {
         let p = |s: &str| s.parse::<ServerSpec>();
-        assert_eq!(p("pool.ntp.org").unwrap(), ServerSpec { host: "pool.ntp.org".into(), port: 123 });
-        assert_eq!(p("127.0.0.1:11123").unwrap(), ServerSpec { host: "127.0.0.1".into(), port: 11123 });
-        assert_eq!(p("[::1]:5").unwrap(), ServerSpec { host: "::1".into(), port: 5 });
-        assert_eq!(p("::1").unwrap(), ServerSpec { host: "::1".into(), port: 123 });
+        assert_eq!(
+            p("pool.ntp.org").unwrap(),
+            ServerSpec {
+                host: "pool.ntp.org".into(),
+                port: 123
+            }
+        );
+        assert_eq!(
+            p("127.0.0.1:11123").unwrap(),
+            ServerSpec {
+                host: "127.0.0.1".into(),
+                port: 11123
+            }
+        );
+        assert_eq!(
+            p("[::1]:5").unwrap(),
+            ServerSpec {
+                host: "::1".into(),
+                port: 5
+            }
+        );
+        assert_eq!(
+            p("::1").unwrap(),
+            ServerSpec {
+                host: "::1".into(),
+                port: 123
+            }
+        );
         assert_eq!(p("[::1]:5").unwrap().to_string(), "[::1]:5");
         assert_eq!(p("a.b").unwrap().to_string(), "a.b");
-        for bad in ["", "host:", "host:0", "host:70000", "[::1", "[::1]x", ":123", "ho st", "a/b"] {
+        for bad in [
+            "",
+            "host:",
+            "host:0",
+            "host:70000",
+            "[::1",
+            "[::1]x",
+            ":123",
+            "ho st",
+            "a/b",
+        ] {
             assert!(p(bad).is_err(), "{bad:?} should not parse");
         }
         assert!(p("x:0").unwrap_err().to_string().contains("port must be"));
@@ -447,6 +555,14 @@ mod tests {
     fn pool_names_follow_the_vendor_guidance() {
         let s = pool_servers("acme.pool.ntp.org", 4);
         let names: Vec<String> = s.iter().map(ToString::to_string).collect();
-        assert_eq!(names, ["0.acme.pool.ntp.org", "1.acme.pool.ntp.org", "2.acme.pool.ntp.org", "3.acme.pool.ntp.org"]);
+        assert_eq!(
+            names,
+            [
+                "0.acme.pool.ntp.org",
+                "1.acme.pool.ntp.org",
+                "2.acme.pool.ntp.org",
+                "3.acme.pool.ntp.org"
+            ]
+        );
     }
 }

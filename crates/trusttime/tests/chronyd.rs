@@ -23,22 +23,34 @@ fn sync_json(servers: &[SocketAddr], extra: &[&str]) -> (i32, Value) {
     cmd.args(extra);
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (out.status.code().unwrap_or(-1), v)
 }
 
 fn offset(v: &Value) -> f64 {
-    v["offset_s"].as_f64().unwrap_or_else(|| panic!("no offset in {v}"))
+    v["offset_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no offset in {v}"))
 }
 
 #[test]
 fn one_hour_ahead() {
-    let Some((_p, a)) = chronyd([127, 0, 0, 1], Some("+3600")) else { return };
+    let Some((_p, a)) = chronyd([127, 0, 0, 1], Some("+3600")) else {
+        return;
+    };
     let (code, v) = sync_json(&[a], &[]);
     assert_eq!(code, 0, "{v}");
     let err = (offset(&v) - 3600.0).abs();
-    assert!(err < 0.005, "measured {} s, expected 3600 s: {v}", offset(&v));
+    assert!(
+        err < 0.005,
+        "measured {} s, expected 3600 s: {v}",
+        offset(&v)
+    );
     assert_eq!(v["agreed"], 1);
     assert_eq!(v["sources"][0]["verdict"], "agreed");
     assert_eq!(v["authenticated"], false);
@@ -48,36 +60,63 @@ fn one_hour_ahead() {
 
 #[test]
 fn ninety_days_behind() {
-    let Some((_p, a)) = chronyd([127, 0, 0, 2], Some("-7776000")) else { return };
+    let Some((_p, a)) = chronyd([127, 0, 0, 2], Some("-7776000")) else {
+        return;
+    };
     // The build-time floor is newer than 90 days ago: by default the server is a falseticker.
     let (code, v) = sync_json(&[a], &[]);
     assert_eq!(code, 1, "{v}");
     assert_eq!(v["sources"][0]["verdict"], "falseticker", "{v}");
-    assert!(v["sources"][0]["reason"].as_str().unwrap().contains("below the floor"), "{v}");
+    assert!(
+        v["sources"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("below the floor"),
+        "{v}"
+    );
     // With the floor lowered (sync never sets the clock), the offset is measured exactly.
     let (code, v) = sync_json(&[a], &["--floor", "2020-01-01T00:00:00Z"]);
     assert_eq!(code, 0, "{v}");
     let err = (offset(&v) + 7_776_000.0).abs();
-    assert!(err < 0.005, "measured {} s, expected -7776000 s: {v}", offset(&v));
+    assert!(
+        err < 0.005,
+        "measured {} s, expected -7776000 s: {v}",
+        offset(&v)
+    );
 }
 
 #[test]
 fn server_past_the_2036_era_rollover() {
-    let Some((_p, a)) = chronyd([127, 0, 0, 3], Some("@2036-02-08 00:00:00")) else { return };
+    let Some((_p, a)) = chronyd([127, 0, 0, 3], Some("@2036-02-08 00:00:00")) else {
+        return;
+    };
     let (code, v) = sync_json(&[a], &[]);
     assert_eq!(code, 0, "{v}");
     let earliest = v["earliest"].as_str().unwrap();
-    assert!(earliest.starts_with("2036-02-08T00:0"), "era 1 read as {earliest}: {v}");
+    assert!(
+        earliest.starts_with("2036-02-08T00:0"),
+        "era 1 read as {earliest}: {v}"
+    );
 }
 
 #[test]
 fn three_servers_one_falseticker() {
-    let Some((_a, a)) = chronyd([127, 0, 0, 4], Some("+600")) else { return };
-    let Some((_b, b)) = chronyd([127, 0, 0, 5], Some("+600")) else { return };
-    let Some((_c, c)) = chronyd([127, 0, 0, 6], Some("+4200")) else { return };
+    let Some((_a, a)) = chronyd([127, 0, 0, 4], Some("+600")) else {
+        return;
+    };
+    let Some((_b, b)) = chronyd([127, 0, 0, 5], Some("+600")) else {
+        return;
+    };
+    let Some((_c, c)) = chronyd([127, 0, 0, 6], Some("+4200")) else {
+        return;
+    };
     let (code, v) = sync_json(&[a, c, b], &[]);
     assert_eq!(code, 0, "{v}");
-    assert!((offset(&v) - 600.0).abs() < 0.005, "followed {} s: {v}", offset(&v));
+    assert!(
+        (offset(&v) - 600.0).abs() < 0.005,
+        "followed {} s: {v}",
+        offset(&v)
+    );
     assert_eq!(v["agreed"], 2);
     assert_eq!(v["min_agree"], 2);
     let s = v["sources"].as_array().unwrap();
@@ -88,7 +127,10 @@ fn three_servers_one_falseticker() {
     let liar = s[1]["verdict"].as_str().unwrap();
     assert!(liar == "falseticker" || liar == "no_reply", "{v}");
     if liar == "falseticker" {
-        assert!((s[1]["offset_s"].as_f64().unwrap() - 4200.0).abs() < 0.01, "{v}");
+        assert!(
+            (s[1]["offset_s"].as_f64().unwrap() - 4200.0).abs() < 0.01,
+            "{v}"
+        );
     }
 }
 
@@ -96,21 +138,34 @@ fn three_servers_one_falseticker() {
 fn liar_is_named_when_every_server_is_needed() {
     // With min-agree 3 nothing decides early: every answer is waited for, and with one liar
     // among three there is no consensus. Exit 1, the liar's offset reported.
-    let Some((_a, a)) = chronyd([127, 0, 0, 7], Some("+600")) else { return };
-    let Some((_b, b)) = chronyd([127, 0, 0, 8], Some("+600")) else { return };
-    let Some((_c, c)) = chronyd([127, 0, 0, 9], Some("+4200")) else { return };
+    let Some((_a, a)) = chronyd([127, 0, 0, 7], Some("+600")) else {
+        return;
+    };
+    let Some((_b, b)) = chronyd([127, 0, 0, 8], Some("+600")) else {
+        return;
+    };
+    let Some((_c, c)) = chronyd([127, 0, 0, 9], Some("+4200")) else {
+        return;
+    };
     let (code, v) = sync_json(&[a, b, c], &["--min-agree", "3"]);
     assert_eq!(code, 1, "{v}");
     assert_eq!(v["consensus"], false);
     assert!(v["error"].as_str().unwrap().contains("disagree"), "{v}");
     let s = v["sources"].as_array().unwrap();
-    assert!((s[2]["offset_s"].as_f64().unwrap() - 4200.0).abs() < 0.01, "{v}");
+    assert!(
+        (s[2]["offset_s"].as_f64().unwrap() - 4200.0).abs() < 0.01,
+        "{v}"
+    );
 }
 
 #[test]
 fn dead_server_does_not_delay_a_majority() {
-    let Some((_a, a)) = chronyd([127, 0, 0, 10], None) else { return };
-    let Some((_b, b)) = chronyd([127, 0, 0, 11], None) else { return };
+    let Some((_a, a)) = chronyd([127, 0, 0, 10], None) else {
+        return;
+    };
+    let Some((_b, b)) = chronyd([127, 0, 0, 11], None) else {
+        return;
+    };
     let dead = SocketAddr::from(([127, 0, 0, 12], free_port()));
     let (code, v) = sync_json(&[a, b, dead], &[]);
     assert_eq!(code, 0, "{v}");
@@ -123,7 +178,9 @@ fn dead_server_does_not_delay_a_majority() {
 /// `trusttime serve` answered by a client we did not write: chronyd -Q measures our offset.
 #[test]
 fn chronyd_measures_trusttime_serve() {
-    let Some(chronyd) = trusttime_test_support::chronyd_path() else { return };
+    let Some(chronyd) = trusttime_test_support::chronyd_path() else {
+        return;
+    };
     let addr = SocketAddr::from(([127, 0, 0, 13], free_port()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
     cmd.args(["serve", "--listen", &addr.to_string(), "--offset", "1h"]);
@@ -132,19 +189,30 @@ fn chronyd_measures_trusttime_serve() {
     let dir = tempfile_dir();
     let out = trusttime_test_support::no_clock_command(&chronyd, None)
         .args(["-Q", "-u", "root", "-f", "/dev/null"])
-        .arg(format!("server {} port {} iburst minpoll -6 maxpoll -6", addr.ip(), addr.port()))
+        .arg(format!(
+            "server {} port {} iburst minpoll -6 maxpoll -6",
+            addr.ip(),
+            addr.port()
+        ))
         .args(["cmdport 0", "bindcmdaddress /", "port 0"])
         .arg(format!("pidfile {}/q.pid", dir.path().display()))
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let wrong: f64 = text
         .split("System clock wrong by ")
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("chronyd did not measure an offset: {text}"));
-    assert!((wrong - 3600.0).abs() < 0.01, "chronyd measured {wrong} s from trusttime serve --offset 1h");
+    assert!(
+        (wrong - 3600.0).abs() < 0.01,
+        "chronyd measured {wrong} s from trusttime serve --offset 1h"
+    );
 }
 
 fn tempfile_dir() -> trusttime_test_support::TempDir {
@@ -154,9 +222,16 @@ fn tempfile_dir() -> trusttime_test_support::TempDir {
 /// The newcomer's first command works offline and names the liar.
 #[test]
 fn demo_names_the_liar() {
-    let out = Command::new(env!("CARGO_BIN_EXE_trusttime")).arg("demo").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .arg("demo")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("server C said: falseticker"), "{text}");
     assert!(text.contains("2 of 3 servers agree"), "{text}");
 }

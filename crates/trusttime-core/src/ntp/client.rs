@@ -150,16 +150,23 @@ impl fmt::Display for Reject {
             Reject::StratumTooHigh { stratum } => {
                 write!(f, "stratum {stratum} (the server is not synchronised)")
             }
-            Reject::Unsynchronized => f.write_str("leap indicator 3: the server is not synchronised"),
+            Reject::Unsynchronized => {
+                f.write_str("leap indicator 3: the server is not synchronised")
+            }
             Reject::ZeroTransmit => f.write_str("zero transmit timestamp"),
             Reject::NotRequested => f.write_str("reply to a request we did not send"),
             Reject::Duplicate => f.write_str("duplicate reply to a request already answered"),
             Reject::RootDistanceTooLarge { distance, limit } => {
                 write!(f, "root distance {distance} exceeds the limit {limit}")
             }
-            Reject::TimestampsReversed => f.write_str("server transmit time precedes its receive time"),
+            Reject::TimestampsReversed => {
+                f.write_str("server transmit time precedes its receive time")
+            }
             Reject::BelowFloor { claimed, floor } => {
-                write!(f, "claims {claimed}, below the floor {floor}: a falseticker")
+                write!(
+                    f,
+                    "claims {claimed}, below the floor {floor}: a falseticker"
+                )
             }
         }
     }
@@ -236,7 +243,12 @@ enum State {
     /// Waiting to send; `None` means as soon as asked.
     Idle { send_at: Option<MonoInstant> },
     /// A request is outstanding.
-    Waiting { cookie: NtpTimestamp, t1: UnixTime, sent: MonoInstant, deadline: MonoInstant },
+    Waiting {
+        cookie: NtpTimestamp,
+        t1: UnixTime,
+        sent: MonoInstant,
+        deadline: MonoInstant,
+    },
     /// Finished.
     Done(Result<Sample, Failure>),
 }
@@ -320,7 +332,10 @@ impl NtpClient {
     /// Tells the client time has passed: a lost request is retried (after a backoff with
     /// jitter) or, after `max_tries`, the exchange ends with [`Failure::NoReply`].
     pub fn handle_timeout(&mut self, now: Now) {
-        if let State::Waiting { cookie, deadline, .. } = self.state {
+        if let State::Waiting {
+            cookie, deadline, ..
+        } = self.state
+        {
             if now.mono < deadline {
                 return;
             }
@@ -329,10 +344,20 @@ impl NtpClient {
                 self.state = State::Done(Err(Failure::NoReply { tries: self.tries }));
             } else {
                 let shift = u32::from(self.tries.saturating_sub(1)).min(16);
-                let base = self.config.retry_backoff.as_nanos().saturating_mul(1 << shift);
-                let jitter = if base > 0 { (self.jitter % (base as u64 / 2 + 1)) as i64 } else { 0 };
+                let base = self
+                    .config
+                    .retry_backoff
+                    .as_nanos()
+                    .saturating_mul(1 << shift);
+                let jitter = if base > 0 {
+                    (self.jitter % (base as u64 / 2 + 1)) as i64
+                } else {
+                    0
+                };
                 let wait = SignedDuration::from_nanos(base.saturating_add(jitter));
-                self.state = State::Idle { send_at: Some(now.mono + wait) };
+                self.state = State::Idle {
+                    send_at: Some(now.mono + wait),
+                };
             }
         }
     }
@@ -344,7 +369,9 @@ impl NtpClient {
         let (p, _ext) =
             NtpPacket::parse(bytes).map_err(|e| Reject::from_packet_error(e, bytes.len()))?;
         let (cookie, t1, sent) = match self.state {
-            State::Waiting { cookie, t1, sent, .. } if p.origin_ts == cookie => (cookie, t1, sent),
+            State::Waiting {
+                cookie, t1, sent, ..
+            } if p.origin_ts == cookie => (cookie, t1, sent),
             _ => {
                 return Err(if self.last_cookie == Some(p.origin_ts) {
                     Reject::Duplicate
@@ -359,12 +386,20 @@ impl NtpClient {
         verdict.map(|_| ())
     }
 
-    fn judge(&self, p: &NtpPacket, t1: UnixTime, sent: MonoInstant, now: Now) -> Result<Sample, Reject> {
+    fn judge(
+        &self,
+        p: &NtpPacket,
+        t1: UnixTime,
+        sent: MonoInstant,
+        now: Now,
+    ) -> Result<Sample, Reject> {
         if !(3..=4).contains(&p.version) {
             return Err(Reject::WrongVersion { version: p.version });
         }
         if p.mode != Mode::Server {
-            return Err(Reject::WrongMode { mode: p.mode.to_bits() });
+            return Err(Reject::WrongMode {
+                mode: p.mode.to_bits(),
+            });
         }
         if let Some(k) = p.kiss_code() {
             return Err(Reject::KissOfDeath(k));
@@ -380,7 +415,10 @@ impl NtpClient {
         }
         let distance = p.root_distance();
         if distance > self.config.max_root_distance {
-            return Err(Reject::RootDistanceTooLarge { distance, limit: self.config.max_root_distance });
+            return Err(Reject::RootDistanceTooLarge {
+                distance,
+                limit: self.config.max_root_distance,
+            });
         }
         let floor = self.config.floor;
         let t2 = p.receive_ts.to_unix(floor);
@@ -409,7 +447,10 @@ impl NtpClient {
             leap: p.leap,
             reference_id: p.reference_id,
             server_time: t3,
-            received_at: Now { mono: now.mono, wall: t4 },
+            received_at: Now {
+                mono: now.mono,
+                wall: t4,
+            },
         })
     }
 
@@ -477,7 +518,14 @@ impl PollPolicy {
     pub fn new(min_poll: i8, max_poll: i8) -> Self {
         let lo = min_poll.min(max_poll).clamp(-7, 17);
         let hi = max_poll.max(min_poll).clamp(-7, 17);
-        PollPolicy { min_poll: lo, max_poll: hi, poll: lo, good_in_a_row: 0, failures_in_a_row: 0, stopped: None }
+        PollPolicy {
+            min_poll: lo,
+            max_poll: hi,
+            poll: lo,
+            good_in_a_row: 0,
+            failures_in_a_row: 0,
+            stopped: None,
+        }
     }
     /// The current poll exponent.
     #[must_use]
@@ -545,11 +593,17 @@ mod tests {
     const FLOOR: i64 = 1_750_000_000;
 
     fn now(mono_ms: u64, wall: UnixTime) -> Now {
-        Now { mono: MonoInstant::from_nanos(mono_ms * 1_000_000), wall }
+        Now {
+            mono: MonoInstant::from_nanos(mono_ms * 1_000_000),
+            wall,
+        }
     }
 
     fn cfg() -> ClientConfig {
-        ClientConfig { floor: UnixTime::from_secs(FLOOR), ..ClientConfig::default() }
+        ClientConfig {
+            floor: UnixTime::from_secs(FLOOR),
+            ..ClientConfig::default()
+        }
     }
 
     /// A server reply to `req` from a server whose clock reads `server_now`.
@@ -580,7 +634,10 @@ mod tests {
         let mut c = NtpClient::new(cfg());
         let mut buf = [0u8; 48];
         let dev = UnixTime::from_secs(946_684_800); // a device at 2000-01-01 (dead RTC)
-        assert_eq!(c.poll_transmit(now(0, dev), 0xdead_beef_0bad_f00d, &mut buf), Some(48));
+        assert_eq!(
+            c.poll_transmit(now(0, dev), 0xdead_beef_0bad_f00d, &mut buf),
+            Some(48)
+        );
         (c, buf)
     }
 
@@ -588,14 +645,24 @@ mod tests {
     fn measures_a_decades_large_offset() {
         let (mut c, req) = start();
         let (q, _) = NtpPacket::parse(&req).unwrap();
-        assert_eq!(q.transmit_ts.to_bits(), 0xdead_beef_0bad_f00d, "the cookie, not the clock");
+        assert_eq!(
+            q.transmit_ts.to_bits(),
+            0xdead_beef_0bad_f00d,
+            "the cookie, not the clock"
+        );
         let server = UnixTime::from_secs(FLOOR + 86_400 * 300);
         let r = reply_to(&req, server);
         let dev = UnixTime::from_secs(946_684_800);
-        assert_eq!(c.handle_datagram(now(10, dev + SignedDuration::from_millis(10)), &r), Ok(()));
+        assert_eq!(
+            c.handle_datagram(now(10, dev + SignedDuration::from_millis(10)), &r),
+            Ok(())
+        );
         let s = c.take_sample().unwrap();
         let expected = server - (dev + SignedDuration::from_millis(5));
-        assert!((s.offset - expected).abs() <= SignedDuration::from_micros(1), "{s:?}");
+        assert!(
+            (s.offset - expected).abs() <= SignedDuration::from_micros(1),
+            "{s:?}"
+        );
         assert_eq!(s.delay, SignedDuration::from_millis(10));
         assert!(c.take_sample().is_none(), "taken once");
         // The same reply again is a duplicate.
@@ -613,9 +680,19 @@ mod tests {
 
     #[test]
     fn every_reject_reason() {
-        assert_eq!(reject_with(|r| r[0] = (r[0] & !0x38) | (2 << 3)), Err(Reject::WrongVersion { version: 2 }));
-        assert_eq!(reject_with(|r| r[0] = (r[0] & !7) | 5), Err(Reject::WrongMode { mode: 5 }));
-        for (code, kiss) in [(b"RATE", KissCode::Rate), (b"DENY", KissCode::Deny), (b"RSTR", KissCode::Rstr)] {
+        assert_eq!(
+            reject_with(|r| r[0] = (r[0] & !0x38) | (2 << 3)),
+            Err(Reject::WrongVersion { version: 2 })
+        );
+        assert_eq!(
+            reject_with(|r| r[0] = (r[0] & !7) | 5),
+            Err(Reject::WrongMode { mode: 5 })
+        );
+        for (code, kiss) in [
+            (b"RATE", KissCode::Rate),
+            (b"DENY", KissCode::Deny),
+            (b"RSTR", KissCode::Rstr),
+        ] {
             assert_eq!(
                 reject_with(|r| {
                     r[1] = 0;
@@ -624,16 +701,23 @@ mod tests {
                 Err(Reject::KissOfDeath(kiss))
             );
         }
-        assert_eq!(reject_with(|r| r[1] = 16), Err(Reject::StratumTooHigh { stratum: 16 }));
+        assert_eq!(
+            reject_with(|r| r[1] = 16),
+            Err(Reject::StratumTooHigh { stratum: 16 })
+        );
         assert_eq!(reject_with(|r| r[0] |= 0xc0), Err(Reject::Unsynchronized));
-        assert_eq!(reject_with(|r| r[40..48].fill(0)), Err(Reject::ZeroTransmit));
+        assert_eq!(
+            reject_with(|r| r[40..48].fill(0)),
+            Err(Reject::ZeroTransmit)
+        );
         assert!(matches!(
             reject_with(|r| r[8..12].copy_from_slice(&0x0002_0000u32.to_be_bytes())),
             Err(Reject::RootDistanceTooLarge { .. })
         ));
         assert!(matches!(
             reject_with(|r| {
-                let old = NtpTimestamp::from_unix(UnixTime::from_secs(FLOOR - 86_400 * 90)).to_bits();
+                let old =
+                    NtpTimestamp::from_unix(UnixTime::from_secs(FLOOR - 86_400 * 90)).to_bits();
                 r[32..40].copy_from_slice(&old.to_be_bytes());
                 r[40..48].copy_from_slice(&old.to_be_bytes());
             }),
@@ -653,13 +737,25 @@ mod tests {
         let (mut c, req) = start();
         let mut r = reply_to(&req, UnixTime::from_secs(FLOOR + 1000));
         r[24] ^= 1; // origin does not echo our cookie
-        assert_eq!(c.handle_datagram(now(1, UnixTime::EPOCH), &r), Err(Reject::NotRequested));
+        assert_eq!(
+            c.handle_datagram(now(1, UnixTime::EPOCH), &r),
+            Err(Reject::NotRequested)
+        );
         assert!(!c.is_done(), "a forged reply does not end the exchange");
-        assert_eq!(c.handle_datagram(now(1, UnixTime::EPOCH), &r[..47]), Err(Reject::Truncated { len: 47 }));
+        assert_eq!(
+            c.handle_datagram(now(1, UnixTime::EPOCH), &r[..47]),
+            Err(Reject::Truncated { len: 47 })
+        );
         let big = [0u8; 1100];
-        assert_eq!(c.handle_datagram(now(1, UnixTime::EPOCH), &big), Err(Reject::Oversized { len: 1100 }));
+        assert_eq!(
+            c.handle_datagram(now(1, UnixTime::EPOCH), &big),
+            Err(Reject::Oversized { len: 1100 })
+        );
         let mut fresh = NtpClient::new(cfg());
-        assert_eq!(fresh.handle_datagram(now(1, UnixTime::EPOCH), &r), Err(Reject::NotRequested));
+        assert_eq!(
+            fresh.handle_datagram(now(1, UnixTime::EPOCH), &r),
+            Err(Reject::NotRequested)
+        );
     }
 
     #[test]
@@ -669,7 +765,9 @@ mod tests {
         let mut t = 0u64;
         let mut sends = 1;
         while !c.is_done() {
-            let Some(deadline) = c.poll_timeout() else { break };
+            let Some(deadline) = c.poll_timeout() else {
+                break;
+            };
             t = t.max(deadline.as_nanos().div_ceil(1_000_000));
             let n = now(t, UnixTime::EPOCH);
             c.handle_timeout(n);
@@ -734,7 +832,10 @@ mod fuzz_like {
             for _ in 0..20 {
                 let op = next();
                 t += op % 2_000_000_000;
-                let now = Now { mono: MonoInstant::from_nanos(t), wall: UnixTime::from_nanos((op >> 1) as i64) };
+                let now = Now {
+                    mono: MonoInstant::from_nanos(t),
+                    wall: UnixTime::from_nanos((op >> 1) as i64),
+                };
                 let _ = c.poll_transmit(now, next(), &mut req);
                 if op & 1 == 0 {
                     c.handle_timeout(now);

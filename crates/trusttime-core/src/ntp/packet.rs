@@ -192,10 +192,14 @@ impl KissCode {
             [b'D', b'R', b'O', b'P'] => "lost peer in symmetric mode",
             [b'R', b'S', b'T', b'R'] => "access denied due to local policy",
             [b'I', b'N', b'I', b'T'] => "the association has not yet synchronized",
-            [b'M', b'C', b'S', b'T'] => "the association belongs to a dynamically discovered server",
+            [b'M', b'C', b'S', b'T'] => {
+                "the association belongs to a dynamically discovered server"
+            }
             [b'N', b'K', b'E', b'Y'] => "no key found",
             [b'N', b'T', b'S', b'N'] => "NTS negative acknowledgment: the cookie was not accepted",
-            [b'R', b'A', b'T', b'E'] => "rate exceeded: the server asks the client to poll less often",
+            [b'R', b'A', b'T', b'E'] => {
+                "rate exceeded: the server asks the client to poll less often"
+            }
             [b'R', b'M', b'O', b'T'] => "alteration of association from a remote host",
             [b'S', b'T', b'E', b'P'] => "a step change in system time has occurred",
             _ => "unknown kiss code",
@@ -263,10 +267,16 @@ impl fmt::Display for PacketError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PacketError::Truncated { len } => {
-                write!(f, "truncated datagram: {len} bytes, an NTP header has {HEADER_LEN}")
+                write!(
+                    f,
+                    "truncated datagram: {len} bytes, an NTP header has {HEADER_LEN}"
+                )
             }
             PacketError::Oversized { len } => {
-                write!(f, "oversized datagram: {len} bytes, the limit is {MAX_DATAGRAM}")
+                write!(
+                    f,
+                    "oversized datagram: {len} bytes, the limit is {MAX_DATAGRAM}"
+                )
             }
             PacketError::BadExtensionField { offset } => {
                 write!(f, "malformed extension field at offset {offset}")
@@ -346,7 +356,9 @@ impl NtpPacket {
 
     /// Writes the 48-byte header into `buf`; returns [`HEADER_LEN`].
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, PacketError> {
-        let out = buf.get_mut(..HEADER_LEN).ok_or(PacketError::BufferTooSmall)?;
+        let out = buf
+            .get_mut(..HEADER_LEN)
+            .ok_or(PacketError::BufferTooSmall)?;
         out[field::LI_VN_MODE] =
             (self.leap.to_bits() << 6) | ((self.version & 7) << 3) | self.mode.to_bits();
         out[field::STRATUM] = self.stratum;
@@ -405,7 +417,11 @@ impl<'a> ExtensionFields<'a> {
     /// Over `bytes`, the data after the 48-byte header.
     #[must_use]
     pub const fn new(bytes: &'a [u8]) -> Self {
-        ExtensionFields { rest: bytes, offset: 0, failed: false }
+        ExtensionFields {
+            rest: bytes,
+            offset: 0,
+            failed: false,
+        }
     }
     /// Offset (within the extension area) of the next field.
     #[must_use]
@@ -421,7 +437,9 @@ impl<'a> Iterator for ExtensionFields<'a> {
         if self.failed || self.rest.is_empty() {
             return None;
         }
-        let bad = PacketError::BadExtensionField { offset: self.offset };
+        let bad = PacketError::BadExtensionField {
+            offset: self.offset,
+        };
         if self.rest.len() < 4 {
             self.failed = true;
             return Some(Err(bad));
@@ -496,11 +514,22 @@ mod tests {
 
     #[test]
     fn lengths_are_checked() {
-        assert_eq!(NtpPacket::parse(&GOLDEN_REPLY[..47]), Err(PacketError::Truncated { len: 47 }));
+        assert_eq!(
+            NtpPacket::parse(&GOLDEN_REPLY[..47]),
+            Err(PacketError::Truncated { len: 47 })
+        );
         let big = [0u8; MAX_DATAGRAM + 1];
-        assert_eq!(NtpPacket::parse(&big), Err(PacketError::Oversized { len: MAX_DATAGRAM + 1 }));
+        assert_eq!(
+            NtpPacket::parse(&big),
+            Err(PacketError::Oversized {
+                len: MAX_DATAGRAM + 1
+            })
+        );
         let mut small = [0u8; 10];
-        assert_eq!(NtpPacket::client_request(NtpTimestamp::ZERO).emit(&mut small), Err(PacketError::BufferTooSmall));
+        assert_eq!(
+            NtpPacket::client_request(NtpTimestamp::ZERO).emit(&mut small),
+            Err(PacketError::BufferTooSmall)
+        );
     }
 
     #[test]
@@ -512,14 +541,26 @@ mod tests {
         assert_eq!(p.kiss_code(), Some(KissCode::Rate));
         assert!(!KissCode::Rate.is_fatal());
         assert!(KissCode::Deny.is_fatal() && KissCode::Rstr.is_fatal());
-        assert_eq!(KissCode::from_reference_id(*b"NTSN").description(), "NTS negative acknowledgment: the cookie was not accepted");
+        assert_eq!(
+            KissCode::from_reference_id(*b"NTSN").description(),
+            "NTS negative acknowledgment: the cookie was not accepted"
+        );
     }
 
     #[test]
     fn short_format_uses_two_to_the_16() {
-        assert_eq!(NtpShort(0x0001_0000).to_duration(), SignedDuration::from_secs(1));
-        assert_eq!(NtpShort(0x0000_8000).to_duration(), SignedDuration::from_millis(500));
-        assert_eq!(NtpShort::from_duration(SignedDuration::from_millis(500)), NtpShort(0x8000));
+        assert_eq!(
+            NtpShort(0x0001_0000).to_duration(),
+            SignedDuration::from_secs(1)
+        );
+        assert_eq!(
+            NtpShort(0x0000_8000).to_duration(),
+            SignedDuration::from_millis(500)
+        );
+        assert_eq!(
+            NtpShort::from_duration(SignedDuration::from_millis(500)),
+            NtpShort(0x8000)
+        );
     }
 
     #[test]
@@ -538,7 +579,10 @@ mod tests {
         // A length that runs past the end is an error, and ends the iteration.
         let bad = [0x01, 0x04, 0x00, 0x40, 0, 0, 0, 0];
         let mut it = ExtensionFields::new(&bad);
-        assert_eq!(it.next(), Some(Err(PacketError::BadExtensionField { offset: 0 })));
+        assert_eq!(
+            it.next(),
+            Some(Err(PacketError::BadExtensionField { offset: 0 }))
+        );
         assert_eq!(it.next(), None);
     }
 }
@@ -559,7 +603,9 @@ mod fuzz_like {
     fn random_and_mutated_datagrams_never_panic_and_round_trip() {
         let mut seed = 0x2545_f491_4f6c_dd1d;
         let mut base = [0u8; 48];
-        NtpPacket::client_request(crate::time::NtpTimestamp::from_bits(7)).emit(&mut base).unwrap();
+        NtpPacket::client_request(crate::time::NtpTimestamp::from_bits(7))
+            .emit(&mut base)
+            .unwrap();
         let mut data = [0u8; 1100];
         for i in 0..50_000 {
             let len = (xorshift(&mut seed) % 1100) as usize;

@@ -34,13 +34,19 @@ pub async fn run(args: Args) -> ExitCode {
     println!("   Nothing any server says can move it below that.\n");
 
     let honest: Arc<dyn LocalClock> = Arc::new(SystemClock);
-    let liar: Arc<dyn LocalClock> = Arc::new(ShiftedClock { offset: args.liar_offset });
+    let liar: Arc<dyn LocalClock> = Arc::new(ShiftedClock {
+        offset: args.liar_offset,
+    });
     let mut specs = Vec::new();
     println!("2. Three NTP servers start on loopback:");
     for (name, clock, note) in [
         ("A", Arc::clone(&honest), "honest".to_owned()),
         ("B", Arc::clone(&honest), "honest".to_owned()),
-        ("C", liar, format!("lies: {} ahead", Human(args.liar_offset))),
+        (
+            "C",
+            liar,
+            format!("lies: {} ahead", Human(args.liar_offset)),
+        ),
     ] {
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
         let server = match Server::bind(addr, clock, ServeOptions::default()).await {
@@ -55,7 +61,10 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_FAIL);
         };
         println!("   server {name} on {bound}: {note}");
-        specs.push(ServerSpec { host: bound.ip().to_string(), port: bound.port() });
+        specs.push(ServerSpec {
+            host: bound.ip().to_string(),
+            port: bound.port(),
+        });
         tokio::spawn(server.run());
     }
 
@@ -68,18 +77,39 @@ pub async fn run(args: Args) -> ExitCode {
     );
     let report = sync(&opts, device).await;
     for (name, s) in ["A", "B", "C"].iter().zip(&report.sources) {
-        println!("   server {name} said: {:<12} {}", s.verdict.as_str(), s.reason);
+        println!(
+            "   server {name} said: {:<12} {}",
+            s.verdict.as_str(),
+            s.reason
+        );
     }
     println!();
     match &report.result {
         Ok(c) => {
-            println!("4. Consensus after {:.1} ms: {} of 3 servers agree.", report.elapsed.as_secs_f64() * 1e3, c.agreed);
-            println!("   Trusted time: {} .. {}", c.interval.earliest, c.interval.latest);
-            println!("   The device clock was {} behind; it now knows the time to ±{}.", Human(c.offset), Human(c.interval.radius()));
+            println!(
+                "4. Consensus after {:.1} ms: {} of 3 servers agree.",
+                report.elapsed.as_secs_f64() * 1e3,
+                c.agreed
+            );
+            println!(
+                "   Trusted time: {} .. {}",
+                c.interval.earliest, c.interval.latest
+            );
+            println!(
+                "   The device clock was {} behind; it now knows the time to ±{}.",
+                Human(c.offset),
+                Human(c.interval.radius())
+            );
             println!("   A TLS certificate can be checked against this interval, and a");
-            println!("   single-server SNTP client that had asked only server C would be {} off.", Human(args.liar_offset));
+            println!(
+                "   single-server SNTP client that had asked only server C would be {} off.",
+                Human(args.liar_offset)
+            );
             println!("\n   (Plain NTP is unauthenticated: against an attacker on the path, use NTS or Roughtime.)");
-            let liar_named = report.sources.get(2).is_some_and(|s| s.verdict == Verdict::Falseticker);
+            let liar_named = report
+                .sources
+                .get(2)
+                .is_some_and(|s| s.verdict == Verdict::Falseticker);
             if liar_named || args.liar_offset.abs() < SignedDuration::from_secs(1) {
                 ExitCode::from(EXIT_OK)
             } else {

@@ -27,7 +27,13 @@ pub const EXIT_USAGE: u8 = 2;
 /// that agree, and gives the device a time interval with an honest error bound and a
 /// provenance. Start with `trusttime demo` (offline, loopback only).
 #[derive(Debug, Parser)]
-#[command(name = "trusttime", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "trusttime",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `trusttime=debug`.
     /// The `RUST_LOG` environment variable is used when this is not given.

@@ -36,8 +36,13 @@ pub struct Args {
 
 /// Runs `serve` until interrupted.
 pub async fn run(args: Args) -> ExitCode {
-    let clock: Arc<dyn LocalClock> = Arc::new(ShiftedClock { offset: args.offset });
-    let opts = ServeOptions { stratum: args.stratum, ..ServeOptions::default() };
+    let clock: Arc<dyn LocalClock> = Arc::new(ShiftedClock {
+        offset: args.offset,
+    });
+    let opts = ServeOptions {
+        stratum: args.stratum,
+        ..ServeOptions::default()
+    };
     let server = match Server::bind(args.listen, clock, opts).await {
         Ok(s) => s,
         Err(e) => {
@@ -45,9 +50,14 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_FAIL);
         }
     };
-    let addr = server.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
+    let addr = server
+        .local_addr()
+        .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
     tracing::info!(%addr, offset = %args.offset, "serving NTP");
-    eprintln!("serving NTP on {addr} (offset {}); Ctrl-C stops", args.offset);
+    eprintln!(
+        "serving NTP on {addr} (offset {}); Ctrl-C stops",
+        args.offset
+    );
     tokio::select! {
         () = server.run() => {}
         _ = tokio::signal::ctrl_c() => {}

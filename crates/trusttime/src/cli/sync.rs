@@ -55,7 +55,11 @@ pub struct Args {
 
 /// Runs `sync`.
 pub async fn run(args: Args) -> ExitCode {
-    let servers = if args.servers.is_empty() { pool_servers(&args.pool_zone, 4) } else { args.servers };
+    let servers = if args.servers.is_empty() {
+        pool_servers(&args.pool_zone, 4)
+    } else {
+        args.servers
+    };
     let mut opts = SyncOptions::new(servers);
     opts.min_agree = args.min_agree;
     opts.timeout = args.timeout;
@@ -71,7 +75,10 @@ pub async fn run(args: Args) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     if opts.servers.len() > trusttime_core::select::MAX_SOURCES {
-        eprintln!("error: at most {} servers", trusttime_core::select::MAX_SOURCES);
+        eprintln!(
+            "error: at most {} servers",
+            trusttime_core::select::MAX_SOURCES
+        );
         return ExitCode::from(EXIT_USAGE);
     }
     let clock: Arc<dyn LocalClock> = Arc::new(SystemClock);
@@ -91,7 +98,8 @@ pub async fn run(args: Args) -> ExitCode {
 }
 
 fn parse_time(s: &str) -> Result<UnixTime, String> {
-    UnixTime::parse_rfc3339(s).map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
+    UnixTime::parse_rfc3339(s)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
 }
 
 fn secs(d: SignedDuration) -> f64 {
@@ -153,19 +161,50 @@ pub fn to_text(r: &SyncReport) -> String {
     let mut o = String::new();
     match &r.result {
         Ok(c) => {
-            let _ = writeln!(o, "trusted time   {} .. {}", c.interval.earliest, c.interval.latest);
-            let _ = writeln!(o, "               {} ({} of {} sources agree)", c.interval, c.agreed, r.sources.len());
-            let dir = if c.offset.is_negative() { "ahead" } else { "behind" };
-            let _ = writeln!(o, "local clock    {} {dir} (offset {:+.6} s)", Human(c.offset), secs(c.offset));
+            let _ = writeln!(
+                o,
+                "trusted time   {} .. {}",
+                c.interval.earliest, c.interval.latest
+            );
+            let _ = writeln!(
+                o,
+                "               {} ({} of {} sources agree)",
+                c.interval,
+                c.agreed,
+                r.sources.len()
+            );
+            let dir = if c.offset.is_negative() {
+                "ahead"
+            } else {
+                "behind"
+            };
+            let _ = writeln!(
+                o,
+                "local clock    {} {dir} (offset {:+.6} s)",
+                Human(c.offset),
+                secs(c.offset)
+            );
         }
         Err(e) => {
             let _ = writeln!(o, "no consensus   {e}");
         }
     }
-    let _ = writeln!(o, "sources        (need {} agreeing; decided in {:.1} ms)", r.min_agree, r.elapsed.as_secs_f64() * 1e3);
+    let _ = writeln!(
+        o,
+        "sources        (need {} agreeing; decided in {:.1} ms)",
+        r.min_agree,
+        r.elapsed.as_secs_f64() * 1e3
+    );
     for s in &r.sources {
-        let addr = s.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-        let name = if addr == s.server.to_string() { addr } else { format!("{} ({addr})", s.server) };
+        let addr = s
+            .address
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into());
+        let name = if addr == s.server.to_string() {
+            addr
+        } else {
+            format!("{} ({addr})", s.server)
+        };
         let _ = writeln!(o, "  {:<13} {name}: {}", s.verdict.as_str(), s.reason);
     }
     let _ = writeln!(o, "warning        plain NTP is unauthenticated: an attacker on the network path can shift this time");
