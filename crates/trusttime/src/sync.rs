@@ -152,6 +152,9 @@ pub struct SyncOptions {
     pub timeout: Duration,
     /// Per-server exchange settings (floor, root distance limit, retries).
     pub client: ClientConfig,
+    /// Wait for every server (until `timeout`) instead of deciding as soon as the outcome is
+    /// certain: slower, but every server gets a verdict (the demo uses this).
+    pub wait_for_all: bool,
 }
 
 impl SyncOptions {
@@ -163,6 +166,7 @@ impl SyncOptions {
             min_agree: None,
             timeout: Duration::from_secs(5),
             client: ClientConfig::default(),
+            wait_for_all: false,
         }
     }
     /// The number of sources that must agree.
@@ -341,6 +345,9 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                     }
                 }
             }
+        }
+        if opts.wait_for_all && outcomes.contains(&Outcome::Pending) {
+            continue;
         }
         match decide(&outcomes, min_agree) {
             Decision::Wait => continue,

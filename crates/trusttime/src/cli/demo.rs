@@ -71,6 +71,8 @@ pub async fn run(args: Args) -> ExitCode {
     let device: Arc<dyn LocalClock> = Arc::new(ShiftedClock::starting_at(floor));
     let mut opts = SyncOptions::new(specs);
     opts.timeout = Duration::from_secs(3);
+    // Wait for all three so each gets a verdict (`trusttime sync` decides on the first two).
+    opts.wait_for_all = true;
     println!(
         "\n3. The device asks all three at once, one request each; {} must agree.",
         opts.effective_min_agree()
