@@ -1,0 +1,91 @@
+//! Certificate chains generated at test time (rcgen), with any validity windows.
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use time::OffsetDateTime;
+
+/// A validity window in Unix seconds.
+pub type Window = (i64, i64);
+
+/// A generated chain: leaf, optional intermediate, root; DER and PEM.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// The server certificate.
+    pub leaf_der: Vec<u8>,
+    /// The intermediates the server sends (zero or one).
+    pub intermediates_der: Vec<Vec<u8>>,
+    /// The root CA certificate.
+    pub root_der: Vec<u8>,
+    /// Leaf then intermediates, PEM (what a server sends).
+    pub chain_pem: String,
+    /// The leaf's private key, PEM.
+    pub key_pem: String,
+    /// The root, PEM (what a client trusts).
+    pub root_pem: String,
+}
+
+fn dt(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(secs).expect("valid timestamp")
+}
+
+fn ca_params(cn: &str, w: Window) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.not_before = dt(w.0);
+    p.not_after = dt(w.1);
+    p
+}
+
+/// Makes a chain for `name`: root (window `root`), an intermediate if `inter` is given, and a
+/// leaf valid for `name` in `leaf`.
+pub fn make_chain(name: &str, root: Window, inter: Option<Window>, leaf: Window) -> Chain {
+    let root_ca = CertifiedIssuer::self_signed(ca_params("trusttime test root", root), KeyPair::generate().expect("key"))
+        .expect("root");
+    let inter_ca = inter.map(|w| {
+        CertifiedIssuer::signed_by(ca_params("trusttime test intermediate", w), KeyPair::generate().expect("key"), &root_ca)
+            .expect("intermediate")
+    });
+    let mut lp = CertificateParams::new(vec![name.to_owned()]).expect("params");
+    lp.distinguished_name.push(DnType::CommonName, name);
+    lp.not_before = dt(leaf.0);
+    lp.not_after = dt(leaf.1);
+    let leaf_key = KeyPair::generate().expect("key");
+    let leaf_cert = match &inter_ca {
+        Some(i) => lp.signed_by(&leaf_key, i).expect("leaf"),
+        None => lp.signed_by(&leaf_key, &root_ca).expect("leaf"),
+    };
+    let mut chain_pem = leaf_cert.pem();
+    let mut intermediates_der = Vec::new();
+    if let Some(i) = &inter_ca {
+        chain_pem.push_str(&i.pem());
+        intermediates_der.push(i.der().to_vec());
+    }
+    Chain {
+        leaf_der: leaf_cert.der().to_vec(),
+        intermediates_der,
+        root_der: root_ca.der().to_vec(),
+        chain_pem,
+        key_pem: leaf_key.serialize_pem(),
+        root_pem: root_ca.pem(),
+    }
+}
+
+/// A chain whose leaf claims to be issued by the root of `genuine` (same name) but is signed
+/// by another key: its dates cannot be believed.
+pub fn forged_leaf(genuine: &Chain, name: &str, leaf: Window) -> Chain {
+    let impostor = make_chain(name, (leaf.0 - 86_400, leaf.1 + 86_400), None, leaf);
+    Chain { root_der: genuine.root_der.clone(), root_pem: genuine.root_pem.clone(), ..impostor }
+}
+
+/// Writes PEM files for a TLS server into `dir`: `chain.pem`, `key.pem`, `root.pem`.
+pub fn write_pem(chain: &Chain, dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::write(dir.join("chain.pem"), &chain.chain_pem)?;
+    std::fs::write(dir.join("key.pem"), &chain.key_pem)?;
+    std::fs::write(dir.join("root.pem"), &chain.root_pem)
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
