@@ -17,6 +17,10 @@ pub struct Chain {
     pub root_der: Vec<u8>,
     /// Leaf then intermediates, PEM (what a server sends).
     pub chain_pem: String,
+    /// The leaf alone, PEM.
+    pub leaf_pem: String,
+    /// The intermediates alone, PEM (empty when none).
+    pub inter_pem: String,
     /// The leaf's private key, PEM.
     pub key_pem: String,
     /// The root, PEM (what a client trusts).
@@ -55,17 +59,21 @@ pub fn make_chain(name: &str, root: Window, inter: Option<Window>, leaf: Window)
         Some(i) => lp.signed_by(&leaf_key, i).expect("leaf"),
         None => lp.signed_by(&leaf_key, &root_ca).expect("leaf"),
     };
-    let mut chain_pem = leaf_cert.pem();
+    let leaf_pem = leaf_cert.pem();
+    let mut inter_pem = String::new();
     let mut intermediates_der = Vec::new();
     if let Some(i) = &inter_ca {
-        chain_pem.push_str(&i.pem());
+        inter_pem.push_str(&i.pem());
         intermediates_der.push(i.der().to_vec());
     }
+    let chain_pem = format!("{leaf_pem}{inter_pem}");
     Chain {
         leaf_der: leaf_cert.der().to_vec(),
         intermediates_der,
         root_der: root_ca.der().to_vec(),
         chain_pem,
+        leaf_pem,
+        inter_pem,
         key_pem: leaf_key.serialize_pem(),
         root_pem: root_ca.pem(),
     }
@@ -78,9 +86,12 @@ pub fn forged_leaf(genuine: &Chain, name: &str, leaf: Window) -> Chain {
     Chain { root_der: genuine.root_der.clone(), root_pem: genuine.root_pem.clone(), ..impostor }
 }
 
-/// Writes PEM files for a TLS server into `dir`: `chain.pem`, `key.pem`, `root.pem`.
+/// Writes PEM files for a TLS server into `dir`: `chain.pem`, `leaf.pem`, `inter.pem`,
+/// `key.pem`, `root.pem`.
 pub fn write_pem(chain: &Chain, dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(dir.join("chain.pem"), &chain.chain_pem)?;
+    std::fs::write(dir.join("leaf.pem"), &chain.leaf_pem)?;
+    std::fs::write(dir.join("inter.pem"), &chain.inter_pem)?;
     std::fs::write(dir.join("key.pem"), &chain.key_pem)?;
     std::fs::write(dir.join("root.pem"), &chain.root_pem)
 }

@@ -211,8 +211,24 @@ fn openssl_for(e: &Error) -> Option<&'static str> {
 /// to be behind. "Ahead" is only ever said by a trusted clock, never derived from certificate
 /// dates, and nothing here adjusts any clock.
 #[must_use]
-#[allow(clippy::too_many_lines)]
 pub fn analyze(
+    inner: &WebPkiServerVerifier,
+    roots: &[CertificateDer<'_>],
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    server_name: &ServerName<'_>,
+    reading: ClockReading,
+    policy: Policy,
+) -> Diagnosis {
+    let mut d = judge(inner, roots, end_entity, intermediates, server_name, reading, policy);
+    if let Some(first) = d.message.get(..1) {
+        d.message = first.to_uppercase() + &d.message[1..];
+    }
+    d
+}
+
+#[allow(clippy::too_many_lines)]
+fn judge(
     inner: &WebPkiServerVerifier,
     roots: &[CertificateDer<'_>],
     end_entity: &CertificateDer<'_>,

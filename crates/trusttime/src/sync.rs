@@ -60,6 +60,16 @@ pub struct BadServerSpec {
 impl FromStr for ServerSpec {
     type Err = BadServerSpec;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServerSpec::parse_with_default_port(s, NTP_PORT)
+    }
+}
+
+impl ServerSpec {
+    /// Parses `HOST`, `HOST:PORT` or `[IPV6]:PORT`, with `default_port` when none is given.
+    ///
+    /// # Errors
+    /// [`BadServerSpec`] says what is wrong.
+    pub fn parse_with_default_port(s: &str, default_port: u16) -> Result<Self, BadServerSpec> {
         let bad = |why| BadServerSpec {
             input: s.to_owned(),
             why,
@@ -80,7 +90,7 @@ impl FromStr for ServerSpec {
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, after) = rest.split_once(']').ok_or_else(|| bad("missing `]`"))?;
             match after {
-                "" => (h, NTP_PORT),
+                "" => (h, default_port),
                 a => (
                     h,
                     port(
@@ -90,11 +100,11 @@ impl FromStr for ServerSpec {
                 ),
             }
         } else if s.matches(':').count() > 1 {
-            (s, NTP_PORT) // a bare IPv6 address
+            (s, default_port) // a bare IPv6 address
         } else if let Some((h, p)) = s.split_once(':') {
             (h, port(p)?)
         } else {
-            (s, NTP_PORT)
+            (s, default_port)
         };
         if host.is_empty() {
             return Err(bad("empty host"));

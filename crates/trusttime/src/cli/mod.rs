@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod check;
 pub mod demo;
 pub mod serve;
 pub mod sync;
@@ -53,6 +54,8 @@ pub enum Command {
     Sync(sync::Args),
     /// Serve NTP from this machine's clock (optionally shifted).
     Serve(serve::Args),
+    /// Fetch a server's certificate chain and judge it by trusted time, with a diagnosis.
+    Check(check::Args),
 }
 
 /// Parses the command line, sets up logging and runs the chosen command.
@@ -89,6 +92,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Demo(a) => demo::run(a).await,
         Command::Sync(a) => sync::run(a).await,
         Command::Serve(a) => serve::run(a).await,
+        Command::Check(a) => check::run(a).await,
     }
 }
 
