@@ -1,6 +1,8 @@
 //! Certificate chains generated at test time (rcgen), with any validity windows.
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 use time::OffsetDateTime;
 
 /// A validity window in Unix seconds.
@@ -35,7 +37,11 @@ fn ca_params(cn: &str, w: Window) -> CertificateParams {
     let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
     p.distinguished_name.push(DnType::CommonName, cn);
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = dt(w.0);
     p.not_after = dt(w.1);
     p
@@ -44,11 +50,18 @@ fn ca_params(cn: &str, w: Window) -> CertificateParams {
 /// Makes a chain for `name`: root (window `root`), an intermediate if `inter` is given, and a
 /// leaf valid for `name` in `leaf`.
 pub fn make_chain(name: &str, root: Window, inter: Option<Window>, leaf: Window) -> Chain {
-    let root_ca = CertifiedIssuer::self_signed(ca_params("trusttime test root", root), KeyPair::generate().expect("key"))
-        .expect("root");
+    let root_ca = CertifiedIssuer::self_signed(
+        ca_params("trusttime test root", root),
+        KeyPair::generate().expect("key"),
+    )
+    .expect("root");
     let inter_ca = inter.map(|w| {
-        CertifiedIssuer::signed_by(ca_params("trusttime test intermediate", w), KeyPair::generate().expect("key"), &root_ca)
-            .expect("intermediate")
+        CertifiedIssuer::signed_by(
+            ca_params("trusttime test intermediate", w),
+            KeyPair::generate().expect("key"),
+            &root_ca,
+        )
+        .expect("intermediate")
     });
     let mut lp = CertificateParams::new(vec![name.to_owned()]).expect("params");
     lp.distinguished_name.push(DnType::CommonName, name);
@@ -83,7 +96,11 @@ pub fn make_chain(name: &str, root: Window, inter: Option<Window>, leaf: Window)
 /// by another key: its dates cannot be believed.
 pub fn forged_leaf(genuine: &Chain, name: &str, leaf: Window) -> Chain {
     let impostor = make_chain(name, (leaf.0 - 86_400, leaf.1 + 86_400), None, leaf);
-    Chain { root_der: genuine.root_der.clone(), root_pem: genuine.root_pem.clone(), ..impostor }
+    Chain {
+        root_der: genuine.root_der.clone(),
+        root_pem: genuine.root_pem.clone(),
+        ..impostor
+    }
 }
 
 /// Writes PEM files for a TLS server into `dir`: `chain.pem`, `leaf.pem`, `inter.pem`,

@@ -273,14 +273,25 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 pub fn openssl_s_server(dir: &Path, port: u16) -> Option<Peer> {
     let openssl = peer_or_skip("openssl", &["/usr/bin/openssl"], "apt-get install openssl")?;
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--bounding-set", "-sys_time", "--inh-caps", "-sys_time"]).arg(openssl);
-    cmd.args(["s_server", "-www", "-accept"]).arg(format!("127.0.0.1:{port}"));
-    cmd.arg("-cert").arg(dir.join("leaf.pem")).arg("-key").arg(dir.join("key.pem"));
+    cmd.args(["--bounding-set", "-sys_time", "--inh-caps", "-sys_time"])
+        .arg(openssl);
+    cmd.args(["s_server", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"));
+    cmd.arg("-cert")
+        .arg(dir.join("leaf.pem"))
+        .arg("-key")
+        .arg(dir.join("key.pem"));
     let inter = dir.join("inter.pem");
-    if std::fs::metadata(&inter).map(|m| m.len() > 0).unwrap_or(false) {
+    if std::fs::metadata(&inter)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false)
+    {
         cmd.arg("-cert_chain").arg(inter);
     }
     let peer = Peer::spawn(&format!("s_server-{port}"), cmd, None);
-    wait_for_tcp(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10));
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+    );
     Some(peer)
 }

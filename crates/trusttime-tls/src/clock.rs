@@ -23,7 +23,10 @@ impl ClockReading {
         ClockReading {
             device,
             trusted: TrustedTime {
-                interval: TimeInterval { earliest: floor, latest: UnixTime::MAX },
+                interval: TimeInterval {
+                    earliest: floor,
+                    latest: UnixTime::MAX,
+                },
                 provenance: Provenance::Floor,
             },
         }
@@ -65,7 +68,11 @@ impl SharedClock {
     /// Nothing known yet but the floor.
     #[must_use]
     pub fn new(floor: UnixTime) -> Self {
-        SharedClock { floor, drift_ppm: 50, state: RwLock::new(None) }
+        SharedClock {
+            floor,
+            drift_ppm: 50,
+            state: RwLock::new(None),
+        }
     }
     /// Sets the drift bound used between updates.
     #[must_use]
@@ -76,7 +83,10 @@ impl SharedClock {
     /// Records a trusted time as of now (e.g. a sync's consensus interval). An interval below
     /// the floor is raised to it.
     pub fn update(&self, t: TrustedTime) {
-        let t = TrustedTime { interval: t.interval.clamp_to_floor(self.floor), provenance: t.provenance };
+        let t = TrustedTime {
+            interval: t.interval.clamp_to_floor(self.floor),
+            provenance: t.provenance,
+        };
         if let Ok(mut g) = self.state.write() {
             *g = Some((t, Instant::now()));
         }
@@ -104,8 +114,17 @@ impl TrustedClock for SharedClock {
             None => ClockReading::untrusted(device, self.floor),
             Some((t, at)) => {
                 let elapsed = SignedDuration::from_std(at.elapsed());
-                let interval = t.interval.shift(elapsed).widen(elapsed.mul_ppm(self.drift_ppm));
-                ClockReading { device, trusted: TrustedTime { interval, provenance: t.provenance } }
+                let interval = t
+                    .interval
+                    .shift(elapsed)
+                    .widen(elapsed.mul_ppm(self.drift_ppm));
+                ClockReading {
+                    device,
+                    trusted: TrustedTime {
+                        interval,
+                        provenance: t.provenance,
+                    },
+                }
             }
         }
     }
@@ -140,7 +159,9 @@ impl TimeProvider for TrustedTimeProvider {
             return None;
         }
         let secs = u64::try_from(r.trusted.interval.midpoint().as_secs()).ok()?;
-        Some(rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs)))
+        Some(rustls_pki_types::UnixTime::since_unix_epoch(
+            std::time::Duration::from_secs(secs),
+        ))
     }
 }
 
@@ -182,6 +203,10 @@ mod tests {
         });
         std::thread::sleep(std::time::Duration::from_millis(20));
         let r = clock.read();
-        assert!(r.trusted.uncertainty() >= SignedDuration::from_millis(20), "{:?}", r.trusted);
+        assert!(
+            r.trusted.uncertainty() >= SignedDuration::from_millis(20),
+            "{:?}",
+            r.trusted
+        );
     }
 }

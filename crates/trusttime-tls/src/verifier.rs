@@ -5,7 +5,9 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme,
+};
 use rustls_pki_types::{CertificateDer, ServerName};
 use trusttime_core::{Human, Purpose, SignedDuration, UnixTime};
 
@@ -36,7 +38,10 @@ impl Policy {
     /// undetermined verdicts.
     #[must_use]
     pub fn for_purpose(p: Purpose) -> Self {
-        Policy { max_error: p.default_max_error(), undetermined: UndeterminedPolicy::Reject }
+        Policy {
+            max_error: p.default_max_error(),
+            undetermined: UndeterminedPolicy::Reject,
+        }
     }
 }
 
@@ -59,7 +64,11 @@ impl TrustedTimeVerifier {
     ///
     /// # Errors
     /// When no root is usable.
-    pub fn new(roots: Vec<CertificateDer<'static>>, clock: Arc<dyn TrustedClock>, policy: Policy) -> Result<Self, Error> {
+    pub fn new(
+        roots: Vec<CertificateDer<'static>>,
+        clock: Arc<dyn TrustedClock>,
+        policy: Policy,
+    ) -> Result<Self, Error> {
         let mut store = RootCertStore::empty();
         for r in &roots {
             store.add(r.clone())?;
@@ -67,7 +76,12 @@ impl TrustedTimeVerifier {
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
             .build()
             .map_err(|e| Error::General(format!("cannot build the certificate verifier: {e}")))?;
-        Ok(TrustedTimeVerifier { inner, roots, clock, policy })
+        Ok(TrustedTimeVerifier {
+            inner,
+            roots,
+            clock,
+            policy,
+        })
     }
 
     /// A verifier trusting the Mozilla roots of `webpki-roots`. Those are trust anchors
@@ -76,23 +90,57 @@ impl TrustedTimeVerifier {
     /// # Errors
     /// Only if the verifier cannot be built.
     pub fn with_webpki_roots(clock: Arc<dyn TrustedClock>, policy: Policy) -> Result<Self, Error> {
-        let store = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let store = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
             .build()
             .map_err(|e| Error::General(format!("cannot build the certificate verifier: {e}")))?;
-        Ok(TrustedTimeVerifier { inner, roots: Vec::new(), clock, policy })
+        Ok(TrustedTimeVerifier {
+            inner,
+            roots: Vec::new(),
+            clock,
+            policy,
+        })
     }
 
     /// Diagnoses a chain at the clock's current reading, without a connection.
     #[must_use]
-    pub fn diagnose(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], server_name: &ServerName<'_>) -> Diagnosis {
-        analyze(&self.inner, &self.roots, end_entity, intermediates, server_name, self.clock.read(), self.policy)
+    pub fn diagnose(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+    ) -> Diagnosis {
+        analyze(
+            &self.inner,
+            &self.roots,
+            end_entity,
+            intermediates,
+            server_name,
+            self.clock.read(),
+            self.policy,
+        )
     }
 
     /// Diagnoses a chain at a given reading.
     #[must_use]
-    pub fn diagnose_at(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], server_name: &ServerName<'_>, reading: ClockReading) -> Diagnosis {
-        analyze(&self.inner, &self.roots, end_entity, intermediates, server_name, reading, self.policy)
+    pub fn diagnose_at(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        reading: ClockReading,
+    ) -> Diagnosis {
+        analyze(
+            &self.inner,
+            &self.roots,
+            end_entity,
+            intermediates,
+            server_name,
+            reading,
+            self.policy,
+        )
     }
 
     /// The root certificates (full DER) this verifier was built with.
@@ -114,19 +162,32 @@ impl ServerCertVerifier for TrustedTimeVerifier {
     ) -> Result<ServerCertVerified, Error> {
         let d = self.diagnose(end_entity, intermediates, server_name);
         let accept = d.verdict == Verdict::Valid
-            || (d.finding == Finding::Straddles && self.policy.undetermined == UndeterminedPolicy::Accept);
+            || (d.finding == Finding::Straddles
+                && self.policy.undetermined == UndeterminedPolicy::Accept);
         if accept {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(d)))))
+            Err(Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(d)),
+            )))
         }
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
         self.inner.verify_tls12_signature(message, cert, dss)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
         self.inner.verify_tls13_signature(message, cert, dss)
     }
 
@@ -152,17 +213,29 @@ fn parse(der: &CertificateDer<'_>, role: CertRole) -> Option<CertInfo> {
 ///
 /// # Errors
 /// A certificate that does not parse, with its place in the chain.
-pub fn chain_info(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], roots: &[CertificateDer<'_>]) -> Result<Vec<CertInfo>, String> {
-    let mut out = vec![parse(end_entity, CertRole::Leaf).ok_or("the server certificate is not valid X.509 DER")?];
+pub fn chain_info(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    roots: &[CertificateDer<'_>],
+) -> Result<Vec<CertInfo>, String> {
+    let mut out =
+        vec![parse(end_entity, CertRole::Leaf)
+            .ok_or("the server certificate is not valid X.509 DER")?];
     for (i, der) in intermediates.iter().enumerate() {
         let role = CertRole::Intermediate(u8::try_from(i + 1).unwrap_or(u8::MAX));
         out.push(parse(der, role).ok_or_else(|| format!("{role} is not valid X.509 DER"))?);
     }
     // Walk up from the last certificate to a root we hold (a chain may or may not include it).
     let mut issuer = out.last().map(|c| c.issuer.clone()).unwrap_or_default();
-    let already = out.iter().any(|c| c.subject == c.issuer && c.role != CertRole::Leaf);
+    let already = out
+        .iter()
+        .any(|c| c.subject == c.issuer && c.role != CertRole::Leaf);
     if !already {
-        if let Some(root) = roots.iter().filter_map(|r| parse(r, CertRole::Root)).find(|r| r.subject == issuer) {
+        if let Some(root) = roots
+            .iter()
+            .filter_map(|r| parse(r, CertRole::Root))
+            .find(|r| r.subject == issuer)
+        {
             issuer.clone_from(&root.issuer);
             out.push(root);
         }
@@ -220,7 +293,15 @@ pub fn analyze(
     reading: ClockReading,
     policy: Policy,
 ) -> Diagnosis {
-    let mut d = judge(inner, roots, end_entity, intermediates, server_name, reading, policy);
+    let mut d = judge(
+        inner,
+        roots,
+        end_entity,
+        intermediates,
+        server_name,
+        reading,
+        policy,
+    );
     if let Some(first) = d.message.get(..1) {
         d.message = first.to_uppercase() + &d.message[1..];
     }
@@ -238,7 +319,11 @@ fn judge(
     policy: Policy,
 ) -> Diagnosis {
     let trusted = reading.is_trusted_within(policy.max_error);
-    let at = if trusted { reading.trusted.interval.midpoint() } else { reading.device };
+    let at = if trusted {
+        reading.trusted.interval.midpoint()
+    } else {
+        reading.device
+    };
     let name = server_name.to_str().into_owned();
     let base = Diagnosis {
         verdict: Verdict::Invalid,
@@ -256,10 +341,15 @@ fn judge(
     let chain = match chain_info(end_entity, intermediates, roots) {
         Ok(c) => c,
         Err(why) => {
-            return Diagnosis { message: format!("the certificate chain of {name} cannot be read: {why}."), ..base };
+            return Diagnosis {
+                message: format!("the certificate chain of {name} cannot be read: {why}."),
+                ..base
+            };
         }
     };
-    let verify_at = |t: UnixTime| inner.verify_server_cert(end_entity, intermediates, server_name, &[], to_pki(t));
+    let verify_at = |t: UnixTime| {
+        inner.verify_server_cert(end_entity, intermediates, server_name, &[], to_pki(t))
+    };
     let clock = clock_words(&reading, trusted);
     let sync_advice = "Run `trusttime sync` (or start the trusttime daemon and `trusttime wait`), or set the time by hand.".to_owned();
 
@@ -267,7 +357,10 @@ fn judge(
         Ok(_) => {
             if trusted {
                 let iv = reading.trusted.interval;
-                if let Some(root) = chain.iter().find(|c| c.role == CertRole::Root && !c.valid_at(at)) {
+                if let Some(root) = chain
+                    .iter()
+                    .find(|c| c.role == CertRole::Root && !c.valid_at(at))
+                {
                     return Diagnosis {
                         finding: Finding::RootExpired,
                         certificate: Some(root.clone()),
@@ -280,8 +373,15 @@ fn judge(
                         ..base
                     };
                 }
-                if let Some(c) = chain.iter().find(|c| !(c.valid_at(iv.earliest) && c.valid_at(iv.latest))) {
-                    let boundary = if c.valid_at(iv.latest) { c.not_before } else { c.not_after };
+                if let Some(c) = chain
+                    .iter()
+                    .find(|c| !(c.valid_at(iv.earliest) && c.valid_at(iv.latest)))
+                {
+                    let boundary = if c.valid_at(iv.latest) {
+                        c.not_before
+                    } else {
+                        c.not_after
+                    };
                     return Diagnosis {
                         verdict: Verdict::Undetermined,
                         finding: Finding::Straddles,
@@ -323,12 +423,32 @@ fn judge(
             let behind = at < bad.not_before;
             // Re-verify inside the failing certificate's own window: its signatures are
             // only worth believing if the chain verifies there.
-            let probe = if behind { bad.not_before } else { bad.not_after };
+            let probe = if behind {
+                bad.not_before
+            } else {
+                bad.not_after
+            };
             let genuine = verify_at(probe).is_ok();
-            let window = format!("valid from {} to {}", date(bad.not_before), date(bad.not_after));
-            let subject = if bad.role == CertRole::Leaf { format!("{} for {name}", bad.role) } else { format!("{} \"{}\"", bad.role, bad.subject) };
-            let code = if behind { "X509_V_ERR_CERT_NOT_YET_VALID" } else { "X509_V_ERR_CERT_HAS_EXPIRED" };
-            let off = if behind { bad.not_before - at } else { bad.not_after - at };
+            let window = format!(
+                "valid from {} to {}",
+                date(bad.not_before),
+                date(bad.not_after)
+            );
+            let subject = if bad.role == CertRole::Leaf {
+                format!("{} for {name}", bad.role)
+            } else {
+                format!("{} \"{}\"", bad.role, bad.subject)
+            };
+            let code = if behind {
+                "X509_V_ERR_CERT_NOT_YET_VALID"
+            } else {
+                "X509_V_ERR_CERT_HAS_EXPIRED"
+            };
+            let off = if behind {
+                bad.not_before - at
+            } else {
+                bad.not_after - at
+            };
             let base = Diagnosis {
                 certificate: Some(bad.clone()),
                 clock_off_by_s: Some(secs(off)),
@@ -389,7 +509,9 @@ fn judge(
         }
         Err(e) => Diagnosis {
             openssl_error: openssl_for(&e),
-            message: format!("the certificate chain of {name} is not valid: {e}. This is not a clock problem."),
+            message: format!(
+                "the certificate chain of {name} is not valid: {e}. This is not a clock problem."
+            ),
             certificate: chain.first().cloned(),
             ..base
         },

@@ -25,19 +25,34 @@ fn serve(chain: &Chain) -> Option<Served> {
     write_pem(chain, dir.path()).unwrap();
     let port = free_port();
     let server = openssl_s_server(dir.path(), port)?;
-    Some(Served { _server: server, dir, port })
+    Some(Served {
+        _server: server,
+        dir,
+        port,
+    })
 }
 
 fn check(s: &Served, extra: &[&str]) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
-        .args(["check", &format!("127.0.0.1:{}", s.port), "--servername", NAME, "--json", "--ca"])
+        .args([
+            "check",
+            &format!("127.0.0.1:{}", s.port),
+            "--servername",
+            NAME,
+            "--json",
+            "--ca",
+        ])
         .arg(s.dir.path().join("root.pem"))
         .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (out.status.code().unwrap(), v)
 }
 
@@ -47,19 +62,30 @@ fn now_rfc3339() -> String {
 
 fn good() -> Chain {
     let now = unix_now();
-    make_chain(NAME, (now - 400 * DAY, now + 3650 * DAY), Some((now - 300 * DAY, now + 1000 * DAY)), (now - 30 * DAY, now + 335 * DAY))
+    make_chain(
+        NAME,
+        (now - 400 * DAY, now + 3650 * DAY),
+        Some((now - 300 * DAY, now + 1000 * DAY)),
+        (now - 30 * DAY, now + 335 * DAY),
+    )
 }
 
 #[test]
 fn valid_chain_after_a_sync_against_chronyd() {
     let Some(s) = serve(&good()) else { return };
     let ntp = SocketAddr::from(([127, 0, 0, 31], free_port()));
-    let Some(_chronyd) = chronyd_server(ntp, None, &[]) else { return };
+    let Some(_chronyd) = chronyd_server(ntp, None, &[]) else {
+        return;
+    };
     let (code, v) = check(&s, &["--ntp-server", &ntp.to_string()]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["verdict"], "valid");
     assert_eq!(v["time"]["provenance"], "ntp");
-    assert_eq!(v["chain"].as_array().unwrap().len(), 3, "leaf, intermediate, root: {v}");
+    assert_eq!(
+        v["chain"].as_array().unwrap().len(),
+        3,
+        "leaf, intermediate, root: {v}"
+    );
     assert_eq!(v["chain"][1]["role"]["intermediate"], 1, "{v}");
     assert_eq!(v["chain"][2]["role"], "root", "{v}");
 }
@@ -81,23 +107,46 @@ fn device_far_in_the_future_is_undetermined() {
     let Some(s) = serve(&good()) else { return };
     let (code, v) = check(&s, &["--device-clock", "2070-01-01T00:00:00Z"]);
     assert_eq!(code, 3, "{v}");
-    assert_eq!(v["diagnosis"]["finding"]["kind"], "expired_by_untrusted_clock", "{v}");
+    assert_eq!(
+        v["diagnosis"]["finding"]["kind"], "expired_by_untrusted_clock",
+        "{v}"
+    );
 }
 
 #[test]
 fn expired_leaf_is_invalid_at_a_trusted_time() {
     let now = unix_now();
-    let Some(s) = serve(&make_chain(NAME, (now - 4000 * DAY, now + 3650 * DAY), None, (now - 400 * DAY, now - 35 * DAY))) else { return };
+    let Some(s) = serve(&make_chain(
+        NAME,
+        (now - 4000 * DAY, now + 3650 * DAY),
+        None,
+        (now - 400 * DAY, now - 35 * DAY),
+    )) else {
+        return;
+    };
     let (code, v) = check(&s, &["--at", &now_rfc3339()]);
     assert_eq!(code, 1, "{v}");
     assert_eq!(v["diagnosis"]["finding"]["kind"], "expired");
-    assert!(v["diagnosis"]["message"].as_str().unwrap().contains("really expired"), "{v}");
+    assert!(
+        v["diagnosis"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("really expired"),
+        "{v}"
+    );
 }
 
 #[test]
 fn not_yet_valid_leaf_is_invalid_at_a_trusted_time() {
     let now = unix_now();
-    let Some(s) = serve(&make_chain(NAME, (now - 4000 * DAY, now + 3650 * DAY), None, (now + 5 * DAY, now + 400 * DAY))) else { return };
+    let Some(s) = serve(&make_chain(
+        NAME,
+        (now - 4000 * DAY, now + 3650 * DAY),
+        None,
+        (now + 5 * DAY, now + 400 * DAY),
+    )) else {
+        return;
+    };
     let (code, v) = check(&s, &["--at", &now_rfc3339()]);
     assert_eq!(code, 1, "{v}");
     assert_eq!(v["diagnosis"]["finding"]["kind"], "not_yet_valid");
@@ -106,17 +155,30 @@ fn not_yet_valid_leaf_is_invalid_at_a_trusted_time() {
 #[test]
 fn expired_intermediate_is_named() {
     let now = unix_now();
-    let c = make_chain(NAME, (now - 4000 * DAY, now + 3650 * DAY), Some((now - 900 * DAY, now - 2 * DAY)), (now - 30 * DAY, now + 300 * DAY));
+    let c = make_chain(
+        NAME,
+        (now - 4000 * DAY, now + 3650 * DAY),
+        Some((now - 900 * DAY, now - 2 * DAY)),
+        (now - 30 * DAY, now + 300 * DAY),
+    );
     let Some(s) = serve(&c) else { return };
     let (code, v) = check(&s, &["--at", &now_rfc3339()]);
     assert_eq!(code, 1, "{v}");
-    assert_eq!(v["diagnosis"]["certificate"]["role"]["intermediate"], 1, "{v}");
+    assert_eq!(
+        v["diagnosis"]["certificate"]["role"]["intermediate"], 1,
+        "{v}"
+    );
 }
 
 #[test]
 fn expired_root_is_reported() {
     let now = unix_now();
-    let c = make_chain(NAME, (now - 4000 * DAY, now - 10 * DAY), None, (now - 30 * DAY, now + 300 * DAY));
+    let c = make_chain(
+        NAME,
+        (now - 4000 * DAY, now - 10 * DAY),
+        None,
+        (now - 30 * DAY, now + 300 * DAY),
+    );
     let Some(s) = serve(&c) else { return };
     let (code, v) = check(&s, &["--at", &now_rfc3339()]);
     assert_eq!(code, 1, "{v}");
@@ -126,12 +188,26 @@ fn expired_root_is_reported() {
 #[test]
 fn straddling_the_uncertainty_is_undetermined_unless_accepted() {
     let now = unix_now();
-    let c = make_chain(NAME, (now - 4000 * DAY, now + 3650 * DAY), None, (now - 30 * DAY, now + 1800));
+    let c = make_chain(
+        NAME,
+        (now - 4000 * DAY, now + 3650 * DAY),
+        None,
+        (now - 30 * DAY, now + 1800),
+    );
     let Some(s) = serve(&c) else { return };
     let (code, v) = check(&s, &["--at", &now_rfc3339(), "--uncertainty", "1h"]);
     assert_eq!(code, 3, "{v}");
     assert_eq!(v["diagnosis"]["finding"]["kind"], "straddles", "{v}");
-    let (code, _) = check(&s, &["--at", &now_rfc3339(), "--uncertainty", "1h", "--accept-undetermined"]);
+    let (code, _) = check(
+        &s,
+        &[
+            "--at",
+            &now_rfc3339(),
+            "--uncertainty",
+            "1h",
+            "--accept-undetermined",
+        ],
+    );
     assert_eq!(code, 0);
 }
 
@@ -142,10 +218,21 @@ fn network_error_exit_4_and_usage_exit_2() {
         .args(["check", &format!("127.0.0.1:{dead}"), "--no-sync"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(env!("CARGO_BIN_EXE_trusttime")).args(["check", "host:0"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args(["check", "host:0"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(env!("CARGO_BIN_EXE_trusttime")).args(["check", "x", "--at", "yesterday"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args(["check", "x", "--at", "yesterday"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -161,12 +248,21 @@ fn handshake_fails_closed_until_synced() {
 
     let now = unix_now();
     // Valid only from 50 minutes ahead of this machine's clock.
-    let c = make_chain(NAME, (now - 400 * DAY, now + 3650 * DAY), None, (now + 3000, now + 30 * DAY));
+    let c = make_chain(
+        NAME,
+        (now - 400 * DAY, now + 3650 * DAY),
+        None,
+        (now + 3000, now + 30 * DAY),
+    );
     let Some(s) = serve(&c) else { return };
     let a = SocketAddr::from(([127, 0, 0, 32], free_port()));
     let b = SocketAddr::from(([127, 0, 0, 33], free_port()));
-    let Some(_ca) = chronyd_server(a, Some("+3600"), &[]) else { return };
-    let Some(_cb) = chronyd_server(b, Some("+3600"), &[]) else { return };
+    let Some(_ca) = chronyd_server(a, Some("+3600"), &[]) else {
+        return;
+    };
+    let Some(_cb) = chronyd_server(b, Some("+3600"), &[]) else {
+        return;
+    };
 
     let clock = Arc::new(SharedClock::new(trusttime_core::floor::build_time()));
     let verifier = TrustedTimeVerifier::new(
@@ -178,7 +274,10 @@ fn handshake_fails_closed_until_synced() {
     let config = Arc::new(
         rustls::ClientConfig::builder_with_details(
             Arc::new(rustls::crypto::ring::default_provider()),
-            Arc::new(TrustedTimeProvider::new(clock.clone(), Purpose::Tls.default_max_error())),
+            Arc::new(TrustedTimeProvider::new(
+                clock.clone(),
+                Purpose::Tls.default_max_error(),
+            )),
         )
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -188,9 +287,11 @@ fn handshake_fails_closed_until_synced() {
     );
     let get = |config: Arc<rustls::ClientConfig>| -> Result<String, String> {
         let mut sock = TcpStream::connect(("127.0.0.1", s.port)).map_err(|e| e.to_string())?;
-        let mut conn = rustls::ClientConnection::new(config, NAME.try_into().unwrap()).map_err(|e| e.to_string())?;
+        let mut conn = rustls::ClientConnection::new(config, NAME.try_into().unwrap())
+            .map_err(|e| e.to_string())?;
         let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-        tls.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+        tls.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
         let mut body = String::new();
         let _ = tls.read_to_string(&mut body);
         Ok(body)
@@ -201,13 +302,25 @@ fn handshake_fails_closed_until_synced() {
     let err = before.expect_err("handshake must fail before any sync");
     assert!(err.contains("time"), "{err}");
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let report = rt.block_on(sync(
-        &SyncOptions::new(vec![a.to_string().parse().unwrap(), b.to_string().parse().unwrap()]),
+        &SyncOptions::new(vec![
+            a.to_string().parse().unwrap(),
+            b.to_string().parse().unwrap(),
+        ]),
         Arc::new(SystemClock),
     ));
     let consensus = report.result.unwrap();
-    clock.update(TrustedTime { interval: consensus.interval, provenance: Provenance::Ntp });
+    clock.update(TrustedTime {
+        interval: consensus.interval,
+        provenance: Provenance::Ntp,
+    });
     let after = get(config).unwrap();
-    assert!(after.contains("200 ok") || after.contains("s_server"), "{after}");
+    assert!(
+        after.contains("200 ok") || after.contains("s_server"),
+        "{after}"
+    );
 }

@@ -13,8 +13,12 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::json;
-use trusttime_core::{floor, Human, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
-use trusttime_tls::{chain_info, ClockReading, FixedClock, Policy, TrustedTimeVerifier, UndeterminedPolicy, Verdict};
+use trusttime_core::{
+    floor, Human, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime,
+};
+use trusttime_tls::{
+    chain_info, ClockReading, FixedClock, Policy, TrustedTimeVerifier, UndeterminedPolicy, Verdict,
+};
 
 use super::EXIT_USAGE;
 use crate::clock::{system_wall, LocalClock, SystemClock};
@@ -88,7 +92,8 @@ pub struct Args {
 }
 
 fn parse_time(s: &str) -> Result<UnixTime, String> {
-    UnixTime::parse_rfc3339(s).map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
+    UnixTime::parse_rfc3339(s)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
 }
 
 /// Records the chain the server sends, then stops the handshake: the judging happens offline.
@@ -108,14 +113,30 @@ impl ServerCertVerifier for Capture {
         _now: rustls_pki_types::UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if let Ok(mut g) = self.chain.lock() {
-            *g = Some((end_entity.clone().into_owned(), intermediates.iter().map(|c| c.clone().into_owned()).collect()));
+            *g = Some((
+                end_entity.clone().into_owned(),
+                intermediates
+                    .iter()
+                    .map(|c| c.clone().into_owned())
+                    .collect(),
+            ));
         }
         Err(rustls::Error::General("chain captured".into()))
     }
-    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Err(rustls::Error::General("not used".into()))
     }
-    fn verify_tls13_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Err(rustls::Error::General("not used".into()))
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -126,11 +147,17 @@ impl ServerCertVerifier for Capture {
 type Chain = (CertificateDer<'static>, Vec<CertificateDer<'static>>);
 
 /// Connects and returns the chain the server presented.
-fn fetch_chain(server: &ServerSpec, name: &ServerName<'static>, timeout: Duration) -> Result<Chain, String> {
+fn fetch_chain(
+    server: &ServerSpec,
+    name: &ServerName<'static>,
+    timeout: Duration,
+) -> Result<Chain, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let capture = Arc::new(Capture {
         chain: Mutex::new(None),
-        schemes: provider.signature_verification_algorithms.supported_schemes(),
+        schemes: provider
+            .signature_verification_algorithms
+            .supported_schemes(),
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -143,16 +170,23 @@ fn fetch_chain(server: &ServerSpec, name: &ServerName<'static>, timeout: Duratio
         .map_err(|e| format!("cannot resolve {}: {e}", server.host))?
         .next()
         .ok_or_else(|| format!("no address for {}", server.host))?;
-    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut sock = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let _ = sock.set_read_timeout(Some(timeout));
     let _ = sock.set_write_timeout(Some(timeout));
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name.clone()).map_err(|e| e.to_string())?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), name.clone()).map_err(|e| e.to_string())?;
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    let res = tls.write_all(b"").and_then(|()| tls.flush()).and_then(|()| tls.read(&mut [0u8; 1]).map(|_| ()));
+    let res = tls
+        .write_all(b"")
+        .and_then(|()| tls.flush())
+        .and_then(|()| tls.read(&mut [0u8; 1]).map(|_| ()));
     let captured = capture.chain.lock().ok().and_then(|mut g| g.take());
     match (captured, res) {
         (Some(chain), _) => Ok(chain),
-        (None, Err(e)) => Err(format!("TLS handshake with {addr} failed before a certificate arrived: {e}")),
+        (None, Err(e)) => Err(format!(
+            "TLS handshake with {addr} failed before a certificate arrived: {e}"
+        )),
         (None, Ok(())) => Err(format!("{addr} sent no certificate")),
     }
 }
@@ -167,7 +201,10 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let name_str = args.servername.clone().unwrap_or_else(|| server.host.clone());
+    let name_str = args
+        .servername
+        .clone()
+        .unwrap_or_else(|| server.host.clone());
     let name = match ServerName::try_from(name_str.clone()) {
         Ok(n) => n,
         Err(e) => {
@@ -176,14 +213,19 @@ pub async fn run(args: Args) -> ExitCode {
         }
     };
     let roots: Vec<CertificateDer<'static>> = match &args.ca {
-        Some(path) => match CertificateDer::pem_file_iter(path).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+        Some(path) => match CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        {
             Ok(v) if !v.is_empty() => v,
             Ok(_) => {
                 eprintln!("error: {} holds no PEM certificate", path.display());
                 return ExitCode::from(EXIT_USAGE);
             }
             Err(e) => {
-                eprintln!("error: cannot read certificates from {}: {e}", path.display());
+                eprintln!(
+                    "error: cannot read certificates from {}: {e}",
+                    path.display()
+                );
                 return ExitCode::from(EXIT_USAGE);
             }
         },
@@ -196,19 +238,36 @@ pub async fn run(args: Args) -> ExitCode {
     let reading = if let Some(at) = args.at {
         ClockReading {
             device: at,
-            trusted: TrustedTime { interval: TimeInterval::around(at, args.uncertainty), provenance: Provenance::Manual },
+            trusted: TrustedTime {
+                interval: TimeInterval::around(at, args.uncertainty),
+                provenance: Provenance::Manual,
+            },
         }
     } else if args.no_sync || args.device_clock.is_some() {
         ClockReading::untrusted(args.device_clock.unwrap_or_else(system_wall), floor)
     } else {
-        let servers = if args.ntp_servers.is_empty() { pool_servers("pool.ntp.org", 4) } else { args.ntp_servers.clone() };
+        let servers = if args.ntp_servers.is_empty() {
+            pool_servers("pool.ntp.org", 4)
+        } else {
+            args.ntp_servers.clone()
+        };
         let report = sync(&SyncOptions::new(servers), Arc::new(SystemClock)).await;
         match report.result {
             Ok(c) => {
-                sync_note = Some(format!("{} of {} time servers agree", c.agreed, report.sources.len()));
+                sync_note = Some(format!(
+                    "{} of {} time servers agree",
+                    c.agreed,
+                    report.sources.len()
+                ));
                 let now = SystemClock.now();
                 let interval = c.interval.shift(now.mono.since(c.at.mono));
-                ClockReading { device: now.wall, trusted: TrustedTime { interval, provenance: Provenance::Ntp } }
+                ClockReading {
+                    device: now.wall,
+                    trusted: TrustedTime {
+                        interval,
+                        provenance: Provenance::Ntp,
+                    },
+                }
             }
             Err(e) => {
                 sync_note = Some(format!("sync failed: {e}"));
@@ -219,7 +278,11 @@ pub async fn run(args: Args) -> ExitCode {
 
     let policy = Policy {
         max_error: SignedDuration::from_std(args.max_error),
-        undetermined: if args.accept_undetermined { UndeterminedPolicy::Accept } else { UndeterminedPolicy::Reject },
+        undetermined: if args.accept_undetermined {
+            UndeterminedPolicy::Accept
+        } else {
+            UndeterminedPolicy::Reject
+        },
     };
     let clock = Arc::new(FixedClock(reading));
     let verifier = match if roots.is_empty() {
@@ -240,7 +303,10 @@ pub async fn run(args: Args) -> ExitCode {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             if args.json {
-                println!("{}", json!({ "server": server.to_string(), "error": e, "verdict": null }));
+                println!(
+                    "{}",
+                    json!({ "server": server.to_string(), "error": e, "verdict": null })
+                );
             }
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_NETWORK);
@@ -252,11 +318,20 @@ pub async fn run(args: Args) -> ExitCode {
     };
     let diagnosis = verifier.diagnose_at(&leaf, &inter, &name, reading);
     let chain = chain_info(&leaf, &inter, verifier.roots()).unwrap_or_default();
-    let judge_at = if reading.is_trusted_within(policy.max_error) { reading.trusted.interval.midpoint() } else { reading.device };
+    let judge_at = if reading.is_trusted_within(policy.max_error) {
+        reading.trusted.interval.midpoint()
+    } else {
+        reading.device
+    };
     let code = match diagnosis.verdict {
         Verdict::Valid => EXIT_VALID,
         Verdict::Invalid => EXIT_INVALID,
-        Verdict::Undetermined if args.accept_undetermined && diagnosis.finding == trusttime_tls::Finding::Straddles => EXIT_VALID,
+        Verdict::Undetermined
+            if args.accept_undetermined
+                && diagnosis.finding == trusttime_tls::Finding::Straddles =>
+        {
+            EXIT_VALID
+        }
         Verdict::Undetermined => EXIT_UNDETERMINED,
     };
     let trusted = reading.is_trusted_within(policy.max_error);
@@ -296,9 +371,17 @@ pub async fn run(args: Args) -> ExitCode {
     } else {
         println!("server     {server} (name {name_str})");
         if trusted {
-            println!("time       {} ({})", reading.trusted.interval, reading.trusted.provenance.describe());
+            println!(
+                "time       {} ({})",
+                reading.trusted.interval,
+                reading.trusted.provenance.describe()
+            );
         } else {
-            println!("time       device clock {} (untrusted: {})", reading.device, reading.trusted.provenance.describe());
+            println!(
+                "time       device clock {} (untrusted: {})",
+                reading.device,
+                reading.trusted.provenance.describe()
+            );
         }
         if let Some(n) = &sync_note {
             println!("sync       {n}");
@@ -306,10 +389,17 @@ pub async fn run(args: Args) -> ExitCode {
         println!("chain");
         for c in &chain {
             let left = c.not_after - judge_at;
-            let expiry = if left.is_negative() { format!("expired {} ago", Human(left)) } else { format!("expires in {}", Human(left)) };
+            let expiry = if left.is_negative() {
+                format!("expired {} ago", Human(left))
+            } else {
+                format!("expires in {}", Human(left))
+            };
             println!("  {:<32} {}", c.role.to_string(), c.subject);
             println!("  {:<32} issuer {}", "", c.issuer);
-            println!("  {:<32} valid {} .. {} ({expiry})", "", c.not_before, c.not_after);
+            println!(
+                "  {:<32} valid {} .. {} ({expiry})",
+                "", c.not_before, c.not_after
+            );
         }
         let verdict = match diagnosis.verdict {
             Verdict::Valid => "VALID",
