@@ -46,6 +46,7 @@ pub mod floor;
 pub mod ntp;
 pub mod select;
 pub mod time;
+pub mod trust;
 
 pub use time::{
     Human, MonoInstant, Now, Provenance, Purpose, SignedDuration, TimeInterval, TrustedTime,
