@@ -13,3 +13,8 @@ pub mod clock;
 pub mod duration;
 pub mod serve;
 pub mod sync;
+pub mod config;
+pub mod state;
+pub mod platform;
+pub mod control;
+pub mod daemon;

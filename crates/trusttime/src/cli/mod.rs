@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod check;
+pub mod daemon;
 pub mod demo;
 pub mod serve;
 pub mod sync;
@@ -56,6 +57,16 @@ pub enum Command {
     Serve(serve::Args),
     /// Fetch a server's certificate chain and judge it by trusted time, with a diagnosis.
     Check(check::Args),
+    /// Run the time daemon (see `trusttime daemon --help`).
+    Daemon(daemon::DaemonArgs),
+    /// Check a config file.
+    ValidateConfig(daemon::ValidateArgs),
+    /// Show the daemon's trusted time and state.
+    Status(daemon::StatusArgs),
+    /// Show the daemon's sources and their verdicts.
+    Sources(daemon::StatusArgs),
+    /// Block until the daemon's time is trusted (exit 0) or time out (exit 1).
+    Wait(daemon::WaitArgs),
 }
 
 /// Parses the command line, sets up logging and runs the chosen command.
@@ -93,6 +104,11 @@ async fn run(command: Command) -> ExitCode {
         Command::Sync(a) => sync::run(a).await,
         Command::Serve(a) => serve::run(a).await,
         Command::Check(a) => check::run(a).await,
+        Command::Daemon(a) => daemon::run_daemon(a).await,
+        Command::ValidateConfig(a) => daemon::run_validate(&a),
+        Command::Status(a) => daemon::run_status(a).await,
+        Command::Sources(a) => daemon::run_sources(a).await,
+        Command::Wait(a) => daemon::run_wait(a).await,
     }
 }
 

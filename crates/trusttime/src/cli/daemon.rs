@@ -1,0 +1,280 @@
+//! `trusttime daemon`, `validate-config`, `status`, `sources`, `wait`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args as ClapArgs, ValueEnum};
+use trusttime_core::Purpose;
+
+use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
+use crate::clock::SystemClock;
+use crate::config::{Config, DEFAULT_PATH};
+use crate::daemon::Daemon;
+use crate::platform::{has_cap_sys_time, LinuxClock, LinuxRtc, Rtc, NO_CAP_MESSAGE};
+
+/// Run the time daemon: poll the configured sources, keep a trusted time, serve `status`.
+///
+/// Reads the config (default /etc/trusttime/trusttime.toml), restores persisted state, checks
+/// the RTC, then polls like a good citizen (random start-up delay, adaptive 64..1024 s
+/// interval, backoff, Kiss-o'-Death). Sets the clock unless observe-only; without
+/// CAP_SYS_TIME it refuses to start and says how to run observe-only. Sends systemd READY=1
+/// when time is first trusted.
+#[derive(Debug, ClapArgs)]
+pub struct DaemonArgs {
+    /// The config file.
+    #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Never change the system clock or the RTC (overrides the config).
+    #[arg(long)]
+    pub observe_only: bool,
+}
+
+/// Check a config file and print what it means; exit 0 if valid, 2 if not.
+#[derive(Debug, ClapArgs)]
+pub struct ValidateArgs {
+    /// The config file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Where to find the daemon.
+#[derive(Debug, ClapArgs)]
+pub struct Where {
+    /// The daemon's config file (to find its control socket).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The control socket (default: from the config, else /run/trusttime/control.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+impl Where {
+    fn socket(&self) -> Result<PathBuf, String> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        let path = self.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+        match Config::load(&path) {
+            Ok(c) => Ok(c.raw.daemon.control_socket),
+            Err(e) if self.config.is_some() => Err(e.to_string()),
+            Err(_) => Ok(crate::config::DaemonConfig::default().control_socket),
+        }
+    }
+}
+
+/// Show the daemon's trusted time, state and a one-line verdict.
+#[derive(Debug, ClapArgs)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub at: Where,
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What readiness means.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ForPurpose {
+    /// Certificate checks: 1 hour.
+    Tls,
+    /// AWS SigV4 signatures: 5 minutes.
+    Sigv4,
+}
+
+/// Block until the daemon's time is trusted to an error (exit 0), or time out (exit 1).
+///
+/// Examples:
+///   trusttime wait --for tls --timeout 30s
+///   trusttime wait --max-error 100ms
+#[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub at: Where,
+    /// Purpose: tls (1 h) or sigv4 (5 min).
+    #[arg(long = "for", value_enum, conflicts_with = "max_error")]
+    pub purpose: Option<ForPurpose>,
+    /// Largest acceptable error.
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub max_error: Option<Duration>,
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::duration::parse)]
+    pub timeout: Duration,
+}
+
+/// `trusttime daemon`.
+pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let observe_only = args.observe_only || config.raw.clock.observe_only;
+    if !observe_only && !has_cap_sys_time() {
+        eprintln!("error: {NO_CAP_MESSAGE}");
+        return ExitCode::from(EXIT_FAIL);
+    }
+    let rtc: Option<Arc<dyn Rtc>> = config.raw.clock.rtc.as_deref().map(|p| Arc::new(LinuxRtc::new(p)) as Arc<dyn Rtc>);
+    let daemon = Daemon { config, local: Arc::new(SystemClock), control: Arc::new(LinuxClock), rtc, observe_only };
+    let (_handle, fut) = match daemon.start() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FAIL);
+        }
+    };
+    tracing::info!(observe_only, "trusttime daemon started");
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot watch for SIGTERM: {e}");
+            return ExitCode::from(EXIT_FAIL);
+        }
+    };
+    tokio::select! {
+        () = fut => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+/// `trusttime validate-config`.
+pub fn run_validate(args: &ValidateArgs) -> ExitCode {
+    match Config::load(&args.file) {
+        Ok(c) => {
+            println!("{}: valid", args.file.display());
+            println!("  sources:       {}", c.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+            println!("  observe-only:  {}", c.raw.clock.observe_only);
+            println!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);
+            println!("  poll:          2^{} .. 2^{} s", c.raw.daemon.min_poll, c.raw.daemon.max_poll);
+            println!("  state dir:     {}", c.raw.daemon.state_dir.display());
+            println!("  control:       {}", c.raw.daemon.control_socket.display());
+            if c.servers.is_empty() {
+                println!("  note: no sources: the daemon will only hold over (RTC, persisted state)");
+            }
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+async fn ask(at: &Where, command: &str) -> Result<serde_json::Value, (u8, String)> {
+    let sock = at.socket().map_err(|e| (EXIT_USAGE, e))?;
+    crate::control::ask(&sock, command).await.map_err(|e| (EXIT_FAIL, e))
+}
+
+/// `trusttime status`.
+pub async fn run_status(args: StatusArgs) -> ExitCode {
+    match ask(&args.at, "status").await {
+        Ok(v) => {
+            if args.json {
+                println!("{v}");
+            } else {
+                let g = |k: &str| v.get(k).map(|x| x.as_str().map_or_else(|| x.to_string(), ToOwned::to_owned)).unwrap_or_default();
+                println!("{}", g("verdict"));
+                println!("state        {}", g("state"));
+                println!("interval     {} .. {}", g("earliest"), g("latest"));
+                println!("offset       {} s (true time minus system clock)", g("offset_s"));
+                println!("uncertainty  {} s", g("uncertainty_s"));
+                println!("last sync    {}", g("last_sync"));
+                println!("next poll    in {} s", g("next_poll_in_s"));
+                println!("frequency    {} ppm (drift bound {} ppm)", g("freq_ppm"), g("drift_bound_ppm"));
+                println!("floor        {}", g("floor"));
+                println!("clock        {}", if v["observe_only"] == true { "observe-only (never changed)" } else { "disciplined" });
+                if let Some(notes) = v["notes"].as_array() {
+                    for n in notes {
+                        println!("note         {}", n.as_str().unwrap_or_default());
+                    }
+                }
+            }
+            ExitCode::from(EXIT_OK)
+        }
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// `trusttime sources`.
+pub async fn run_sources(args: StatusArgs) -> ExitCode {
+    match ask(&args.at, "sources").await {
+        Ok(v) => {
+            if args.json {
+                println!("{v}");
+            } else if let Some(list) = v["sources"].as_array() {
+                println!("{:<28} {:<13} {:>5} {:>4} {:>14}  reason", "address", "verdict", "reach", "poll", "offset s");
+                for s in list {
+                    println!(
+                        "{:<28} {:<13} {:>5} {:>4} {:>14}  {}",
+                        s["address"].as_str().unwrap_or_default(),
+                        s["verdict"].as_str().unwrap_or_default(),
+                        s["reach"].as_str().unwrap_or_default(),
+                        s["poll"],
+                        s["offset_s"].as_f64().map_or_else(|| "-".into(), |o| format!("{o:+.6}")),
+                        s["reason"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            ExitCode::from(EXIT_OK)
+        }
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// `trusttime wait`.
+pub async fn run_wait(args: WaitArgs) -> ExitCode {
+    let max_error = match (args.purpose, args.max_error) {
+        (_, Some(d)) => d,
+        (Some(ForPurpose::Sigv4), None) => Purpose::SigV4.default_max_error().to_std().unwrap_or_default(),
+        _ => Purpose::Tls.default_max_error().to_std().unwrap_or_default(),
+    };
+    let sock = match args.at.socket() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let tty = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut last = String::from("no answer from the daemon yet");
+    while start.elapsed() < args.timeout {
+        match crate::control::ask(&sock, "status").await {
+            Ok(v) => {
+                let state = v["state"].as_str().unwrap_or("unknown").to_owned();
+                let unc = v["uncertainty_s"].as_f64();
+                if state != "unknown" && unc.is_some_and(|u| u <= max_error.as_secs_f64()) {
+                    if tty {
+                        eprintln!("\rtime trusted ({state}, ± {:.3} s) after {:.1} s                ", unc.unwrap_or_default(), start.elapsed().as_secs_f64());
+                    }
+                    return ExitCode::from(EXIT_OK);
+                }
+                last = format!("state {state}, uncertainty {}", unc.map_or_else(|| "unbounded".into(), |u| format!("{u:.3} s")));
+            }
+            Err(e) => last = e,
+        }
+        if tty {
+            eprint!("\rwaiting for trusted time (± {:?}): {last} [{:.0} s]   ", max_error, start.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if tty {
+        eprintln!();
+    }
+    eprintln!("error: time not trusted to ± {max_error:?} within {:?}: {last}", args.timeout);
+    ExitCode::from(EXIT_FAIL)
+}
+

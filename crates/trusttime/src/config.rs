@@ -1,0 +1,337 @@
+//! The configuration file (TOML). Unknown keys are errors, so a typo never silently falls
+//! back to a default.
+//!
+//! ```toml
+//! [[source]]
+//! kind = "ntp"
+//! address = "time1.lan:123"
+//!
+//! [[source]]
+//! kind = "pool"
+//! zone = "acme.pool.ntp.org"   # your NTP Pool vendor zone
+//! count = 4
+//!
+//! [clock]
+//! observe-only = false
+//! drift-ppm = 50
+//! step-threshold = "1s"
+//!
+//! [daemon]
+//! state-dir = "/var/lib/trusttime"
+//! control-socket = "/run/trusttime/control.sock"
+//! startup-delay = "10s"
+//! min-poll = 6      # log2 seconds: 64 s
+//! max-poll = 10     # 1024 s
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sync::{pool_servers, ServerSpec};
+
+/// The default config file.
+pub const DEFAULT_PATH: &str = "/etc/trusttime/trusttime.toml";
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Time sources.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    /// Clock discipline.
+    #[serde(default)]
+    pub clock: ClockConfig,
+    /// Daemon settings.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// One `[[source]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// One NTP server.
+    Ntp {
+        /// HOST, HOST:PORT or [IPV6]:PORT.
+        address: String,
+    },
+    /// NTP Pool servers by DNS name: `0.ZONE` .. `(count-1).ZONE`.
+    Pool {
+        /// The pool zone, ideally your vendor zone.
+        zone: String,
+        /// How many (1..=4, default 4).
+        #[serde(default = "default_pool_count")]
+        count: usize,
+    },
+}
+
+fn default_pool_count() -> usize {
+    4
+}
+
+/// `[clock]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClockConfig {
+    /// Never change any clock (system or RTC).
+    #[serde(default)]
+    pub observe_only: bool,
+    /// Drift bound of the local oscillator (ppm).
+    #[serde(default = "default_drift")]
+    pub drift_ppm: u32,
+    /// Errors larger than this are stepped once at start; smaller ones are slewed.
+    #[serde(default = "default_step_threshold")]
+    pub step_threshold: String,
+    /// RTC device to read at boot and write after syncs (e.g. /dev/rtc0); none by default.
+    #[serde(default)]
+    pub rtc: Option<PathBuf>,
+    /// Sources that must agree (default: 2 when 3 or more are configured).
+    #[serde(default)]
+    pub min_agree: Option<u8>,
+}
+
+fn default_drift() -> u32 {
+    50
+}
+fn default_step_threshold() -> String {
+    "1s".into()
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            observe_only: false,
+            drift_ppm: default_drift(),
+            step_threshold: default_step_threshold(),
+            rtc: None,
+            min_agree: None,
+        }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonConfig {
+    /// Where state is persisted.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The control socket.
+    #[serde(default = "default_socket")]
+    pub control_socket: PathBuf,
+    /// Upper bound of the random start-up delay (NTP Pool guidance: spread a fleet's boots).
+    #[serde(default = "default_startup_delay")]
+    pub startup_delay: String,
+    /// Lowest poll exponent (log2 s; 6 = 64 s). Values below 6 are for tests only.
+    #[serde(default = "default_min_poll")]
+    pub min_poll: i8,
+    /// Highest poll exponent (log2 s; 10 = 1024 s).
+    #[serde(default = "default_max_poll")]
+    pub max_poll: i8,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/trusttime")
+}
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/trusttime/control.sock")
+}
+fn default_startup_delay() -> String {
+    "10s".into()
+}
+fn default_min_poll() -> i8 {
+    6
+}
+fn default_max_poll() -> i8 {
+    10
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            state_dir: default_state_dir(),
+            control_socket: default_socket(),
+            startup_delay: default_startup_delay(),
+            min_poll: default_min_poll(),
+            max_poll: default_max_poll(),
+        }
+    }
+}
+
+/// A config that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML or an unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// Parsed, but a value is wrong.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A checked config with values converted.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The servers, pools expanded.
+    pub servers: Vec<ServerSpec>,
+    /// As written.
+    pub raw: Config,
+    /// `clock.step-threshold`.
+    pub step_threshold: Duration,
+    /// `daemon.startup-delay`.
+    pub startup_delay: Duration,
+}
+
+impl Config {
+    /// Parses TOML text; `path` is for messages.
+    ///
+    /// # Errors
+    /// [`ConfigError`] with line and column for syntax errors and unknown keys.
+    pub fn parse(text: &str, path: &Path) -> Result<Checked, ConfigError> {
+        let raw: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        raw.check(path)
+    }
+
+    /// Reads and parses a file.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn load(path: &Path) -> Result<Checked, ConfigError> {
+        let meta = std::fs::metadata(path).map_err(|e| ConfigError::Read { path: path.to_owned(), source: e })?;
+        if meta.len() > 1 << 20 {
+            return Err(ConfigError::Invalid { path: path.to_owned(), message: "larger than 1 MiB".into() });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_owned(), source: e })?;
+        Config::parse(&text, path)
+    }
+
+    fn check(self, path: &Path) -> Result<Checked, ConfigError> {
+        let bad = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        let mut servers = Vec::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            match s {
+                SourceConfig::Ntp { address } => {
+                    servers.push(address.parse::<ServerSpec>().map_err(|e| bad(format!("source {}: {e}", i + 1)))?);
+                }
+                SourceConfig::Pool { zone, count } => {
+                    if !(1..=4).contains(count) {
+                        return Err(bad(format!("source {}: pool count must be 1..=4 (the pool asks vendors for at most 4)", i + 1)));
+                    }
+                    zone.parse::<ServerSpec>().map_err(|e| bad(format!("source {}: zone: {e}", i + 1)))?;
+                    servers.extend(pool_servers(zone, *count));
+                }
+            }
+        }
+        if servers.len() > trusttime_core::select::MAX_SOURCES {
+            return Err(bad(format!("at most {} servers", trusttime_core::select::MAX_SOURCES)));
+        }
+        if let Some(n) = self.clock.min_agree {
+            if n == 0 || usize::from(n) > servers.len().max(1) {
+                return Err(bad(format!("clock.min-agree = {n} but {} server(s) are configured", servers.len())));
+            }
+        }
+        if !(1..=500_000).contains(&self.clock.drift_ppm) {
+            return Err(bad("clock.drift-ppm must be 1..=500000".into()));
+        }
+        let d = &self.daemon;
+        if !(-4..=17).contains(&d.min_poll) || !(-4..=17).contains(&d.max_poll) || d.min_poll > d.max_poll {
+            return Err(bad("daemon.min-poll and max-poll must be in -4..=17 with min-poll <= max-poll".into()));
+        }
+        let step_threshold = crate::duration::parse(&self.clock.step_threshold).map_err(|e| bad(format!("clock.step-threshold: {e}")))?;
+        let startup_delay = crate::duration::parse(&d.startup_delay).map_err(|e| bad(format!("daemon.startup-delay: {e}")))?;
+        Ok(Checked { servers, raw: self, step_threshold, startup_delay })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Checked, ConfigError> {
+        Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = parse(
+            r#"
+[[source]]
+kind = "ntp"
+address = "127.0.0.1:11123"
+[[source]]
+kind = "pool"
+zone = "acme.pool.ntp.org"
+count = 2
+[clock]
+observe-only = true
+drift-ppm = 50
+[daemon]
+state-dir = "/tmp/x"
+control-socket = "/tmp/x/c.sock"
+startup-delay = "0s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 3);
+        assert_eq!(c.servers[2].host, "1.acme.pool.ntp.org");
+        assert!(c.raw.clock.observe_only);
+        assert_eq!(c.startup_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = parse("[clock]\nobserve_only = true\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `observe_only`"), "{e}");
+        let e = parse("[[source]]\nkind = \"sntp\"\naddress = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `sntp`"), "{e}");
+        let e = parse("[[source]]\nkind = \"ntp\"\naddress = \"x:0\"\n").unwrap_err().to_string();
+        assert!(e.contains("source 1") && e.contains("port"), "{e}");
+        let e = parse("[daemon]\nmin-poll = 11\nmax-poll = 10\n").unwrap_err().to_string();
+        assert!(e.contains("min-poll"), "{e}");
+        let e = parse("[daemon]\nstartup-delay = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.contains("startup-delay"), "{e}");
+        let e = parse("[clock]\nmin-agree = 3\n[[source]]\nkind = \"ntp\"\naddress = \"a\"\n").unwrap_err().to_string();
+        assert!(e.contains("min-agree"), "{e}");
+        assert!(parse("this is = = not toml").is_err());
+    }
+
+    #[test]
+    fn random_text_never_panics() {
+        let mut seed = 0x51_7cc1_b727_220au64;
+        let alphabet = b"[]=\"\n kindntpsourcepool.:0123456789-_#{}ab";
+        for _ in 0..3000 {
+            let len = (seed % 120) as usize;
+            let s: String = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize] as char
+                })
+                .collect();
+            let _ = parse(&s);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The control socket: a Unix stream socket (mode 0660) speaking length-prefixed JSON.
+//!
+//! Each message is a 4-byte big-endian length and that many bytes of JSON, at most
+//! [`MAX_MESSAGE`]. Requests: `{"command": "status"}`, `{"command": "sources"}`. Replies are a
+//! JSON object; errors are `{"error": "..."}`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Largest message either side accepts.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// `status` or `sources`.
+    pub command: String,
+}
+
+/// A frame that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Over [`MAX_MESSAGE`].
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE}-byte limit")]
+    TooLarge(usize),
+    /// Not JSON of the expected shape.
+    #[error("bad message: {0}")]
+    Bad(String),
+}
+
+/// Reads one frame.
+///
+/// # Errors
+/// [`FrameError`].
+pub async fn read_frame<S: AsyncReadExt + Unpin>(s: &mut S) -> Result<Vec<u8>, FrameError> {
+    let len = s.read_u32().await? as usize;
+    if len > MAX_MESSAGE {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Writes one frame.
+///
+/// # Errors
+/// [`FrameError`].
+pub async fn write_frame<S: AsyncWriteExt + Unpin>(s: &mut S, body: &[u8]) -> Result<(), FrameError> {
+    if body.len() > MAX_MESSAGE {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    s.write_u32(u32::try_from(body.len()).unwrap_or(u32::MAX)).await?;
+    s.write_all(body).await?;
+    s.flush().await?;
+    Ok(())
+}
+
+/// Parses a request body.
+///
+/// # Errors
+/// [`FrameError::Bad`] for anything but a known command.
+pub fn parse_request(body: &[u8]) -> Result<Request, FrameError> {
+    let r: Request = serde_json::from_slice(body).map_err(|e| FrameError::Bad(e.to_string()))?;
+    match r.command.as_str() {
+        "status" | "sources" => Ok(r),
+        other => Err(FrameError::Bad(format!("unknown command `{other}` (status, sources)"))),
+    }
+}
+
+/// Serves requests with `answer` until the task is dropped.
+///
+/// # Errors
+/// When the socket cannot be created.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A stale socket from a killed daemon is replaced.
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    let l = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
+
+/// Accepts connections and answers each request with `answer(command)`.
+pub async fn serve<F>(listener: UnixListener, answer: F)
+where
+    F: Fn(&str) -> serde_json::Value + Send + Sync + Clone + 'static,
+{
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let reply = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream)).await {
+                Ok(Ok(body)) => match parse_request(&body) {
+                    Ok(r) => answer(&r.command),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                },
+                Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
+                Err(_) => return,
+            };
+            let _ = write_frame(&mut stream, reply.to_string().as_bytes()).await;
+        });
+    }
+}
+
+/// Asks the daemon.
+///
+/// # Errors
+/// A message that says whether the daemon is not running or answered badly.
+pub async fn ask(path: &Path, command: &str) -> Result<serde_json::Value, String> {
+    let mut s = UnixStream::connect(path)
+        .await
+        .map_err(|e| format!("cannot reach the trusttime daemon at {}: {e} (is it running? see `trusttime daemon --help`)", path.display()))?;
+    let req = serde_json::to_vec(&Request { command: command.into() }).map_err(|e| e.to_string())?;
+    write_frame(&mut s, &req).await.map_err(|e| e.to_string())?;
+    let body = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut s))
+        .await
+        .map_err(|_| "the daemon did not answer within 5 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("bad reply: {e}"))?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        return Err(format!("the daemon says: {e}"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked() {
+        assert!(parse_request(br#"{"command":"status"}"#).is_ok());
+        assert!(parse_request(br#"{"command":"reboot"}"#).is_err());
+        assert!(parse_request(br#"{"command":"status","x":1}"#).is_err());
+        assert!(parse_request(b"\xff\x00").is_err());
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversize_is_refused() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        write_frame(&mut a, b"{}").await.unwrap();
+        assert_eq!(read_frame(&mut b).await.unwrap(), b"{}");
+        a.write_u32(10_000_000).await.unwrap();
+        assert!(matches!(read_frame(&mut b).await, Err(FrameError::TooLarge(10_000_000))));
+        assert!(matches!(write_frame(&mut a, &vec![b' '; MAX_MESSAGE + 1]).await, Err(FrameError::TooLarge(_))));
+    }
+}

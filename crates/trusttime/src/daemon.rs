@@ -1,0 +1,515 @@
+//! The daemon: keeps a trusted time across polls, reboots and dead RTC batteries.
+//!
+//! Start-up: floor = max(build time, persisted time); holdover from the persisted state (moved
+//! by the system clock's elapsed time, widened by the drift bound) and from the RTC when it is
+//! sane. Then a random start-up delay, a short burst while unsynchronised, and polling that
+//! adapts between `min-poll` and `max-poll`, backs off on loss and obeys Kiss-o'-Death. After
+//! each consensus: discipline the clock (unless observe-only), write the RTC, persist, and tell
+//! systemd `READY=1` the first time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use trusttime_core::ntp::{KissCode, PollPolicy};
+use trusttime_core::select::{select, OffsetInterval, Outcome, Selection};
+use trusttime_core::trust::{rtc_holdover, TrustConfig, TrustMachine, TrustState};
+use trusttime_core::{floor, Human, MonoInstant, Provenance, SignedDuration, TimeInterval, UnixTime};
+
+use crate::clock::LocalClock;
+use crate::config::Checked;
+use crate::platform::{Action, ClockControl, Discipline, Rtc};
+use crate::state::{self, SourceState, State};
+use crate::sync::{sync, ServerSpec, SyncOptions, Verdict};
+
+/// What the daemon needs from outside: its config and the clocks, behind traits.
+pub struct Daemon {
+    /// The checked configuration.
+    pub config: Checked,
+    /// Reads the clocks.
+    pub local: Arc<dyn LocalClock>,
+    /// Changes the system clock (unused when observe-only).
+    pub control: Arc<dyn ClockControl>,
+    /// The RTC, when configured.
+    pub rtc: Option<Arc<dyn Rtc>>,
+    /// Never change any clock.
+    pub observe_only: bool,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("observe_only", &self.observe_only).finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct SourceRun {
+    spec: ServerSpec,
+    policy: PollPolicy,
+    next_due: MonoInstant,
+    /// Last good sample: offset interval and when.
+    last: Option<(OffsetInterval, MonoInstant, SignedDuration)>,
+    reach: u8,
+    verdict: Verdict,
+    reason: String,
+    kod: Option<KissCode>,
+    requests: u64,
+}
+
+/// Everything `status` and `sources` report.
+#[derive(Debug)]
+struct Status {
+    trust: TrustMachine,
+    sources: Vec<SourceRun>,
+    floor: UnixTime,
+    observe_only: bool,
+    last_sync_wall: Option<UnixTime>,
+    next_poll: Option<MonoInstant>,
+    notes: Vec<String>,
+    agreed: u8,
+}
+
+/// Handle to the running daemon's status (for tests and embedding).
+#[derive(Clone, Debug)]
+pub struct StatusHandle(Arc<Mutex<Status>>, Arc<dyn LocalClock>);
+
+impl std::fmt::Debug for dyn LocalClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalClock")
+    }
+}
+
+impl StatusHandle {
+    /// The `status` reply.
+    #[must_use]
+    pub fn status_json(&self) -> Value {
+        let now = self.1.now();
+        let Ok(s) = self.0.lock() else { return json!({ "error": "status unavailable" }) };
+        let t = s.trust.current(now.mono);
+        let state = s.trust.state(now.mono);
+        let known = state != TrustState::Unknown;
+        let offset = known.then(|| (t.interval.midpoint() - now.wall).as_secs_f64());
+        let uncertainty = known.then(|| t.uncertainty().as_secs_f64());
+        let next_poll_s = s.next_poll.map(|n| n.since(now.mono).as_secs_f64().max(0.0));
+        json!({
+            "state": state.as_str(),
+            "provenance": t.provenance.as_str(),
+            "authenticated": t.provenance == Provenance::Authenticated,
+            "earliest": known.then(|| t.interval.earliest.to_string()),
+            "latest": known.then(|| t.interval.latest.to_string()),
+            "offset_s": offset,
+            "uncertainty_s": uncertainty,
+            "floor": s.floor.to_string(),
+            "system_time": now.wall.to_string(),
+            "last_sync": s.last_sync_wall.map(|w| w.to_string()),
+            "next_poll_in_s": next_poll_s,
+            "freq_ppm": s.trust.freq_ppb().map(|p| p as f64 / 1000.0),
+            "drift_bound_ppm": s.trust.config().drift_ppm,
+            "agreed": s.agreed,
+            "observe_only": s.observe_only,
+            "notes": s.notes,
+            "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.floor),
+        })
+    }
+
+    /// The `sources` reply.
+    #[must_use]
+    pub fn sources_json(&self) -> Value {
+        let now = self.1.now();
+        let Ok(s) = self.0.lock() else { return json!({ "error": "status unavailable" }) };
+        let list: Vec<Value> = s
+            .sources
+            .iter()
+            .map(|r| {
+                json!({
+                    "address": r.spec.to_string(),
+                    "verdict": r.verdict.as_str(),
+                    "reason": r.reason,
+                    "reach": format!("{:03o}", r.reach),
+                    "offset_s": r.last.map(|(iv, _, _)| iv.midpoint().as_secs_f64()),
+                    "error_s": r.last.map(|(iv, _, _)| iv.radius().as_secs_f64()),
+                    "delay_s": r.last.map(|(_, _, d)| d.as_secs_f64()),
+                    "age_s": r.last.map(|(_, at, _)| now.mono.since(at).as_secs_f64()),
+                    "poll": r.policy.poll_exponent(),
+                    "next_poll_in_s": if r.policy.stopped_by().is_some() { None } else { Some(r.next_due.since(now.mono).as_secs_f64().max(0.0)) },
+                    "kiss_code": r.kod.map(|k| k.to_string()),
+                    "requests": r.requests,
+                })
+            })
+            .collect();
+        json!({ "sources": list })
+    }
+}
+
+fn verdict_line(state: TrustState, t: &trusttime_core::TrustedTime, agreed: u8, n: usize, floor: UnixTime) -> String {
+    match state {
+        TrustState::Unknown => format!("Not trusted: no time source has synced; only the floor ({floor}) is known."),
+        TrustState::Holdover => format!(
+            "Holdover: {} ± {} ({}), growing with the drift bound until the next sync.",
+            t.interval.midpoint(),
+            Human(t.uncertainty()),
+            t.provenance.describe()
+        ),
+        TrustState::Synced => format!(
+            "Synced: {} ± {} from {agreed} of {n} NTP sources agreeing. Unauthenticated: an attacker on the network path could shift it.",
+            t.interval.midpoint(),
+            Human(t.uncertainty())
+        ),
+        TrustState::Authenticated => format!(
+            "Authenticated: {} ± {} from {agreed} of {n} authenticated sources.",
+            t.interval.midpoint(),
+            Human(t.uncertainty())
+        ),
+    }
+}
+
+/// A daemon that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The control socket cannot be created.
+    #[error("cannot create the control socket {path}: {source}")]
+    Socket {
+        /// Its path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Clock changes were asked for but are not permitted.
+    #[error("{0}")]
+    Permission(&'static str),
+}
+
+impl Daemon {
+    /// Prepares the status (floor, persisted state, RTC) and binds the control socket; the
+    /// returned future runs the daemon until it is dropped.
+    ///
+    /// # Errors
+    /// [`DaemonError`].
+    pub fn start(self) -> Result<(StatusHandle, impl std::future::Future<Output = ()>), DaemonError> {
+        let cfg = &self.config.raw;
+        let state_dir = cfg.daemon.state_dir.clone();
+        let mut notes = Vec::new();
+        let persisted = match state::load(&state_dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "persisted state ignored");
+                notes.push(e.to_string());
+                None
+            }
+        };
+        let mut floor = floor::build_time();
+        if let Some(p) = &persisted {
+            floor = floor.max(UnixTime::from_nanos(p.earliest_ns));
+        }
+        let mut trust = TrustMachine::new(TrustConfig {
+            floor,
+            drift_ppm: cfg.clock.drift_ppm,
+            sync_fresh_for: SignedDuration::from_secs(3 << cfg.daemon.max_poll.clamp(0, 17)),
+        });
+        let now = self.local.now();
+        if let Some(p) = &persisted {
+            if let Some(ppb) = p.freq_ppb {
+                trust.set_freq_ppb(ppb);
+            }
+            let elapsed = now.wall - UnixTime::from_nanos(p.system_ns);
+            if elapsed.is_negative() {
+                notes.push("the system clock is earlier than when the state was saved: persisted time used as the floor only".into());
+            } else {
+                let iv = TimeInterval { earliest: UnixTime::from_nanos(p.earliest_ns), latest: UnixTime::from_nanos(p.latest_ns) }
+                    .shift(elapsed)
+                    .widen(elapsed.mul_ppm(cfg.clock.drift_ppm));
+                trust.on_holdover(now.mono, iv, Provenance::Persisted);
+            }
+        }
+        if let Some(rtc) = &self.rtc {
+            match rtc.read() {
+                Ok(read) => match rtc_holdover(read, floor, persisted.as_ref().and_then(|p| p.rtc_set_ns).map(UnixTime::from_nanos), cfg.clock.drift_ppm) {
+                    Ok(iv) => {
+                        trust.on_holdover(now.mono, iv, Provenance::Rtc);
+                    }
+                    Err(why) => {
+                        tracing::warn!(%why, "RTC not used");
+                        notes.push(why.to_string());
+                    }
+                },
+                Err(e) => notes.push(format!("cannot read the RTC: {e}")),
+            }
+        }
+        let sources = self
+            .config
+            .servers
+            .iter()
+            .map(|spec| {
+                let mut policy = PollPolicy::new(cfg.daemon.min_poll, cfg.daemon.max_poll);
+                let saved = persisted.as_ref().and_then(|p| p.sources.iter().find(|s| s.address == spec.to_string()));
+                if let Some(s) = saved {
+                    // Resume near the previous interval, but never stay stopped across restarts
+                    // on a pool name (its addresses change): DNS is asked again.
+                    for _ in policy.poll_exponent()..s.poll.min(cfg.daemon.max_poll) {
+                        for _ in 0..PollPolicy::GOOD_TO_INCREASE {
+                            policy.on_success();
+                        }
+                    }
+                }
+                SourceRun {
+                    spec: spec.clone(),
+                    policy,
+                    next_due: MonoInstant::ZERO,
+                    last: None,
+                    reach: 0,
+                    verdict: Verdict::NoReply,
+                    reason: "not asked yet".into(),
+                    kod: None,
+                    requests: 0,
+                }
+            })
+            .collect();
+        let status = Arc::new(Mutex::new(Status {
+            trust,
+            sources,
+            floor,
+            observe_only: self.observe_only,
+            last_sync_wall: None,
+            next_poll: None,
+            notes,
+            agreed: 0,
+        }));
+        let handle = StatusHandle(status, Arc::clone(&self.local));
+        let sock_path = cfg.daemon.control_socket.clone();
+        let listener = crate::control::bind(&sock_path)
+            .map_err(|e| DaemonError::Socket { path: sock_path.display().to_string(), source: e })?;
+        let h = handle.clone();
+        let answer = move |cmd: &str| if cmd == "sources" { h.sources_json() } else { h.status_json() };
+        let h2 = handle.clone();
+        let fut = async move {
+            tokio::spawn(crate::control::serve(listener, answer));
+            self.run(h2).await;
+        };
+        Ok((handle, fut))
+    }
+
+    #[allow(clippy::too_many_lines)]
+    async fn run(self, handle: StatusHandle) {
+        let cfg = self.config.raw.clone();
+        let state_dir = cfg.daemon.state_dir.clone();
+        let delay = self.config.startup_delay;
+        if !delay.is_zero() {
+            let d = Duration::from_nanos(rand::random::<u64>() % (delay.as_nanos() as u64 + 1));
+            tracing::info!(?d, "random start-up delay (NTP Pool guidance)");
+            tokio::time::sleep(d).await;
+        }
+        let mut discipline = Discipline::new(SignedDuration::from_std(self.config.step_threshold), self.observe_only);
+        let mut burst_left = 3u8;
+        let mut notified = false;
+        let max_age = SignedDuration::from_secs(2 << cfg.daemon.max_poll.clamp(0, 17));
+        loop {
+            let now = self.local.now();
+            let (due, all_stopped): (Vec<usize>, bool) = {
+                let Ok(s) = handle.0.lock() else { return };
+                let due = s
+                    .sources
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.policy.stopped_by().is_none() && r.next_due <= now.mono)
+                    .map(|(i, _)| i)
+                    .collect();
+                (due, s.sources.iter().all(|r| r.policy.stopped_by().is_some()))
+            };
+            if all_stopped {
+                tracing::error!("every source stopped (Kiss-o'-Death DENY/RSTR); holding over");
+                std::future::pending::<()>().await;
+            }
+            if !due.is_empty() {
+                let specs: Vec<ServerSpec> = {
+                    let Ok(s) = handle.0.lock() else { return };
+                    due.iter().map(|&i| s.sources[i].spec.clone()).collect()
+                };
+                let mut opts = SyncOptions::new(specs);
+                opts.min_agree = Some(1);
+                opts.wait_for_all = true;
+                opts.timeout = Duration::from_secs(3);
+                opts.client.floor = handle.0.lock().map(|s| s.floor).unwrap_or(opts.client.floor);
+                let report = sync(&opts, Arc::clone(&self.local)).await;
+                let now = self.local.now();
+                let mut s = match handle.0.lock() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                for (k, &i) in due.iter().enumerate() {
+                    let r = &report.sources[k];
+                    let run = &mut s.sources[i];
+                    run.requests += 1;
+                    run.reach <<= 1;
+                    match (&r.sample, r.kiss) {
+                        (Some(sample), _) => {
+                            run.reach |= 1;
+                            run.last = Some((OffsetInterval::around(sample.offset, sample.error_bound()), now.mono, sample.delay));
+                            run.policy.on_success();
+                        }
+                        (None, Some(k)) => {
+                            run.policy.on_kiss(k);
+                            run.kod = Some(k);
+                            run.verdict = Verdict::KissOfDeath;
+                            run.reason = format!("Kiss-o'-Death {k}: {}", k.description());
+                        }
+                        (None, None) => {
+                            run.policy.on_failure();
+                            run.verdict = r.verdict;
+                            run.reason.clone_from(&r.reason);
+                        }
+                    }
+                    run.next_due = now.mono + run.policy.next_interval(rand::random()).unwrap_or(SignedDuration::MAX.half());
+                }
+                // Consensus over every source's latest sample, aged by the drift bound.
+                let drift = cfg.clock.drift_ppm;
+                let outcomes: Vec<Outcome> = s
+                    .sources
+                    .iter()
+                    .map(|r| match r.last {
+                        Some((iv, at, _)) if now.mono.since(at) <= max_age => {
+                            let w = now.mono.since(at).mul_ppm(drift);
+                            Outcome::Reply(OffsetInterval { lo: iv.lo - w, hi: iv.hi + w })
+                        }
+                        _ => Outcome::Failed,
+                    })
+                    .collect();
+                let min_agree = cfg.clock.min_agree.unwrap_or_else(|| trusttime_core::select::default_min_agree(s.sources.len()));
+                match select(&outcomes, min_agree) {
+                    Ok(sel) => {
+                        apply_verdicts(&mut s.sources, &sel, &outcomes);
+                        s.trust.on_consensus(now, sel.interval, false);
+                        s.agreed = sel.count;
+                        s.last_sync_wall = Some(now.wall);
+                        burst_left = 0;
+                        let floor = s.floor;
+                        let action = discipline.decide(sel.offset, now.wall, floor);
+                        drop(s);
+                        self.apply(action, &handle);
+                        if !notified {
+                            notified = true;
+                            sd_notify("READY=1\nSTATUS=time trusted");
+                            tracing::info!("time trusted; READY=1");
+                        }
+                        save(&handle, &state_dir, self.local.now().wall);
+                    }
+                    Err(why) => {
+                        tracing::warn!(%why, "no consensus this round");
+                        for (r, o) in s.sources.iter_mut().zip(&outcomes) {
+                            if matches!(o, Outcome::Reply(_)) {
+                                r.verdict = Verdict::Unconfirmed;
+                                r.reason = format!("no majority: {why}");
+                            }
+                        }
+                        if burst_left > 0 {
+                            // Unsynchronised: a short burst (every 2 s, three times), then the
+                            // normal schedule.
+                            burst_left -= 1;
+                            let soon = now.mono + SignedDuration::from_secs(2);
+                            for r in s.sources.iter_mut().filter(|r| r.policy.stopped_by().is_none()) {
+                                r.next_due = r.next_due.min(soon);
+                            }
+                        }
+                        drop(s);
+                    }
+                }
+            }
+            let next = {
+                let Ok(mut s) = handle.0.lock() else { return };
+                let next = s.sources.iter().filter(|r| r.policy.stopped_by().is_none()).map(|r| r.next_due).min();
+                s.next_poll = next;
+                next
+            };
+            let wait = next.map_or(Duration::from_secs(3600), |n| n.since(self.local.now().mono).to_std().unwrap_or(Duration::ZERO));
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+        }
+    }
+
+    fn apply(&self, action: Action, handle: &StatusHandle) {
+        let result = match action {
+            Action::None => return,
+            Action::Step(by) => self.control.step(by).map(|()| by),
+            Action::Slew(by) => self.control.slew(by).map(|()| SignedDuration::ZERO),
+        };
+        match result {
+            Ok(stepped) => {
+                tracing::info!(?action, "clock adjusted");
+                if stepped != SignedDuration::ZERO {
+                    if let Ok(mut s) = handle.0.lock() {
+                        // Samples were measured against the old clock.
+                        for r in &mut s.sources {
+                            if let Some((iv, _, _)) = r.last.as_mut() {
+                                iv.lo -= stepped;
+                                iv.hi -= stepped;
+                            }
+                        }
+                    }
+                }
+                if let Some(rtc) = &self.rtc {
+                    if let Err(e) = rtc.set(self.local.now().wall + stepped) {
+                        tracing::warn!(error = %e, "cannot write the RTC");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, ?action, "cannot adjust the clock"),
+        }
+    }
+}
+
+fn apply_verdicts(sources: &mut [SourceRun], sel: &Selection, outcomes: &[Outcome]) {
+    for (i, (r, o)) in sources.iter_mut().zip(outcomes).enumerate() {
+        if let Outcome::Reply(iv) = o {
+            if sel.is_member(i) {
+                r.verdict = Verdict::Agreed;
+                r.reason = format!("offset {:+.6} s ± {:.3} ms overlaps the majority", iv.midpoint().as_secs_f64(), iv.radius().as_secs_f64() * 1e3);
+            } else {
+                r.verdict = Verdict::Falseticker;
+                r.reason = format!(
+                    "offset {:+.6} s is outside the majority's {:+.6} s .. {:+.6} s",
+                    iv.midpoint().as_secs_f64(),
+                    sel.interval.lo.as_secs_f64(),
+                    sel.interval.hi.as_secs_f64()
+                );
+            }
+        }
+    }
+}
+
+fn save(handle: &StatusHandle, dir: &std::path::Path, system: UnixTime) {
+    let st = {
+        let Ok(s) = handle.0.lock() else { return };
+        let now = handle.1.now();
+        let t = s.trust.current(now.mono);
+        State {
+            system_ns: system.as_nanos(),
+            earliest_ns: t.interval.earliest.as_nanos(),
+            latest_ns: t.interval.latest.as_nanos(),
+            provenance: t.provenance.as_str().into(),
+            freq_ppb: s.trust.freq_ppb(),
+            rtc_set_ns: None,
+            sources: s
+                .sources
+                .iter()
+                .map(|r| SourceState { address: r.spec.to_string(), poll: r.policy.poll_exponent(), kod: r.kod.map(|k| k.to_string()) })
+                .collect(),
+        }
+    };
+    if let Err(e) = state::save(dir, &st) {
+        tracing::warn!(error = %e, "cannot persist state");
+    }
+}
+
+/// Tells systemd (Type=notify) about our state, if it is listening.
+pub fn sd_notify(msg: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let bytes = path.as_encoded_bytes();
+    let res = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+    } else {
+        sock.send_to(msg.as_bytes(), std::path::Path::new(&path))
+    };
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}

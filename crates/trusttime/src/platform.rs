@@ -1,0 +1,232 @@
+//! The system clock and the RTC, behind traits. This is the only module with `unsafe`: the
+//! Linux calls `clock_settime`, `adjtime` and the RTC ioctls.
+//!
+//! Policy lives in [`Discipline`] (pure, tested with a recording fake): step once at start when
+//! the error is large, slew afterwards, never step below the floor.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use trusttime_core::{SignedDuration, UnixTime};
+
+/// Changing the system clock.
+pub trait ClockControl: Send + Sync {
+    /// Steps the clock by `by` (positive: forward).
+    ///
+    /// # Errors
+    /// From the operating system (EPERM without CAP_SYS_TIME).
+    fn step(&self, by: SignedDuration) -> io::Result<()>;
+    /// Slews the clock by `by`, gradually.
+    ///
+    /// # Errors
+    /// From the operating system.
+    fn slew(&self, by: SignedDuration) -> io::Result<()>;
+}
+
+/// A real-time clock chip.
+pub trait Rtc: Send + Sync {
+    /// Reads it (UTC).
+    ///
+    /// # Errors
+    /// From the device.
+    fn read(&self) -> io::Result<UnixTime>;
+    /// Sets it (UTC, whole seconds).
+    ///
+    /// # Errors
+    /// From the device.
+    fn set(&self, t: UnixTime) -> io::Result<()>;
+}
+
+/// What to do about a measured offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing (observe-only, or no offset).
+    None,
+    /// Step by this much.
+    Step(SignedDuration),
+    /// Slew by this much.
+    Slew(SignedDuration),
+}
+
+/// Step-or-slew policy.
+#[derive(Clone, Copy, Debug)]
+pub struct Discipline {
+    /// Offsets above this are stepped (once, at start).
+    pub step_threshold: SignedDuration,
+    /// Never touch any clock.
+    pub observe_only: bool,
+    stepped: bool,
+}
+
+impl Discipline {
+    /// A policy.
+    #[must_use]
+    pub fn new(step_threshold: SignedDuration, observe_only: bool) -> Self {
+        Discipline { step_threshold, observe_only, stepped: false }
+    }
+
+    /// Decides for `offset` (true minus system), given the system clock `now` and the `floor`.
+    pub fn decide(&mut self, offset: SignedDuration, now: UnixTime, floor: UnixTime) -> Action {
+        if self.observe_only || offset == SignedDuration::ZERO {
+            return Action::None;
+        }
+        if offset.abs() > self.step_threshold && !self.stepped {
+            if now + offset < floor {
+                return Action::None;
+            }
+            self.stepped = true;
+            return Action::Step(offset);
+        }
+        // After the first step only slews, bounded to half a second per decision (adjtime's
+        // comfortable range); a large error later is slewed over several polls.
+        let max = SignedDuration::from_millis(500);
+        let by = if offset.abs() > max { if offset.is_negative() { -max } else { max } } else { offset };
+        Action::Slew(by)
+    }
+}
+
+/// True when this process may set the clock (CAP_SYS_TIME in its effective set).
+#[must_use]
+pub fn has_cap_sys_time() -> bool {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return false };
+    s.lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 25) != 0)
+}
+
+/// The message for a process that may not set the clock.
+pub const NO_CAP_MESSAGE: &str = "this process lacks CAP_SYS_TIME and cannot set the clock. Run as root, grant the capability (systemd: AmbientCapabilities=CAP_SYS_TIME), or run observe-only: `--observe-only` or `[clock] observe-only = true`.";
+
+/// The Linux system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinuxClock;
+
+impl ClockControl for LinuxClock {
+    fn step(&self, by: SignedDuration) -> io::Result<()> {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: ts is a valid, writable timespec.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let now = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
+        let to = now + i128::from(by.as_nanos());
+        let new = libc::timespec {
+            tv_sec: (to.div_euclid(1_000_000_000)) as libc::time_t,
+            tv_nsec: (to.rem_euclid(1_000_000_000)) as libc::c_long,
+        };
+        // SAFETY: new is a valid timespec; the kernel checks permissions.
+        if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &new) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn slew(&self, by: SignedDuration) -> io::Result<()> {
+        let us = by.as_nanos() / 1000;
+        let tv = libc::timeval { tv_sec: (us.div_euclid(1_000_000)) as libc::time_t, tv_usec: (us.rem_euclid(1_000_000)) as libc::suseconds_t };
+        // SAFETY: tv is a valid timeval; the old-delta pointer may be null.
+        if unsafe { libc::adjtime(&tv, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// `struct rtc_time` of `<linux/rtc.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct RtcTime {
+    tm_sec: libc::c_int,
+    tm_min: libc::c_int,
+    tm_hour: libc::c_int,
+    tm_mday: libc::c_int,
+    tm_mon: libc::c_int,
+    tm_year: libc::c_int,
+    tm_wday: libc::c_int,
+    tm_yday: libc::c_int,
+    tm_isdst: libc::c_int,
+}
+
+const RTC_RD_TIME: libc::c_ulong = 0x8024_7009; // _IOR('p', 0x09, struct rtc_time)
+const RTC_SET_TIME: libc::c_ulong = 0x4024_700a; // _IOW('p', 0x0a, struct rtc_time)
+
+/// A Linux RTC device (`/dev/rtc0`), kept in UTC like `hwclock --utc`.
+#[derive(Clone, Debug)]
+pub struct LinuxRtc {
+    path: PathBuf,
+}
+
+impl LinuxRtc {
+    /// The device at `path`.
+    #[must_use]
+    pub fn new(path: &Path) -> Self {
+        LinuxRtc { path: path.to_owned() }
+    }
+}
+
+impl Rtc for LinuxRtc {
+    fn read(&self) -> io::Result<UnixTime> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&self.path)?;
+        let mut t = RtcTime::default();
+        // SAFETY: the fd is open for the call's duration; t matches the kernel's struct layout.
+        if unsafe { libc::ioctl(f.as_raw_fd(), RTC_RD_TIME as _, &mut t as *mut RtcTime) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let c = trusttime_core::time::Civil {
+            year: t.tm_year + 1900,
+            month: u8::try_from(t.tm_mon + 1).unwrap_or(0),
+            day: u8::try_from(t.tm_mday).unwrap_or(0),
+            hour: u8::try_from(t.tm_hour).unwrap_or(0),
+            minute: u8::try_from(t.tm_min).unwrap_or(0),
+            second: u8::try_from(t.tm_sec).unwrap_or(0),
+            nanos: 0,
+        };
+        UnixTime::from_civil(c).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the RTC holds an invalid date"))
+    }
+
+    fn set(&self, at: UnixTime) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let c = at.to_civil();
+        let t = RtcTime {
+            tm_sec: c.second.into(),
+            tm_min: c.minute.into(),
+            tm_hour: c.hour.into(),
+            tm_mday: c.day.into(),
+            tm_mon: i32::from(c.month) - 1,
+            tm_year: c.year - 1900,
+            ..RtcTime::default()
+        };
+        let f = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+        // SAFETY: as above; the kernel only reads t.
+        if unsafe { libc::ioctl(f.as_raw_fd(), RTC_SET_TIME as _, &t as *const RtcTime) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_once_then_slews_and_never_below_the_floor() {
+        let floor = UnixTime::from_secs(1_790_000_000);
+        let now = UnixTime::from_secs(946_684_800);
+        let mut d = Discipline::new(SignedDuration::from_secs(1), false);
+        let big = floor - now + SignedDuration::from_secs(3600);
+        assert_eq!(d.decide(big, now, floor), Action::Step(big));
+        // Later a large error is slewed, in bounded pieces.
+        assert_eq!(d.decide(SignedDuration::from_secs(5), floor, floor), Action::Slew(SignedDuration::from_millis(500)));
+        assert_eq!(d.decide(SignedDuration::from_millis(-3), floor, floor), Action::Slew(SignedDuration::from_millis(-3)));
+        // A step that would land below the floor is refused.
+        let mut d = Discipline::new(SignedDuration::from_secs(1), false);
+        assert_eq!(d.decide(SignedDuration::from_secs(-10), floor, floor), Action::None);
+        // Observe-only never acts.
+        let mut d = Discipline::new(SignedDuration::from_secs(1), true);
+        assert_eq!(d.decide(big, now, floor), Action::None);
+    }
+}
