@@ -15,7 +15,9 @@
 use core::fmt;
 
 use crate::select::OffsetInterval;
-use crate::time::{MonoInstant, Now, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
+use crate::time::{
+    MonoInstant, Now, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime,
+};
 
 /// The daemon's trust state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,7 +66,11 @@ impl TrustConfig {
     /// 50 ppm, synced for 3 × 1024 s after a consensus.
     #[must_use]
     pub fn new(floor: UnixTime) -> Self {
-        TrustConfig { floor, drift_ppm: 50, sync_fresh_for: SignedDuration::from_secs(3 * 1024) }
+        TrustConfig {
+            floor,
+            drift_ppm: 50,
+            sync_fresh_for: SignedDuration::from_secs(3 * 1024),
+        }
     }
 }
 
@@ -88,7 +94,12 @@ impl TrustMachine {
     /// Nothing known but the floor.
     #[must_use]
     pub fn new(config: TrustConfig) -> Self {
-        TrustMachine { config, anchor: None, last_sync: None, freq_ppb: None }
+        TrustMachine {
+            config,
+            anchor: None,
+            last_sync: None,
+            freq_ppb: None,
+        }
     }
 
     /// The configuration.
@@ -104,25 +115,42 @@ impl TrustMachine {
 
     /// A consensus: true time minus local wall time lies in `offset`, measured at `now`.
     pub fn on_consensus(&mut self, now: Now, offset: OffsetInterval, authenticated: bool) {
-        let interval = TimeInterval { earliest: now.wall + offset.lo, latest: now.wall + offset.hi }
-            .clamp_to_floor(self.config.floor);
+        let interval = TimeInterval {
+            earliest: now.wall + offset.lo,
+            latest: now.wall + offset.hi,
+        }
+        .clamp_to_floor(self.config.floor);
         let mid = offset.midpoint();
         if let Some((at, prev)) = self.last_sync {
             let dt = now.mono.since(at).as_nanos();
             // Frequency: how fast the offset moves, from syncs at least a minute apart.
             if dt >= 60_000_000_000 {
-                let ppb = (i128::from((mid - prev).as_nanos()) * 1_000_000_000 / i128::from(dt)) as i64;
+                let ppb =
+                    (i128::from((mid - prev).as_nanos()) * 1_000_000_000 / i128::from(dt)) as i64;
                 self.freq_ppb = Some(ppb);
             }
         }
         self.last_sync = Some((now.mono, mid));
-        let provenance = if authenticated { Provenance::Authenticated } else { Provenance::Ntp };
-        self.anchor = Some(Anchor { at: now.mono, interval, provenance });
+        let provenance = if authenticated {
+            Provenance::Authenticated
+        } else {
+            Provenance::Ntp
+        };
+        self.anchor = Some(Anchor {
+            at: now.mono,
+            interval,
+            provenance,
+        });
     }
 
     /// A holdover source (RTC, persisted state, manual setting): used when nothing better is
     /// known now. Returns whether it was taken.
-    pub fn on_holdover(&mut self, at: MonoInstant, interval: TimeInterval, provenance: Provenance) -> bool {
+    pub fn on_holdover(
+        &mut self,
+        at: MonoInstant,
+        interval: TimeInterval,
+        provenance: Provenance,
+    ) -> bool {
         if interval.latest < self.config.floor {
             return false;
         }
@@ -132,7 +160,11 @@ impl TrustMachine {
             Some(t) => interval.width() < t.interval.width(),
         };
         if better {
-            self.anchor = Some(Anchor { at, interval, provenance });
+            self.anchor = Some(Anchor {
+                at,
+                interval,
+                provenance,
+            });
         }
         better
     }
@@ -145,14 +177,20 @@ impl TrustMachine {
             .shift(elapsed)
             .widen(elapsed.mul_ppm(self.config.drift_ppm))
             .clamp_to_floor(self.config.floor);
-        Some(TrustedTime { interval, provenance: a.provenance })
+        Some(TrustedTime {
+            interval,
+            provenance: a.provenance,
+        })
     }
 
     /// What the device can vouch for at `mono`.
     #[must_use]
     pub fn current(&self, mono: MonoInstant) -> TrustedTime {
         self.current_anchor(mono).unwrap_or(TrustedTime {
-            interval: TimeInterval { earliest: self.config.floor, latest: UnixTime::MAX },
+            interval: TimeInterval {
+                earliest: self.config.floor,
+                latest: UnixTime::MAX,
+            },
             provenance: Provenance::Floor,
         })
     }
@@ -160,7 +198,9 @@ impl TrustMachine {
     /// The state at `mono`.
     #[must_use]
     pub fn state(&self, mono: MonoInstant) -> TrustState {
-        let Some(a) = self.anchor else { return TrustState::Unknown };
+        let Some(a) = self.anchor else {
+            return TrustState::Unknown;
+        };
         let fresh = mono.since(a.at) <= self.config.sync_fresh_for;
         match (a.provenance, fresh) {
             (Provenance::Authenticated, true) => TrustState::Authenticated,
@@ -222,7 +262,12 @@ impl fmt::Display for RtcReject {
 ///
 /// # Errors
 /// [`RtcReject`] when the reading cannot be trusted.
-pub fn rtc_holdover(read: UnixTime, floor: UnixTime, last_set: Option<UnixTime>, drift_ppm: u32) -> Result<TimeInterval, RtcReject> {
+pub fn rtc_holdover(
+    read: UnixTime,
+    floor: UnixTime,
+    last_set: Option<UnixTime>,
+    drift_ppm: u32,
+) -> Result<TimeInterval, RtcReject> {
     if read < floor {
         return Err(RtcReject::BelowFloor { read, floor });
     }
@@ -232,7 +277,10 @@ pub fn rtc_holdover(read: UnixTime, floor: UnixTime, last_set: Option<UnixTime>,
     }
     // The RTC's own count of elapsed time may itself be off by the drift: bound it generously.
     let elapsed = read - set;
-    let err = elapsed.mul_ppm(drift_ppm).saturating_add(elapsed.mul_ppm(drift_ppm).mul_ppm(drift_ppm)).saturating_add(SignedDuration::from_secs(1));
+    let err = elapsed
+        .mul_ppm(drift_ppm)
+        .saturating_add(elapsed.mul_ppm(drift_ppm).mul_ppm(drift_ppm))
+        .saturating_add(SignedDuration::from_secs(1));
     Ok(TimeInterval::around(read, err).clamp_to_floor(floor))
 }
 
@@ -243,7 +291,10 @@ mod tests {
     const FLOOR: i64 = 1_790_000_000;
 
     fn now(mono_s: u64, wall: i64) -> Now {
-        Now { mono: MonoInstant::from_nanos(mono_s * 1_000_000_000), wall: UnixTime::from_secs(wall) }
+        Now {
+            mono: MonoInstant::from_nanos(mono_s * 1_000_000_000),
+            wall: UnixTime::from_secs(wall),
+        }
     }
 
     #[test]
@@ -251,25 +302,48 @@ mod tests {
         let mut m = TrustMachine::new(TrustConfig::new(UnixTime::from_secs(FLOOR)));
         assert_eq!(m.state(MonoInstant::ZERO), TrustState::Unknown);
         assert_eq!(m.current(MonoInstant::ZERO).provenance, Provenance::Floor);
-        let off = OffsetInterval::around(SignedDuration::from_secs(600), SignedDuration::from_millis(1));
+        let off = OffsetInterval::around(
+            SignedDuration::from_secs(600),
+            SignedDuration::from_millis(1),
+        );
         m.on_consensus(now(10, FLOOR + 1000), off, false);
-        assert_eq!(m.state(MonoInstant::from_nanos(11_000_000_000)), TrustState::Synced);
+        assert_eq!(
+            m.state(MonoInstant::from_nanos(11_000_000_000)),
+            TrustState::Synced
+        );
         let t = m.current(MonoInstant::from_nanos(10_000_000_000 + 86_400_000_000_000));
         // A day later: moved by a day, widened by 50 ppm of a day (4.32 s).
-        assert_eq!(t.interval.midpoint(), UnixTime::from_secs(FLOOR + 1600 + 86_400));
+        assert_eq!(
+            t.interval.midpoint(),
+            UnixTime::from_secs(FLOOR + 1600 + 86_400)
+        );
         assert!(t.uncertainty() >= SignedDuration::from_millis(4320));
-        assert_eq!(m.state(MonoInstant::from_nanos(10_000_000_000 + 86_400_000_000_000)), TrustState::Holdover);
+        assert_eq!(
+            m.state(MonoInstant::from_nanos(10_000_000_000 + 86_400_000_000_000)),
+            TrustState::Holdover
+        );
         m.on_consensus(now(20, FLOOR + 1010), off, true);
-        assert_eq!(m.state(MonoInstant::from_nanos(21_000_000_000)), TrustState::Authenticated);
+        assert_eq!(
+            m.state(MonoInstant::from_nanos(21_000_000_000)),
+            TrustState::Authenticated
+        );
     }
 
     #[test]
     fn frequency_is_estimated_from_successive_syncs() {
         let mut m = TrustMachine::new(TrustConfig::new(UnixTime::from_secs(FLOOR)));
         let e = SignedDuration::from_millis(1);
-        m.on_consensus(now(0, FLOOR), OffsetInterval::around(SignedDuration::ZERO, e), false);
+        m.on_consensus(
+            now(0, FLOOR),
+            OffsetInterval::around(SignedDuration::ZERO, e),
+            false,
+        );
         // 1000 s later the offset grew by 20 ms: the local clock runs 20 ppm slow.
-        m.on_consensus(now(1000, FLOOR + 1000), OffsetInterval::around(SignedDuration::from_millis(20), e), false);
+        m.on_consensus(
+            now(1000, FLOOR + 1000),
+            OffsetInterval::around(SignedDuration::from_millis(20), e),
+            false,
+        );
         assert_eq!(m.freq_ppb(), Some(20_000));
     }
 
@@ -277,12 +351,21 @@ mod tests {
     fn never_below_the_floor_and_holdover_only_when_better() {
         let floor = UnixTime::from_secs(FLOOR);
         let mut m = TrustMachine::new(TrustConfig::new(floor));
-        let below = TimeInterval::around(UnixTime::from_secs(946_684_800), SignedDuration::from_secs(5));
+        let below = TimeInterval::around(
+            UnixTime::from_secs(946_684_800),
+            SignedDuration::from_secs(5),
+        );
         assert!(!m.on_holdover(MonoInstant::ZERO, below, Provenance::Rtc));
-        let wide = TimeInterval::around(UnixTime::from_secs(FLOOR + 100), SignedDuration::from_secs(500));
+        let wide = TimeInterval::around(
+            UnixTime::from_secs(FLOOR + 100),
+            SignedDuration::from_secs(500),
+        );
         assert!(m.on_holdover(MonoInstant::ZERO, wide, Provenance::Persisted));
         assert!(m.current(MonoInstant::ZERO).interval.earliest >= floor);
-        let narrow = TimeInterval::around(UnixTime::from_secs(FLOOR + 100), SignedDuration::from_secs(5));
+        let narrow = TimeInterval::around(
+            UnixTime::from_secs(FLOOR + 100),
+            SignedDuration::from_secs(5),
+        );
         assert!(m.on_holdover(MonoInstant::ZERO, narrow, Provenance::Rtc));
         assert!(!m.on_holdover(MonoInstant::ZERO, wide, Provenance::Persisted));
         assert_eq!(m.state(MonoInstant::ZERO), TrustState::Holdover);
@@ -292,11 +375,26 @@ mod tests {
     fn rtc_rules() {
         let floor = UnixTime::from_secs(FLOOR);
         let dead = UnixTime::from_secs(946_684_800);
-        assert!(matches!(rtc_holdover(dead, floor, Some(floor), 50), Err(RtcReject::BelowFloor { .. })));
-        assert_eq!(rtc_holdover(floor, floor, None, 50), Err(RtcReject::NeverSet));
+        assert!(matches!(
+            rtc_holdover(dead, floor, Some(floor), 50),
+            Err(RtcReject::BelowFloor { .. })
+        ));
+        assert_eq!(
+            rtc_holdover(floor, floor, None, 50),
+            Err(RtcReject::NeverSet)
+        );
         let set = UnixTime::from_secs(FLOOR + 100);
-        assert_eq!(rtc_holdover(UnixTime::from_secs(FLOOR + 50), floor, Some(set), 50), Err(RtcReject::BeforeLastSet));
-        let iv = rtc_holdover(UnixTime::from_secs(FLOOR + 100 + 1_000_000), floor, Some(set), 50).unwrap();
+        assert_eq!(
+            rtc_holdover(UnixTime::from_secs(FLOOR + 50), floor, Some(set), 50),
+            Err(RtcReject::BeforeLastSet)
+        );
+        let iv = rtc_holdover(
+            UnixTime::from_secs(FLOOR + 100 + 1_000_000),
+            floor,
+            Some(set),
+            50,
+        )
+        .unwrap();
         assert!(iv.radius() >= SignedDuration::from_secs(50));
     }
 }

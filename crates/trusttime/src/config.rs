@@ -209,8 +209,10 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] with line and column for syntax errors and unknown keys.
     pub fn parse(text: &str, path: &Path) -> Result<Checked, ConfigError> {
-        let raw: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let raw: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
         raw.check(path)
     }
 
@@ -219,49 +221,84 @@ impl Config {
     /// # Errors
     /// [`ConfigError`].
     pub fn load(path: &Path) -> Result<Checked, ConfigError> {
-        let meta = std::fs::metadata(path).map_err(|e| ConfigError::Read { path: path.to_owned(), source: e })?;
+        let meta = std::fs::metadata(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            source: e,
+        })?;
         if meta.len() > 1 << 20 {
-            return Err(ConfigError::Invalid { path: path.to_owned(), message: "larger than 1 MiB".into() });
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: "larger than 1 MiB".into(),
+            });
         }
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_owned(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            source: e,
+        })?;
         Config::parse(&text, path)
     }
 
     fn check(self, path: &Path) -> Result<Checked, ConfigError> {
-        let bad = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        let bad = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
         let mut servers = Vec::new();
         for (i, s) in self.sources.iter().enumerate() {
             match s {
                 SourceConfig::Ntp { address } => {
-                    servers.push(address.parse::<ServerSpec>().map_err(|e| bad(format!("source {}: {e}", i + 1)))?);
+                    servers.push(
+                        address
+                            .parse::<ServerSpec>()
+                            .map_err(|e| bad(format!("source {}: {e}", i + 1)))?,
+                    );
                 }
                 SourceConfig::Pool { zone, count } => {
                     if !(1..=4).contains(count) {
                         return Err(bad(format!("source {}: pool count must be 1..=4 (the pool asks vendors for at most 4)", i + 1)));
                     }
-                    zone.parse::<ServerSpec>().map_err(|e| bad(format!("source {}: zone: {e}", i + 1)))?;
+                    zone.parse::<ServerSpec>()
+                        .map_err(|e| bad(format!("source {}: zone: {e}", i + 1)))?;
                     servers.extend(pool_servers(zone, *count));
                 }
             }
         }
         if servers.len() > trusttime_core::select::MAX_SOURCES {
-            return Err(bad(format!("at most {} servers", trusttime_core::select::MAX_SOURCES)));
+            return Err(bad(format!(
+                "at most {} servers",
+                trusttime_core::select::MAX_SOURCES
+            )));
         }
         if let Some(n) = self.clock.min_agree {
             if n == 0 || usize::from(n) > servers.len().max(1) {
-                return Err(bad(format!("clock.min-agree = {n} but {} server(s) are configured", servers.len())));
+                return Err(bad(format!(
+                    "clock.min-agree = {n} but {} server(s) are configured",
+                    servers.len()
+                )));
             }
         }
         if !(1..=500_000).contains(&self.clock.drift_ppm) {
             return Err(bad("clock.drift-ppm must be 1..=500000".into()));
         }
         let d = &self.daemon;
-        if !(-4..=17).contains(&d.min_poll) || !(-4..=17).contains(&d.max_poll) || d.min_poll > d.max_poll {
-            return Err(bad("daemon.min-poll and max-poll must be in -4..=17 with min-poll <= max-poll".into()));
+        if !(-4..=17).contains(&d.min_poll)
+            || !(-4..=17).contains(&d.max_poll)
+            || d.min_poll > d.max_poll
+        {
+            return Err(bad(
+                "daemon.min-poll and max-poll must be in -4..=17 with min-poll <= max-poll".into(),
+            ));
         }
-        let step_threshold = crate::duration::parse(&self.clock.step_threshold).map_err(|e| bad(format!("clock.step-threshold: {e}")))?;
-        let startup_delay = crate::duration::parse(&d.startup_delay).map_err(|e| bad(format!("daemon.startup-delay: {e}")))?;
-        Ok(Checked { servers, raw: self, step_threshold, startup_delay })
+        let step_threshold = crate::duration::parse(&self.clock.step_threshold)
+            .map_err(|e| bad(format!("clock.step-threshold: {e}")))?;
+        let startup_delay = crate::duration::parse(&d.startup_delay)
+            .map_err(|e| bad(format!("daemon.startup-delay: {e}")))?;
+        Ok(Checked {
+            servers,
+            raw: self,
+            step_threshold,
+            startup_delay,
+        })
     }
 }
 
@@ -302,17 +339,29 @@ startup-delay = "0s"
 
     #[test]
     fn mistakes_are_named() {
-        let e = parse("[clock]\nobserve_only = true\n").unwrap_err().to_string();
+        let e = parse("[clock]\nobserve_only = true\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `observe_only`"), "{e}");
-        let e = parse("[[source]]\nkind = \"sntp\"\naddress = \"x\"\n").unwrap_err().to_string();
+        let e = parse("[[source]]\nkind = \"sntp\"\naddress = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown variant `sntp`"), "{e}");
-        let e = parse("[[source]]\nkind = \"ntp\"\naddress = \"x:0\"\n").unwrap_err().to_string();
+        let e = parse("[[source]]\nkind = \"ntp\"\naddress = \"x:0\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("source 1") && e.contains("port"), "{e}");
-        let e = parse("[daemon]\nmin-poll = 11\nmax-poll = 10\n").unwrap_err().to_string();
+        let e = parse("[daemon]\nmin-poll = 11\nmax-poll = 10\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("min-poll"), "{e}");
-        let e = parse("[daemon]\nstartup-delay = \"soon\"\n").unwrap_err().to_string();
+        let e = parse("[daemon]\nstartup-delay = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("startup-delay"), "{e}");
-        let e = parse("[clock]\nmin-agree = 3\n[[source]]\nkind = \"ntp\"\naddress = \"a\"\n").unwrap_err().to_string();
+        let e = parse("[clock]\nmin-agree = 3\n[[source]]\nkind = \"ntp\"\naddress = \"a\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("min-agree"), "{e}");
         assert!(parse("this is = = not toml").is_err());
     }

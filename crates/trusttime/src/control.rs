@@ -54,11 +54,15 @@ pub async fn read_frame<S: AsyncReadExt + Unpin>(s: &mut S) -> Result<Vec<u8>, F
 ///
 /// # Errors
 /// [`FrameError`].
-pub async fn write_frame<S: AsyncWriteExt + Unpin>(s: &mut S, body: &[u8]) -> Result<(), FrameError> {
+pub async fn write_frame<S: AsyncWriteExt + Unpin>(
+    s: &mut S,
+    body: &[u8],
+) -> Result<(), FrameError> {
     if body.len() > MAX_MESSAGE {
         return Err(FrameError::TooLarge(body.len()));
     }
-    s.write_u32(u32::try_from(body.len()).unwrap_or(u32::MAX)).await?;
+    s.write_u32(u32::try_from(body.len()).unwrap_or(u32::MAX))
+        .await?;
     s.write_all(body).await?;
     s.flush().await?;
     Ok(())
@@ -72,7 +76,9 @@ pub fn parse_request(body: &[u8]) -> Result<Request, FrameError> {
     let r: Request = serde_json::from_slice(body).map_err(|e| FrameError::Bad(e.to_string()))?;
     match r.command.as_str() {
         "status" | "sources" => Ok(r),
-        other => Err(FrameError::Bad(format!("unknown command `{other}` (status, sources)"))),
+        other => Err(FrameError::Bad(format!(
+            "unknown command `{other}` (status, sources)"
+        ))),
     }
 }
 
@@ -100,17 +106,20 @@ where
     F: Fn(&str) -> serde_json::Value + Send + Sync + Clone + 'static,
 {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let answer = answer.clone();
         tokio::spawn(async move {
-            let reply = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream)).await {
-                Ok(Ok(body)) => match parse_request(&body) {
-                    Ok(r) => answer(&r.command),
-                    Err(e) => serde_json::json!({ "error": e.to_string() }),
-                },
-                Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
-                Err(_) => return,
-            };
+            let reply =
+                match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream)).await {
+                    Ok(Ok(body)) => match parse_request(&body) {
+                        Ok(r) => answer(&r.command),
+                        Err(e) => serde_json::json!({ "error": e.to_string() }),
+                    },
+                    Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
+                    Err(_) => return,
+                };
             let _ = write_frame(&mut stream, reply.to_string().as_bytes()).await;
         });
     }
@@ -124,13 +133,17 @@ pub async fn ask(path: &Path, command: &str) -> Result<serde_json::Value, String
     let mut s = UnixStream::connect(path)
         .await
         .map_err(|e| format!("cannot reach the trusttime daemon at {}: {e} (is it running? see `trusttime daemon --help`)", path.display()))?;
-    let req = serde_json::to_vec(&Request { command: command.into() }).map_err(|e| e.to_string())?;
+    let req = serde_json::to_vec(&Request {
+        command: command.into(),
+    })
+    .map_err(|e| e.to_string())?;
     write_frame(&mut s, &req).await.map_err(|e| e.to_string())?;
     let body = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut s))
         .await
         .map_err(|_| "the daemon did not answer within 5 s".to_owned())?
         .map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("bad reply: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("bad reply: {e}"))?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
         return Err(format!("the daemon says: {e}"));
     }
@@ -155,7 +168,13 @@ mod tests {
         write_frame(&mut a, b"{}").await.unwrap();
         assert_eq!(read_frame(&mut b).await.unwrap(), b"{}");
         a.write_u32(10_000_000).await.unwrap();
-        assert!(matches!(read_frame(&mut b).await, Err(FrameError::TooLarge(10_000_000))));
-        assert!(matches!(write_frame(&mut a, &vec![b' '; MAX_MESSAGE + 1]).await, Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_frame(&mut b).await,
+            Err(FrameError::TooLarge(10_000_000))
+        ));
+        assert!(matches!(
+            write_frame(&mut a, &vec![b' '; MAX_MESSAGE + 1]).await,
+            Err(FrameError::TooLarge(_))
+        ));
     }
 }

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use trusttime_core::ntp::{KissCode, PollPolicy};
 use trusttime_core::select::{select, OffsetInterval, Outcome, Selection};
 use trusttime_core::trust::{rtc_holdover, TrustConfig, TrustMachine, TrustState};
-use trusttime_core::{floor, Human, MonoInstant, Provenance, SignedDuration, TimeInterval, UnixTime};
+use trusttime_core::{
+    floor, Human, MonoInstant, Provenance, SignedDuration, TimeInterval, UnixTime,
+};
 
 use crate::clock::LocalClock;
 use crate::config::Checked;
@@ -38,7 +40,9 @@ pub struct Daemon {
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Daemon").field("observe_only", &self.observe_only).finish_non_exhaustive()
+        f.debug_struct("Daemon")
+            .field("observe_only", &self.observe_only)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,13 +88,17 @@ impl StatusHandle {
     #[must_use]
     pub fn status_json(&self) -> Value {
         let now = self.1.now();
-        let Ok(s) = self.0.lock() else { return json!({ "error": "status unavailable" }) };
+        let Ok(s) = self.0.lock() else {
+            return json!({ "error": "status unavailable" });
+        };
         let t = s.trust.current(now.mono);
         let state = s.trust.state(now.mono);
         let known = state != TrustState::Unknown;
         let offset = known.then(|| (t.interval.midpoint() - now.wall).as_secs_f64());
         let uncertainty = known.then(|| t.uncertainty().as_secs_f64());
-        let next_poll_s = s.next_poll.map(|n| n.since(now.mono).as_secs_f64().max(0.0));
+        let next_poll_s = s
+            .next_poll
+            .map(|n| n.since(now.mono).as_secs_f64().max(0.0));
         json!({
             "state": state.as_str(),
             "provenance": t.provenance.as_str(),
@@ -116,7 +124,9 @@ impl StatusHandle {
     #[must_use]
     pub fn sources_json(&self) -> Value {
         let now = self.1.now();
-        let Ok(s) = self.0.lock() else { return json!({ "error": "status unavailable" }) };
+        let Ok(s) = self.0.lock() else {
+            return json!({ "error": "status unavailable" });
+        };
         let list: Vec<Value> = s
             .sources
             .iter()
@@ -141,7 +151,13 @@ impl StatusHandle {
     }
 }
 
-fn verdict_line(state: TrustState, t: &trusttime_core::TrustedTime, agreed: u8, n: usize, floor: UnixTime) -> String {
+fn verdict_line(
+    state: TrustState,
+    t: &trusttime_core::TrustedTime,
+    agreed: u8,
+    n: usize,
+    floor: UnixTime,
+) -> String {
     match state {
         TrustState::Unknown => format!("Not trusted: no time source has synced; only the floor ({floor}) is known."),
         TrustState::Holdover => format!(
@@ -185,7 +201,9 @@ impl Daemon {
     ///
     /// # Errors
     /// [`DaemonError`].
-    pub fn start(self) -> Result<(StatusHandle, impl std::future::Future<Output = ()>), DaemonError> {
+    pub fn start(
+        self,
+    ) -> Result<(StatusHandle, impl std::future::Future<Output = ()>), DaemonError> {
         let cfg = &self.config.raw;
         let state_dir = cfg.daemon.state_dir.clone();
         let mut notes = Vec::new();
@@ -215,15 +233,26 @@ impl Daemon {
             if elapsed.is_negative() {
                 notes.push("the system clock is earlier than when the state was saved: persisted time used as the floor only".into());
             } else {
-                let iv = TimeInterval { earliest: UnixTime::from_nanos(p.earliest_ns), latest: UnixTime::from_nanos(p.latest_ns) }
-                    .shift(elapsed)
-                    .widen(elapsed.mul_ppm(cfg.clock.drift_ppm));
+                let iv = TimeInterval {
+                    earliest: UnixTime::from_nanos(p.earliest_ns),
+                    latest: UnixTime::from_nanos(p.latest_ns),
+                }
+                .shift(elapsed)
+                .widen(elapsed.mul_ppm(cfg.clock.drift_ppm));
                 trust.on_holdover(now.mono, iv, Provenance::Persisted);
             }
         }
         if let Some(rtc) = &self.rtc {
             match rtc.read() {
-                Ok(read) => match rtc_holdover(read, floor, persisted.as_ref().and_then(|p| p.rtc_set_ns).map(UnixTime::from_nanos), cfg.clock.drift_ppm) {
+                Ok(read) => match rtc_holdover(
+                    read,
+                    floor,
+                    persisted
+                        .as_ref()
+                        .and_then(|p| p.rtc_set_ns)
+                        .map(UnixTime::from_nanos),
+                    cfg.clock.drift_ppm,
+                ) {
                     Ok(iv) => {
                         trust.on_holdover(now.mono, iv, Provenance::Rtc);
                     }
@@ -241,7 +270,9 @@ impl Daemon {
             .iter()
             .map(|spec| {
                 let mut policy = PollPolicy::new(cfg.daemon.min_poll, cfg.daemon.max_poll);
-                let saved = persisted.as_ref().and_then(|p| p.sources.iter().find(|s| s.address == spec.to_string()));
+                let saved = persisted
+                    .as_ref()
+                    .and_then(|p| p.sources.iter().find(|s| s.address == spec.to_string()));
                 if let Some(s) = saved {
                     // Resume near the previous interval, but never stay stopped across restarts
                     // on a pool name (its addresses change): DNS is asked again.
@@ -276,10 +307,18 @@ impl Daemon {
         }));
         let handle = StatusHandle(status, Arc::clone(&self.local));
         let sock_path = cfg.daemon.control_socket.clone();
-        let listener = crate::control::bind(&sock_path)
-            .map_err(|e| DaemonError::Socket { path: sock_path.display().to_string(), source: e })?;
+        let listener = crate::control::bind(&sock_path).map_err(|e| DaemonError::Socket {
+            path: sock_path.display().to_string(),
+            source: e,
+        })?;
         let h = handle.clone();
-        let answer = move |cmd: &str| if cmd == "sources" { h.sources_json() } else { h.status_json() };
+        let answer = move |cmd: &str| {
+            if cmd == "sources" {
+                h.sources_json()
+            } else {
+                h.status_json()
+            }
+        };
         let h2 = handle.clone();
         let fut = async move {
             tokio::spawn(crate::control::serve(listener, answer));
@@ -298,7 +337,10 @@ impl Daemon {
             tracing::info!(?d, "random start-up delay (NTP Pool guidance)");
             tokio::time::sleep(d).await;
         }
-        let mut discipline = Discipline::new(SignedDuration::from_std(self.config.step_threshold), self.observe_only);
+        let mut discipline = Discipline::new(
+            SignedDuration::from_std(self.config.step_threshold),
+            self.observe_only,
+        );
         let mut burst_left = 3u8;
         let mut notified = false;
         let max_age = SignedDuration::from_secs(2 << cfg.daemon.max_poll.clamp(0, 17));
@@ -313,7 +355,10 @@ impl Daemon {
                     .filter(|(_, r)| r.policy.stopped_by().is_none() && r.next_due <= now.mono)
                     .map(|(i, _)| i)
                     .collect();
-                (due, s.sources.iter().all(|r| r.policy.stopped_by().is_some()))
+                (
+                    due,
+                    s.sources.iter().all(|r| r.policy.stopped_by().is_some()),
+                )
             };
             if all_stopped {
                 tracing::error!("every source stopped (Kiss-o'-Death DENY/RSTR); holding over");
@@ -328,7 +373,11 @@ impl Daemon {
                 opts.min_agree = Some(1);
                 opts.wait_for_all = true;
                 opts.timeout = Duration::from_secs(3);
-                opts.client.floor = handle.0.lock().map(|s| s.floor).unwrap_or(opts.client.floor);
+                opts.client.floor = handle
+                    .0
+                    .lock()
+                    .map(|s| s.floor)
+                    .unwrap_or(opts.client.floor);
                 let report = sync(&opts, Arc::clone(&self.local)).await;
                 let now = self.local.now();
                 let mut s = match handle.0.lock() {
@@ -343,7 +392,11 @@ impl Daemon {
                     match (&r.sample, r.kiss) {
                         (Some(sample), _) => {
                             run.reach |= 1;
-                            run.last = Some((OffsetInterval::around(sample.offset, sample.error_bound()), now.mono, sample.delay));
+                            run.last = Some((
+                                OffsetInterval::around(sample.offset, sample.error_bound()),
+                                now.mono,
+                                sample.delay,
+                            ));
                             run.policy.on_success();
                         }
                         (None, Some(k)) => {
@@ -358,7 +411,11 @@ impl Daemon {
                             run.reason.clone_from(&r.reason);
                         }
                     }
-                    run.next_due = now.mono + run.policy.next_interval(rand::random()).unwrap_or(SignedDuration::MAX.half());
+                    run.next_due = now.mono
+                        + run
+                            .policy
+                            .next_interval(rand::random())
+                            .unwrap_or(SignedDuration::MAX.half());
                 }
                 // Consensus over every source's latest sample, aged by the drift bound.
                 let drift = cfg.clock.drift_ppm;
@@ -368,12 +425,18 @@ impl Daemon {
                     .map(|r| match r.last {
                         Some((iv, at, _)) if now.mono.since(at) <= max_age => {
                             let w = now.mono.since(at).mul_ppm(drift);
-                            Outcome::Reply(OffsetInterval { lo: iv.lo - w, hi: iv.hi + w })
+                            Outcome::Reply(OffsetInterval {
+                                lo: iv.lo - w,
+                                hi: iv.hi + w,
+                            })
                         }
                         _ => Outcome::Failed,
                     })
                     .collect();
-                let min_agree = cfg.clock.min_agree.unwrap_or_else(|| trusttime_core::select::default_min_agree(s.sources.len()));
+                let min_agree = cfg
+                    .clock
+                    .min_agree
+                    .unwrap_or_else(|| trusttime_core::select::default_min_agree(s.sources.len()));
                 match select(&outcomes, min_agree) {
                     Ok(sel) => {
                         apply_verdicts(&mut s.sources, &sel, &outcomes);
@@ -405,7 +468,11 @@ impl Daemon {
                             // normal schedule.
                             burst_left -= 1;
                             let soon = now.mono + SignedDuration::from_secs(2);
-                            for r in s.sources.iter_mut().filter(|r| r.policy.stopped_by().is_none()) {
+                            for r in s
+                                .sources
+                                .iter_mut()
+                                .filter(|r| r.policy.stopped_by().is_none())
+                            {
                                 r.next_due = r.next_due.min(soon);
                             }
                         }
@@ -415,11 +482,20 @@ impl Daemon {
             }
             let next = {
                 let Ok(mut s) = handle.0.lock() else { return };
-                let next = s.sources.iter().filter(|r| r.policy.stopped_by().is_none()).map(|r| r.next_due).min();
+                let next = s
+                    .sources
+                    .iter()
+                    .filter(|r| r.policy.stopped_by().is_none())
+                    .map(|r| r.next_due)
+                    .min();
                 s.next_poll = next;
                 next
             };
-            let wait = next.map_or(Duration::from_secs(3600), |n| n.since(self.local.now().mono).to_std().unwrap_or(Duration::ZERO));
+            let wait = next.map_or(Duration::from_secs(3600), |n| {
+                n.since(self.local.now().mono)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            });
             tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
         }
     }
@@ -460,7 +536,11 @@ fn apply_verdicts(sources: &mut [SourceRun], sel: &Selection, outcomes: &[Outcom
         if let Outcome::Reply(iv) = o {
             if sel.is_member(i) {
                 r.verdict = Verdict::Agreed;
-                r.reason = format!("offset {:+.6} s ± {:.3} ms overlaps the majority", iv.midpoint().as_secs_f64(), iv.radius().as_secs_f64() * 1e3);
+                r.reason = format!(
+                    "offset {:+.6} s ± {:.3} ms overlaps the majority",
+                    iv.midpoint().as_secs_f64(),
+                    iv.radius().as_secs_f64() * 1e3
+                );
             } else {
                 r.verdict = Verdict::Falseticker;
                 r.reason = format!(
@@ -489,7 +569,11 @@ fn save(handle: &StatusHandle, dir: &std::path::Path, system: UnixTime) {
             sources: s
                 .sources
                 .iter()
-                .map(|r| SourceState { address: r.spec.to_string(), poll: r.policy.poll_exponent(), kod: r.kod.map(|k| k.to_string()) })
+                .map(|r| SourceState {
+                    address: r.spec.to_string(),
+                    poll: r.policy.poll_exponent(),
+                    kod: r.kod.map(|k| k.to_string()),
+                })
                 .collect(),
         }
     };
@@ -500,12 +584,17 @@ fn save(handle: &StatusHandle, dir: &std::path::Path, system: UnixTime) {
 
 /// Tells systemd (Type=notify) about our state, if it is listening.
 pub fn sd_notify(msg: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = path.as_encoded_bytes();
     let res = if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
     } else {
         sock.send_to(msg.as_bytes(), std::path::Path::new(&path))
     };

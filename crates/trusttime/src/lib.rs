@@ -10,11 +10,11 @@
 
 pub mod cli;
 pub mod clock;
-pub mod duration;
-pub mod serve;
-pub mod sync;
 pub mod config;
-pub mod state;
-pub mod platform;
 pub mod control;
 pub mod daemon;
+pub mod duration;
+pub mod platform;
+pub mod serve;
+pub mod state;
+pub mod sync;

@@ -63,7 +63,11 @@ impl Discipline {
     /// A policy.
     #[must_use]
     pub fn new(step_threshold: SignedDuration, observe_only: bool) -> Self {
-        Discipline { step_threshold, observe_only, stepped: false }
+        Discipline {
+            step_threshold,
+            observe_only,
+            stepped: false,
+        }
     }
 
     /// Decides for `offset` (true minus system), given the system clock `now` and the `floor`.
@@ -81,7 +85,15 @@ impl Discipline {
         // After the first step only slews, bounded to half a second per decision (adjtime's
         // comfortable range); a large error later is slewed over several polls.
         let max = SignedDuration::from_millis(500);
-        let by = if offset.abs() > max { if offset.is_negative() { -max } else { max } } else { offset };
+        let by = if offset.abs() > max {
+            if offset.is_negative() {
+                -max
+            } else {
+                max
+            }
+        } else {
+            offset
+        };
         Action::Slew(by)
     }
 }
@@ -89,7 +101,9 @@ impl Discipline {
 /// True when this process may set the clock (CAP_SYS_TIME in its effective set).
 #[must_use]
 pub fn has_cap_sys_time() -> bool {
-    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return false };
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
     s.lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
@@ -105,7 +119,10 @@ pub struct LinuxClock;
 
 impl ClockControl for LinuxClock {
     fn step(&self, by: SignedDuration) -> io::Result<()> {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: ts is a valid, writable timespec.
         if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
             return Err(io::Error::last_os_error());
@@ -125,7 +142,10 @@ impl ClockControl for LinuxClock {
 
     fn slew(&self, by: SignedDuration) -> io::Result<()> {
         let us = by.as_nanos() / 1000;
-        let tv = libc::timeval { tv_sec: (us.div_euclid(1_000_000)) as libc::time_t, tv_usec: (us.rem_euclid(1_000_000)) as libc::suseconds_t };
+        let tv = libc::timeval {
+            tv_sec: (us.div_euclid(1_000_000)) as libc::time_t,
+            tv_usec: (us.rem_euclid(1_000_000)) as libc::suseconds_t,
+        };
         // SAFETY: tv is a valid timeval; the old-delta pointer may be null.
         if unsafe { libc::adjtime(&tv, std::ptr::null_mut()) } != 0 {
             return Err(io::Error::last_os_error());
@@ -162,7 +182,9 @@ impl LinuxRtc {
     /// The device at `path`.
     #[must_use]
     pub fn new(path: &Path) -> Self {
-        LinuxRtc { path: path.to_owned() }
+        LinuxRtc {
+            path: path.to_owned(),
+        }
     }
 }
 
@@ -184,7 +206,9 @@ impl Rtc for LinuxRtc {
             second: u8::try_from(t.tm_sec).unwrap_or(0),
             nanos: 0,
         };
-        UnixTime::from_civil(c).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the RTC holds an invalid date"))
+        UnixTime::from_civil(c).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "the RTC holds an invalid date")
+        })
     }
 
     fn set(&self, at: UnixTime) -> io::Result<()> {
@@ -220,11 +244,20 @@ mod tests {
         let big = floor - now + SignedDuration::from_secs(3600);
         assert_eq!(d.decide(big, now, floor), Action::Step(big));
         // Later a large error is slewed, in bounded pieces.
-        assert_eq!(d.decide(SignedDuration::from_secs(5), floor, floor), Action::Slew(SignedDuration::from_millis(500)));
-        assert_eq!(d.decide(SignedDuration::from_millis(-3), floor, floor), Action::Slew(SignedDuration::from_millis(-3)));
+        assert_eq!(
+            d.decide(SignedDuration::from_secs(5), floor, floor),
+            Action::Slew(SignedDuration::from_millis(500))
+        );
+        assert_eq!(
+            d.decide(SignedDuration::from_millis(-3), floor, floor),
+            Action::Slew(SignedDuration::from_millis(-3))
+        );
         // A step that would land below the floor is refused.
         let mut d = Discipline::new(SignedDuration::from_secs(1), false);
-        assert_eq!(d.decide(SignedDuration::from_secs(-10), floor, floor), Action::None);
+        assert_eq!(
+            d.decide(SignedDuration::from_secs(-10), floor, floor),
+            Action::None
+        );
         // Observe-only never acts.
         let mut d = Discipline::new(SignedDuration::from_secs(1), true);
         assert_eq!(d.decide(big, now, floor), Action::None);

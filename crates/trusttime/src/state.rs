@@ -90,12 +90,18 @@ pub fn decode(bytes: &[u8]) -> Result<State, StateError> {
         return Err(StateError::Corrupt("too large"));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| StateError::Corrupt("not UTF-8"))?;
-    let (header, rest) = text.split_once('\n').ok_or(StateError::Corrupt("truncated header"))?;
+    let (header, rest) = text
+        .split_once('\n')
+        .ok_or(StateError::Corrupt("truncated header"))?;
     if header != HEADER {
         return Err(StateError::Corrupt("unknown version"));
     }
-    let (sum_line, body) = rest.split_once('\n').ok_or(StateError::Corrupt("truncated checksum"))?;
-    let sum = sum_line.strip_prefix("sha256 ").ok_or(StateError::Corrupt("no checksum"))?;
+    let (sum_line, body) = rest
+        .split_once('\n')
+        .ok_or(StateError::Corrupt("truncated checksum"))?;
+    let sum = sum_line
+        .strip_prefix("sha256 ")
+        .ok_or(StateError::Corrupt("no checksum"))?;
     if sum != hex(&Sha256::digest(body.as_bytes())) {
         return Err(StateError::Corrupt("checksum mismatch"));
     }
@@ -111,7 +117,10 @@ pub fn decode(bytes: &[u8]) -> Result<State, StateError> {
 /// # Errors
 /// [`StateError::Io`].
 pub fn save(dir: &Path, s: &State) -> Result<(), StateError> {
-    let io = |source| StateError::Io { path: dir.join(FILE).display().to_string(), source };
+    let io = |source| StateError::Io {
+        path: dir.join(FILE).display().to_string(),
+        source,
+    };
     fs::create_dir_all(dir).map_err(io)?;
     let tmp = dir.join(format!("{FILE}.tmp"));
     {
@@ -133,7 +142,10 @@ pub fn load(dir: &Path) -> Result<Option<State>, StateError> {
     match fs::read(&path) {
         Ok(b) => decode(&b).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StateError::Io { path: path.display().to_string(), source: e }),
+        Err(e) => Err(StateError::Io {
+            path: path.display().to_string(),
+            source: e,
+        }),
     }
 }
 
@@ -149,7 +161,11 @@ mod tests {
             provenance: "ntp".into(),
             freq_ppb: Some(-12_000),
             rtc_set_ns: None,
-            sources: vec![SourceState { address: "127.0.0.1:123".into(), poll: 6, kod: None }],
+            sources: vec![SourceState {
+                address: "127.0.0.1:123".into(),
+                poll: 6,
+                kod: None,
+            }],
         }
     }
 
@@ -166,7 +182,10 @@ mod tests {
     fn truncated_at_every_byte_is_rejected_cleanly() {
         let full = encode(&sample());
         for n in 0..full.len() {
-            assert!(decode(&full[..n]).is_err(), "accepted a file cut at {n} bytes");
+            assert!(
+                decode(&full[..n]).is_err(),
+                "accepted a file cut at {n} bytes"
+            );
         }
         assert!(decode(&full).is_ok());
     }

@@ -30,22 +30,40 @@ fn write_config(dir: &Path, servers: &[SocketAddr], extra_clock: &str) -> std::p
 
 fn start_daemon(config: &Path) -> Peer {
     let mut cmd = no_clock_command(bin(), None);
-    cmd.args(["daemon", "--config"]).arg(config).env("RUST_LOG", "debug");
+    cmd.args(["daemon", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "debug");
     Peer::spawn("trusttime-daemon", cmd, None)
 }
 
 fn cli_json(args: &[&str], config: &Path) -> Value {
-    let out = Command::new(bin()).args(args).arg("--config").arg(config).arg("--json").output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn system_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 fn rfc3339_secs(s: &str) -> f64 {
-    trusttime_core::UnixTime::parse_rfc3339(s).unwrap().as_nanos() as f64 / 1e9
+    trusttime_core::UnixTime::parse_rfc3339(s)
+        .unwrap()
+        .as_nanos() as f64
+        / 1e9
 }
 
 #[test]
@@ -56,7 +74,9 @@ fn observe_only_daemon_syncs_names_the_liar_and_holds_over_after_kill_9() {
     let mut addrs = Vec::new();
     for (ip, f) in ips.iter().zip(fakes) {
         let a = SocketAddr::from((*ip, free_port()));
-        let Some(p) = chronyd_server(a, Some(f), &[]) else { return };
+        let Some(p) = chronyd_server(a, Some(f), &[]) else {
+            return;
+        };
         peers.push(p);
         addrs.push(a);
     }
@@ -70,17 +90,31 @@ fn observe_only_daemon_syncs_names_the_liar_and_holds_over_after_kill_9() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "wait: {}\n{}", String::from_utf8_lossy(&out.stderr), daemon.log_text());
+    assert!(
+        out.status.success(),
+        "wait: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log_text()
+    );
 
     let st = cli_json(&["status"], &config);
     assert_eq!(st["state"], "synced", "{st}");
-    assert!((st["offset_s"].as_f64().unwrap() - 600.0).abs() < 0.01, "{st}");
-    let (e, l) = (rfc3339_secs(st["earliest"].as_str().unwrap()), rfc3339_secs(st["latest"].as_str().unwrap()));
+    assert!(
+        (st["offset_s"].as_f64().unwrap() - 600.0).abs() < 0.01,
+        "{st}"
+    );
+    let (e, l) = (
+        rfc3339_secs(st["earliest"].as_str().unwrap()),
+        rfc3339_secs(st["latest"].as_str().unwrap()),
+    );
     // The true time when the daemon answered: its system clock reading plus the fake offset.
     let truth = rfc3339_secs(st["system_time"].as_str().unwrap()) + 600.0;
     assert!(e - 0.001 <= truth && truth <= l + 0.001, "{st}");
     assert_eq!(st["authenticated"], false);
-    assert!(st["verdict"].as_str().unwrap().contains("Unauthenticated"), "{st}");
+    assert!(
+        st["verdict"].as_str().unwrap().contains("Unauthenticated"),
+        "{st}"
+    );
 
     let src = cli_json(&["sources"], &config);
     let list = src["sources"].as_array().unwrap();
@@ -91,12 +125,20 @@ fn observe_only_daemon_syncs_names_the_liar_and_holds_over_after_kill_9() {
     assert_eq!(list[0]["address"], addrs[0].to_string());
 
     // Human output works too.
-    let out = Command::new(bin()).args(["status", "--config"]).arg(&config).output().unwrap();
+    let out = Command::new(bin())
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Synced:"));
 
     // kill -9, then restart with no servers at all: the persisted state carries the time.
     let state_file = dir.path().join("state/state");
-    assert!(state_file.exists(), "state not persisted: {}", daemon.log_text());
+    assert!(
+        state_file.exists(),
+        "state not persisted: {}",
+        daemon.log_text()
+    );
     daemon.kill();
     drop(peers);
     let config2 = write_config(dir.path(), &[], "");
@@ -106,22 +148,39 @@ fn observe_only_daemon_syncs_names_the_liar_and_holds_over_after_kill_9() {
         .arg(&config2)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st = cli_json(&["status"], &config2);
     assert_eq!(st["state"], "holdover", "{st}");
     assert_eq!(st["provenance"], "persisted", "{st}");
-    let (e, l) = (rfc3339_secs(st["earliest"].as_str().unwrap()), rfc3339_secs(st["latest"].as_str().unwrap()));
+    let (e, l) = (
+        rfc3339_secs(st["earliest"].as_str().unwrap()),
+        rfc3339_secs(st["latest"].as_str().unwrap()),
+    );
     let truth = rfc3339_secs(st["system_time"].as_str().unwrap()) + 600.0;
-    assert!(e - 0.001 <= truth && truth <= l + 0.001, "holdover {e}..{l} lost the true time {truth}: {st}");
+    assert!(
+        e - 0.001 <= truth && truth <= l + 0.001,
+        "holdover {e}..{l} lost the true time {truth}: {st}"
+    );
     // The floor was raised to the persisted time.
-    assert!(rfc3339_secs(st["floor"].as_str().unwrap()) > system_now() + 500.0, "{st}");
+    assert!(
+        rfc3339_secs(st["floor"].as_str().unwrap()) > system_now() + 500.0,
+        "{st}"
+    );
 }
 
 #[test]
 fn wait_times_out_with_a_reason_when_no_daemon_runs() {
     let dir = TempDir::new().unwrap();
     let config = write_config(dir.path(), &[], "");
-    let out = Command::new(bin()).args(["wait", "--timeout", "300ms", "--config"]).arg(&config).output().unwrap();
+    let out = Command::new(bin())
+        .args(["wait", "--timeout", "300ms", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the trusttime daemon"), "{err}");
@@ -131,12 +190,21 @@ fn wait_times_out_with_a_reason_when_no_daemon_runs() {
 fn refuses_to_set_the_clock_without_the_capability() {
     let dir = TempDir::new().unwrap();
     let config = write_config(dir.path(), &[], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace("observe-only = true", "observe-only = false");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("observe-only = true", "observe-only = false");
     std::fs::write(&config, text).unwrap();
-    let out = no_clock_command(bin(), None).args(["daemon", "--config"]).arg(&config).output().unwrap();
+    let out = no_clock_command(bin(), None)
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CAP_SYS_TIME") && err.contains("observe-only"), "{err}");
+    assert!(
+        err.contains("CAP_SYS_TIME") && err.contains("observe-only"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -144,10 +212,22 @@ fn validate_config_names_the_mistake() {
     let dir = TempDir::new().unwrap();
     let p = dir.path().join("bad.toml");
     std::fs::write(&p, "[clock]\nobserve_only = true\n").unwrap();
-    let out = Command::new(bin()).arg("validate-config").arg(&p).output().unwrap();
+    let out = Command::new(bin())
+        .arg("validate-config")
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `observe_only`"));
     let shipped = trusttime_test_support::workspace_root().join("dist/trusttime.toml");
-    let out = Command::new(bin()).arg("validate-config").arg(&shipped).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .arg("validate-config")
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -56,7 +56,10 @@ impl Where {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }
-        let path = self.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+        let path = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
         match Config::load(&path) {
             Ok(c) => Ok(c.raw.daemon.control_socket),
             Err(e) if self.config.is_some() => Err(e.to_string()),
@@ -119,8 +122,19 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
         eprintln!("error: {NO_CAP_MESSAGE}");
         return ExitCode::from(EXIT_FAIL);
     }
-    let rtc: Option<Arc<dyn Rtc>> = config.raw.clock.rtc.as_deref().map(|p| Arc::new(LinuxRtc::new(p)) as Arc<dyn Rtc>);
-    let daemon = Daemon { config, local: Arc::new(SystemClock), control: Arc::new(LinuxClock), rtc, observe_only };
+    let rtc: Option<Arc<dyn Rtc>> = config
+        .raw
+        .clock
+        .rtc
+        .as_deref()
+        .map(|p| Arc::new(LinuxRtc::new(p)) as Arc<dyn Rtc>);
+    let daemon = Daemon {
+        config,
+        local: Arc::new(SystemClock),
+        control: Arc::new(LinuxClock),
+        rtc,
+        observe_only,
+    };
     let (_handle, fut) = match daemon.start() {
         Ok(x) => x,
         Err(e) => {
@@ -149,14 +163,26 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
     match Config::load(&args.file) {
         Ok(c) => {
             println!("{}: valid", args.file.display());
-            println!("  sources:       {}", c.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+            println!(
+                "  sources:       {}",
+                c.servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             println!("  observe-only:  {}", c.raw.clock.observe_only);
             println!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);
-            println!("  poll:          2^{} .. 2^{} s", c.raw.daemon.min_poll, c.raw.daemon.max_poll);
+            println!(
+                "  poll:          2^{} .. 2^{} s",
+                c.raw.daemon.min_poll, c.raw.daemon.max_poll
+            );
             println!("  state dir:     {}", c.raw.daemon.state_dir.display());
             println!("  control:       {}", c.raw.daemon.control_socket.display());
             if c.servers.is_empty() {
-                println!("  note: no sources: the daemon will only hold over (RTC, persisted state)");
+                println!(
+                    "  note: no sources: the daemon will only hold over (RTC, persisted state)"
+                );
             }
             ExitCode::from(EXIT_OK)
         }
@@ -169,7 +195,9 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
 
 async fn ask(at: &Where, command: &str) -> Result<serde_json::Value, (u8, String)> {
     let sock = at.socket().map_err(|e| (EXIT_USAGE, e))?;
-    crate::control::ask(&sock, command).await.map_err(|e| (EXIT_FAIL, e))
+    crate::control::ask(&sock, command)
+        .await
+        .map_err(|e| (EXIT_FAIL, e))
 }
 
 /// `trusttime status`.
@@ -179,17 +207,35 @@ pub async fn run_status(args: StatusArgs) -> ExitCode {
             if args.json {
                 println!("{v}");
             } else {
-                let g = |k: &str| v.get(k).map(|x| x.as_str().map_or_else(|| x.to_string(), ToOwned::to_owned)).unwrap_or_default();
+                let g = |k: &str| {
+                    v.get(k)
+                        .map(|x| x.as_str().map_or_else(|| x.to_string(), ToOwned::to_owned))
+                        .unwrap_or_default()
+                };
                 println!("{}", g("verdict"));
                 println!("state        {}", g("state"));
                 println!("interval     {} .. {}", g("earliest"), g("latest"));
-                println!("offset       {} s (true time minus system clock)", g("offset_s"));
+                println!(
+                    "offset       {} s (true time minus system clock)",
+                    g("offset_s")
+                );
                 println!("uncertainty  {} s", g("uncertainty_s"));
                 println!("last sync    {}", g("last_sync"));
                 println!("next poll    in {} s", g("next_poll_in_s"));
-                println!("frequency    {} ppm (drift bound {} ppm)", g("freq_ppm"), g("drift_bound_ppm"));
+                println!(
+                    "frequency    {} ppm (drift bound {} ppm)",
+                    g("freq_ppm"),
+                    g("drift_bound_ppm")
+                );
                 println!("floor        {}", g("floor"));
-                println!("clock        {}", if v["observe_only"] == true { "observe-only (never changed)" } else { "disciplined" });
+                println!(
+                    "clock        {}",
+                    if v["observe_only"] == true {
+                        "observe-only (never changed)"
+                    } else {
+                        "disciplined"
+                    }
+                );
                 if let Some(notes) = v["notes"].as_array() {
                     for n in notes {
                         println!("note         {}", n.as_str().unwrap_or_default());
@@ -212,7 +258,10 @@ pub async fn run_sources(args: StatusArgs) -> ExitCode {
             if args.json {
                 println!("{v}");
             } else if let Some(list) = v["sources"].as_array() {
-                println!("{:<28} {:<13} {:>5} {:>4} {:>14}  reason", "address", "verdict", "reach", "poll", "offset s");
+                println!(
+                    "{:<28} {:<13} {:>5} {:>4} {:>14}  reason",
+                    "address", "verdict", "reach", "poll", "offset s"
+                );
                 for s in list {
                     println!(
                         "{:<28} {:<13} {:>5} {:>4} {:>14}  {}",
@@ -220,7 +269,9 @@ pub async fn run_sources(args: StatusArgs) -> ExitCode {
                         s["verdict"].as_str().unwrap_or_default(),
                         s["reach"].as_str().unwrap_or_default(),
                         s["poll"],
-                        s["offset_s"].as_f64().map_or_else(|| "-".into(), |o| format!("{o:+.6}")),
+                        s["offset_s"]
+                            .as_f64()
+                            .map_or_else(|| "-".into(), |o| format!("{o:+.6}")),
                         s["reason"].as_str().unwrap_or_default()
                     );
                 }
@@ -238,8 +289,14 @@ pub async fn run_sources(args: StatusArgs) -> ExitCode {
 pub async fn run_wait(args: WaitArgs) -> ExitCode {
     let max_error = match (args.purpose, args.max_error) {
         (_, Some(d)) => d,
-        (Some(ForPurpose::Sigv4), None) => Purpose::SigV4.default_max_error().to_std().unwrap_or_default(),
-        _ => Purpose::Tls.default_max_error().to_std().unwrap_or_default(),
+        (Some(ForPurpose::Sigv4), None) => Purpose::SigV4
+            .default_max_error()
+            .to_std()
+            .unwrap_or_default(),
+        _ => Purpose::Tls
+            .default_max_error()
+            .to_std()
+            .unwrap_or_default(),
     };
     let sock = match args.at.socket() {
         Ok(s) => s,
@@ -258,23 +315,36 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
                 let unc = v["uncertainty_s"].as_f64();
                 if state != "unknown" && unc.is_some_and(|u| u <= max_error.as_secs_f64()) {
                     if tty {
-                        eprintln!("\rtime trusted ({state}, ± {:.3} s) after {:.1} s                ", unc.unwrap_or_default(), start.elapsed().as_secs_f64());
+                        eprintln!(
+                            "\rtime trusted ({state}, ± {:.3} s) after {:.1} s                ",
+                            unc.unwrap_or_default(),
+                            start.elapsed().as_secs_f64()
+                        );
                     }
                     return ExitCode::from(EXIT_OK);
                 }
-                last = format!("state {state}, uncertainty {}", unc.map_or_else(|| "unbounded".into(), |u| format!("{u:.3} s")));
+                last = format!(
+                    "state {state}, uncertainty {}",
+                    unc.map_or_else(|| "unbounded".into(), |u| format!("{u:.3} s"))
+                );
             }
             Err(e) => last = e,
         }
         if tty {
-            eprint!("\rwaiting for trusted time (± {:?}): {last} [{:.0} s]   ", max_error, start.elapsed().as_secs_f64());
+            eprint!(
+                "\rwaiting for trusted time (± {:?}): {last} [{:.0} s]   ",
+                max_error,
+                start.elapsed().as_secs_f64()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if tty {
         eprintln!();
     }
-    eprintln!("error: time not trusted to ± {max_error:?} within {:?}: {last}", args.timeout);
+    eprintln!(
+        "error: time not trusted to ± {max_error:?} within {:?}: {last}",
+        args.timeout
+    );
     ExitCode::from(EXIT_FAIL)
 }
-
