@@ -178,3 +178,36 @@ mod tests {
         ));
     }
 }
+
+/// Seeded random byte streams through the framing and request parser (the
+/// `control_request` fuzz target's property, on stable).
+#[cfg(test)]
+mod fuzz_like {
+    use super::*;
+
+    #[tokio::test]
+    async fn random_streams_never_panic() {
+        let mut seed = 0xdead_beef_cafe_f00du64;
+        for _ in 0..2000 {
+            let len = (seed % 64) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if seed % 5 == 0 {
+                        0
+                    } else {
+                        seed as u8
+                    }
+                })
+                .collect();
+            let _ = parse_request(&data);
+            let mut r = &data[..];
+            while let Ok(frame) = read_frame(&mut r).await {
+                assert!(frame.len() <= MAX_MESSAGE);
+                let _ = parse_request(&frame);
+            }
+        }
+    }
+}
