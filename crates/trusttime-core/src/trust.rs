@@ -169,6 +169,22 @@ impl TrustMachine {
         better
     }
 
+    /// A time set by a person: replaces what is known (the caller enforces the rules: never
+    /// below the floor, never outside a network-trusted interval without `force`). Returns
+    /// false when it lies entirely below the floor.
+    pub fn set_manual(&mut self, at: MonoInstant, interval: TimeInterval) -> bool {
+        if interval.latest < self.config.floor {
+            return false;
+        }
+        let interval = interval.clamp_to_floor(self.config.floor);
+        self.anchor = Some(Anchor {
+            at,
+            interval,
+            provenance: Provenance::Manual,
+        });
+        true
+    }
+
     fn current_anchor(&self, mono: MonoInstant) -> Option<TrustedTime> {
         let a = self.anchor?;
         let elapsed = mono.since(a.at).max(SignedDuration::ZERO);

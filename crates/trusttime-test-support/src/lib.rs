@@ -295,3 +295,98 @@ pub fn openssl_s_server(dir: &Path, port: u16) -> Option<Peer> {
     );
     Some(peer)
 }
+
+/// A minimal HTTP/1.1 client for tests: returns (status, headers as lowercase "name: value"
+/// lines, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<String>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
+    // Read the head, then exactly Content-Length bytes (servers may keep the connection open).
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "connection closed before the HTTP header ended");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    // Normalise to "name: value" (some servers omit the space after the colon).
+    let hdrs: Vec<String> = lines
+        .filter_map(|l| {
+            l.split_once(':').map(|(k, v)| {
+                format!(
+                    "{}: {}",
+                    k.trim().to_ascii_lowercase(),
+                    v.trim().to_ascii_lowercase()
+                )
+            })
+        })
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let length = hdrs
+        .iter()
+        .find_map(|h| h.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = hdrs.iter().any(|h| h == "transfer-encoding: chunked");
+    loop {
+        match length {
+            Some(n) if body.len() >= n => break,
+            None if chunked && body.windows(5).any(|w| w == b"0\r\n\r\n") => break,
+            _ => {}
+        }
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+    if chunked {
+        body = dechunk(&body);
+    }
+    (status, hdrs, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
+}

@@ -47,6 +47,48 @@ pub struct Config {
     /// Daemon settings.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// The local web page for setting the time by hand.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// `[web]`: off by default, loopback unless configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebConfig {
+    /// Serve the page.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Address and port.
+    #[serde(default = "default_web_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Failed logins in a row (per address) before a cooling-off period.
+    #[serde(default = "default_max_failures")]
+    pub max_failed_logins: u32,
+    /// Length of the cooling-off period.
+    #[serde(default = "default_cooling_off")]
+    pub cooling_off: String,
+}
+
+fn default_web_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 8123))
+}
+fn default_max_failures() -> u32 {
+    10
+}
+fn default_cooling_off() -> String {
+    "5m".into()
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: false,
+            listen: default_web_listen(),
+            max_failed_logins: default_max_failures(),
+            cooling_off: default_cooling_off(),
+        }
+    }
 }
 
 /// One `[[source]]`.
@@ -91,6 +133,9 @@ pub struct ClockConfig {
     /// Sources that must agree (default: 2 when 3 or more are configured).
     #[serde(default)]
     pub min_agree: Option<u8>,
+    /// Allow a manual time outside a network-trusted interval when the request says `force`.
+    #[serde(default)]
+    pub allow_manual_force: bool,
 }
 
 fn default_drift() -> u32 {
@@ -108,6 +153,7 @@ impl Default for ClockConfig {
             step_threshold: default_step_threshold(),
             rtc: None,
             min_agree: None,
+            allow_manual_force: false,
         }
     }
 }

@@ -18,8 +18,30 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
-    /// `status` or `sources`.
+    /// `status`, `sources` or `set`.
     pub command: String,
+    /// For `set`: the time, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_ms: Option<i64>,
+    /// For `set`: its uncertainty, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_ms: Option<i64>,
+    /// For `set`: allow a time outside a network-trusted interval (if the config permits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
+}
+
+impl Request {
+    /// A request without arguments.
+    #[must_use]
+    pub fn simple(command: &str) -> Self {
+        Request {
+            command: command.into(),
+            unix_ms: None,
+            uncertainty_ms: None,
+            force: None,
+        }
+    }
 }
 
 /// A frame that cannot be read.
@@ -76,8 +98,10 @@ pub fn parse_request(body: &[u8]) -> Result<Request, FrameError> {
     let r: Request = serde_json::from_slice(body).map_err(|e| FrameError::Bad(e.to_string()))?;
     match r.command.as_str() {
         "status" | "sources" => Ok(r),
+        "set" if r.unix_ms.is_some() => Ok(r),
+        "set" => Err(FrameError::Bad("`set` needs `unix_ms`".into())),
         other => Err(FrameError::Bad(format!(
-            "unknown command `{other}` (status, sources)"
+            "unknown command `{other}` (status, sources, set)"
         ))),
     }
 }
@@ -100,10 +124,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-/// Accepts connections and answers each request with `answer(command)`.
+/// Accepts connections and answers each request with `answer(request, who)`, where `who`
+/// names the peer (its uid).
 pub async fn serve<F>(listener: UnixListener, answer: F)
 where
-    F: Fn(&str) -> serde_json::Value + Send + Sync + Clone + 'static,
+    F: Fn(&Request, &str) -> serde_json::Value + Send + Sync + Clone + 'static,
 {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
@@ -111,10 +136,14 @@ where
         };
         let answer = answer.clone();
         tokio::spawn(async move {
+            let who = stream.peer_cred().map_or_else(
+                |_| "control socket".to_owned(),
+                |c| format!("control socket, uid {}", c.uid()),
+            );
             let reply =
                 match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream)).await {
                     Ok(Ok(body)) => match parse_request(&body) {
-                        Ok(r) => answer(&r.command),
+                        Ok(r) => answer(&r, &who),
                         Err(e) => serde_json::json!({ "error": e.to_string() }),
                     },
                     Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
@@ -130,13 +159,18 @@ where
 /// # Errors
 /// A message that says whether the daemon is not running or answered badly.
 pub async fn ask(path: &Path, command: &str) -> Result<serde_json::Value, String> {
+    ask_request(path, &Request::simple(command)).await
+}
+
+/// Sends a full request.
+///
+/// # Errors
+/// As [`ask`].
+pub async fn ask_request(path: &Path, request: &Request) -> Result<serde_json::Value, String> {
     let mut s = UnixStream::connect(path)
         .await
         .map_err(|e| format!("cannot reach the trusttime daemon at {}: {e} (is it running? see `trusttime daemon --help`)", path.display()))?;
-    let req = serde_json::to_vec(&Request {
-        command: command.into(),
-    })
-    .map_err(|e| e.to_string())?;
+    let req = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     write_frame(&mut s, &req).await.map_err(|e| e.to_string())?;
     let body = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut s))
         .await
@@ -158,6 +192,8 @@ mod tests {
     fn requests_are_checked() {
         assert!(parse_request(br#"{"command":"status"}"#).is_ok());
         assert!(parse_request(br#"{"command":"reboot"}"#).is_err());
+        assert!(parse_request(br#"{"command":"set"}"#).is_err());
+        assert!(parse_request(br#"{"command":"set","unix_ms":1,"force":true}"#).is_ok());
         assert!(parse_request(br#"{"command":"status","x":1}"#).is_err());
         assert!(parse_request(b"\xff\x00").is_err());
     }

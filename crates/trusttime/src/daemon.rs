@@ -71,7 +71,28 @@ struct Status {
     next_poll: Option<MonoInstant>,
     notes: Vec<String>,
     agreed: u8,
+    allow_force: bool,
+    manual_log: std::collections::VecDeque<Value>,
+    state_dir: std::path::PathBuf,
+    control: Option<Arc<dyn ClockControl>>,
 }
+
+/// Why a manual time was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// Below the floor.
+    #[error("{0}")]
+    BelowFloor(String),
+    /// Outside a network-trusted interval without force (or force not allowed).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// The largest uncertainty a person may claim.
+pub const MAX_MANUAL_UNCERTAINTY: SignedDuration = SignedDuration::from_secs(7 * 86_400);
 
 /// Handle to the running daemon's status (for tests and embedding).
 #[derive(Clone, Debug)]
@@ -116,8 +137,95 @@ impl StatusHandle {
             "agreed": s.agreed,
             "observe_only": s.observe_only,
             "notes": s.notes,
+            "manual_changes": s.manual_log.iter().collect::<Vec<_>>(),
             "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.floor),
         })
+    }
+
+    /// Sets the time by hand: `unix_ms ± uncertainty_ms`, by `who`. Refused below the floor,
+    /// and outside a network-trusted interval unless `force` and the config allows it. Every
+    /// accepted change is logged and shown in `status`.
+    ///
+    /// # Errors
+    /// [`SetError`] says why nothing changed.
+    pub fn set_manual(
+        &self,
+        unix_ms: i64,
+        uncertainty_ms: i64,
+        force: bool,
+        who: &str,
+    ) -> Result<Value, SetError> {
+        if !(0..=MAX_MANUAL_UNCERTAINTY.as_millis()).contains(&uncertainty_ms) {
+            return Err(SetError::Invalid(format!(
+                "uncertainty must be 0 .. {} ms",
+                MAX_MANUAL_UNCERTAINTY.as_millis()
+            )));
+        }
+        if !(0..=32_503_680_000_000).contains(&unix_ms) {
+            return Err(SetError::Invalid(
+                "time must be between 1970 and 3000".into(),
+            ));
+        }
+        let t = UnixTime::from_millis(unix_ms);
+        let unc = SignedDuration::from_millis(uncertainty_ms);
+        let new = TimeInterval::around(t, unc);
+        let now = self.1.now();
+        let Ok(mut s) = self.0.lock() else {
+            return Err(SetError::Invalid("status unavailable".into()));
+        };
+        if new.latest < s.floor {
+            return Err(SetError::BelowFloor(format!(
+                "{t} ± {} is below the floor {}: refused (the clock never goes below the floor)",
+                Human(unc),
+                s.floor
+            )));
+        }
+        let state = s.trust.state(now.mono);
+        let current = s.trust.current(now.mono);
+        let networked = matches!(state, TrustState::Synced | TrustState::Authenticated);
+        if networked && current.interval.intersect(&new).is_none() {
+            if !force {
+                return Err(SetError::Conflict(format!(
+                    "{t} ± {} is outside the network-trusted interval {} .. {}: refused (send force to override, if the config allows it)",
+                    Human(unc),
+                    current.interval.earliest,
+                    current.interval.latest
+                )));
+            }
+            if !s.allow_force {
+                return Err(SetError::Conflict(
+                    "force is not allowed by the config ([clock] allow-manual-force)".into(),
+                ));
+            }
+        }
+        let old = (state != TrustState::Unknown).then(|| current.interval.midpoint().to_string());
+        s.trust.set_manual(now.mono, new);
+        let entry = json!({
+            "at": now.wall.to_string(),
+            "who": who,
+            "old": old,
+            "new": t.to_string(),
+            "uncertainty_ms": uncertainty_ms,
+            "forced": force && networked,
+        });
+        tracing::warn!(%who, old = ?old, new = %t, uncertainty_ms, "time set by hand");
+        s.manual_log.push_back(entry.clone());
+        while s.manual_log.len() > 20 {
+            s.manual_log.pop_front();
+        }
+        let control = s.control.clone();
+        let dir = s.state_dir.clone();
+        drop(s);
+        if let Some(c) = control {
+            let offset = t - now.wall;
+            if offset.abs() > unc {
+                if let Err(e) = c.step(offset) {
+                    tracing::error!(error = %e, "cannot step the clock to the manual time");
+                }
+            }
+        }
+        save(self, &dir, self.1.now().wall);
+        Ok(json!({ "ok": true, "change": entry }))
     }
 
     /// The `sources` reply.
@@ -304,6 +412,10 @@ impl Daemon {
             next_poll: None,
             notes,
             agreed: 0,
+            allow_force: cfg.clock.allow_manual_force,
+            manual_log: std::collections::VecDeque::new(),
+            state_dir: state_dir.clone(),
+            control: (!self.observe_only).then(|| Arc::clone(&self.control)),
         }));
         let handle = StatusHandle(status, Arc::clone(&self.local));
         let sock_path = cfg.daemon.control_socket.clone();
@@ -312,16 +424,42 @@ impl Daemon {
             source: e,
         })?;
         let h = handle.clone();
-        let answer = move |cmd: &str| {
-            if cmd == "sources" {
-                h.sources_json()
-            } else {
-                h.status_json()
-            }
+        let answer = move |r: &crate::control::Request, who: &str| match r.command.as_str() {
+            "sources" => h.sources_json(),
+            "set" => match h.set_manual(
+                r.unix_ms.unwrap_or_default(),
+                r.uncertainty_ms.unwrap_or(0),
+                r.force.unwrap_or(false),
+                who,
+            ) {
+                Ok(v) => v,
+                Err(e) => json!({ "error": e.to_string() }),
+            },
+            _ => h.status_json(),
         };
         let h2 = handle.clone();
+        let web = cfg.web.enabled.then(|| {
+            let cooling =
+                crate::duration::parse(&cfg.web.cooling_off).unwrap_or(Duration::from_secs(300));
+            (
+                crate::web::Web::new(
+                    handle.clone(),
+                    &state_dir,
+                    cfg.web.max_failed_logins,
+                    cooling,
+                ),
+                cfg.web.listen,
+            )
+        });
         let fut = async move {
             tokio::spawn(crate::control::serve(listener, answer));
+            if let Some((web, listen)) = web {
+                tokio::spawn(async move {
+                    if let Err(e) = crate::web::serve(web, listen).await {
+                        tracing::error!(%listen, error = %e, "cannot serve the web page");
+                    }
+                });
+            }
             self.run(h2).await;
         };
         Ok((handle, fut))

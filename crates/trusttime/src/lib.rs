@@ -18,3 +18,4 @@ pub mod platform;
 pub mod serve;
 pub mod state;
 pub mod sync;
+pub mod web;

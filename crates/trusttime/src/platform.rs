@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use trusttime_core::{SignedDuration, UnixTime};
 
 /// Changing the system clock.
-pub trait ClockControl: Send + Sync {
+pub trait ClockControl: Send + Sync + std::fmt::Debug {
     /// Steps the clock by `by` (positive: forward).
     ///
     /// # Errors
@@ -25,7 +25,7 @@ pub trait ClockControl: Send + Sync {
 }
 
 /// A real-time clock chip.
-pub trait Rtc: Send + Sync {
+pub trait Rtc: Send + Sync + std::fmt::Debug {
     /// Reads it (UTC).
     ///
     /// # Errors

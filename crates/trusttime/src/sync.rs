@@ -425,23 +425,31 @@ async fn run_source(
     clock: Arc<dyn LocalClock>,
     tx: mpsc::Sender<Event>,
 ) {
-    let addr = match tokio::net::lookup_host((spec.host.as_str(), spec.port)).await {
-        Ok(mut it) => match it.next() {
-            Some(a) => a,
-            None => {
-                let _ = tx
-                    .send(Event::Unreachable(
-                        i,
-                        format!("DNS: no address for {}", spec.host),
-                    ))
-                    .await;
+    let literal = spec
+        .host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, spec.port));
+    let addr = match literal {
+        Some(a) => a,
+        None => match tokio::net::lookup_host((spec.host.as_str(), spec.port)).await {
+            Ok(mut it) => match it.next() {
+                Some(a) => a,
+                None => {
+                    let _ = tx
+                        .send(Event::Unreachable(
+                            i,
+                            format!("DNS: no address for {}", spec.host),
+                        ))
+                        .await;
+                    return;
+                }
+            },
+            Err(e) => {
+                let _ = tx.send(Event::Unreachable(i, format!("DNS: {e}"))).await;
                 return;
             }
         },
-        Err(e) => {
-            let _ = tx.send(Event::Unreachable(i, format!("DNS: {e}"))).await;
-            return;
-        }
     };
     let _ = tx.send(Event::Resolved(i, addr)).await;
     let bind: SocketAddr = if addr.is_ipv4() {

@@ -348,3 +348,105 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
     );
     ExitCode::from(EXIT_FAIL)
 }
+
+/// Set the daemon's time by hand: TIME (RFC 3339) ± --uncertainty.
+///
+/// Refused below the floor, and outside a network-trusted interval unless --force and the
+/// config allows it ([clock] allow-manual-force). The change is logged and shown in `status`.
+/// Manual time holds over like any other: its uncertainty grows with the drift bound.
+///
+/// Examples:
+///   trusttime set 2026-11-23T08:30:00Z --uncertainty 1m
+#[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
+pub struct SetArgs {
+    /// The time, RFC 3339 (e.g. 2026-11-23T08:30:00Z).
+    #[arg(value_name = "TIME", value_parser = parse_time)]
+    pub time: trusttime_core::UnixTime,
+    /// How far off TIME may be.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::duration::parse)]
+    pub uncertainty: Duration,
+    /// Override a network-trusted interval (only if the config allows it).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub at: Where,
+}
+
+fn parse_time(s: &str) -> Result<trusttime_core::UnixTime, String> {
+    trusttime_core::UnixTime::parse_rfc3339(s)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
+}
+
+/// `trusttime set`.
+pub async fn run_set(args: SetArgs) -> ExitCode {
+    let sock = match args.at.socket() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let req = crate::control::Request {
+        command: "set".into(),
+        unix_ms: Some(args.time.as_millis()),
+        uncertainty_ms: Some(i64::try_from(args.uncertainty.as_millis()).unwrap_or(i64::MAX)),
+        force: Some(args.force),
+    };
+    match crate::control::ask_request(&sock, &req).await {
+        Ok(v) => {
+            println!("time set: {}", v["change"]);
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAIL)
+        }
+    }
+}
+
+/// Web page helpers.
+#[derive(Debug, ClapArgs)]
+pub struct WebArgs {
+    #[command(subcommand)]
+    pub command: WebCommand,
+}
+
+/// `trusttime web ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum WebCommand {
+    /// Make a new pairing code for the web page and print it (the old one stops working).
+    PairingCode {
+        /// The daemon's config file (for its state directory).
+        #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+/// `trusttime web`.
+pub fn run_web(args: WebArgs) -> ExitCode {
+    match args.command {
+        WebCommand::PairingCode { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match crate::web::new_pairing_code(&cfg.raw.daemon.state_dir) {
+                Ok(code) => {
+                    println!("{code}");
+                    ExitCode::from(EXIT_OK)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot store the pairing code in {}: {e}",
+                        cfg.raw.daemon.state_dir.display()
+                    );
+                    ExitCode::from(EXIT_FAIL)
+                }
+            }
+        }
+    }
+}

@@ -67,6 +67,10 @@ pub enum Command {
     Sources(daemon::StatusArgs),
     /// Block until the daemon's time is trusted (exit 0) or time out (exit 1).
     Wait(daemon::WaitArgs),
+    /// Set the daemon's time by hand (authenticated by the control socket's permissions).
+    Set(daemon::SetArgs),
+    /// The local web page for setting the time: `trusttime web pairing-code`.
+    Web(daemon::WebArgs),
 }
 
 /// Parses the command line, sets up logging and runs the chosen command.
@@ -84,8 +88,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.log.as_deref());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -109,6 +112,8 @@ async fn run(command: Command) -> ExitCode {
         Command::Status(a) => daemon::run_status(a).await,
         Command::Sources(a) => daemon::run_sources(a).await,
         Command::Wait(a) => daemon::run_wait(a).await,
+        Command::Set(a) => daemon::run_set(a).await,
+        Command::Web(a) => daemon::run_web(a),
     }
 }
 
