@@ -166,10 +166,12 @@ async fn status(State(web): State<Arc<Web>>) -> impl IntoResponse {
     Json(web.status.status_json())
 }
 
-#[derive(Deserialize)]
+/// `POST /api/login` body.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Login {
-    pairing_code: String,
+pub struct Login {
+    /// The pairing code.
+    pub pairing_code: String,
 }
 
 /// Parses a JSON body with a clear message.
@@ -253,14 +255,18 @@ async fn login(
     r
 }
 
-#[derive(Deserialize)]
+/// `POST /api/time` body.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SetTime {
-    unix_ms: i64,
+pub struct SetTime {
+    /// The time, Unix milliseconds.
+    pub unix_ms: i64,
+    /// Its uncertainty, milliseconds.
     #[serde(default)]
-    uncertainty_ms: i64,
+    pub uncertainty_ms: i64,
+    /// Override a network-trusted interval (if the config allows it).
     #[serde(default)]
-    force: bool,
+    pub force: bool,
 }
 
 fn session_of(headers: &HeaderMap) -> Option<String> {
@@ -322,5 +328,50 @@ async fn set_time(
         Err(e @ SetError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ SetError::BelowFloor(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(e @ SetError::Conflict(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_checked_with_clear_messages() {
+        assert!(parse_body::<SetTime>(br#"{"unix_ms": 1, "uncertainty_ms": 2}"#).is_ok());
+        let e = parse_body::<SetTime>(br#"{"unix_ms": "x"}"#).unwrap_err();
+        assert!(e.starts_with("malformed request body"), "{e}");
+        assert!(parse_body::<SetTime>(br#"{"unix_ms": 1, "admin": true}"#).is_err());
+        assert!(parse_body::<Login>(b"").is_err());
+        // Seeded random bytes never panic.
+        let mut seed = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..3000 {
+            let len = (seed % 48) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    b"{}\":,0123456789 unix_msforcetrue"[(seed % 32) as usize]
+                })
+                .collect();
+            let _ = parse_body::<SetTime>(&data);
+            let _ = parse_body::<Login>(&data);
+        }
+    }
+
+    #[test]
+    fn pairing_codes_are_stored_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = new_pairing_code(dir.path()).unwrap();
+        let stored = std::fs::read_to_string(dir.path().join(PAIRING_FILE)).unwrap();
+        assert!(!stored.contains(&code));
+        assert_eq!(stored, hex(&Sha256::digest(code.as_bytes())));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(PAIRING_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
 }
