@@ -542,6 +542,17 @@ impl Daemon {
                             run.kod = Some(k);
                             run.verdict = Verdict::KissOfDeath;
                             run.reason = format!("Kiss-o'-Death {k}: {}", k.description());
+                            if run.policy.stopped_by().is_some()
+                                && run.spec.host.parse::<std::net::IpAddr>().is_err()
+                            {
+                                // A pool name: this server is dropped, and the name is asked
+                                // again (for another server) after the longest poll interval.
+                                run.policy =
+                                    PollPolicy::new(cfg.daemon.max_poll, cfg.daemon.max_poll);
+                                run.reason.push_str(
+                                    "; the name will be resolved again for another server",
+                                );
+                            }
                         }
                         (None, None) => {
                             run.policy.on_failure();
