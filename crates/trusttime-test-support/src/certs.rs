@@ -27,6 +27,10 @@ pub struct Chain {
     pub key_pem: String,
     /// The root, PEM (what a client trusts).
     pub root_pem: String,
+    /// A client certificate signed by the root (valid a year either side of now), PEM.
+    pub client_pem: String,
+    /// Its key, PEM.
+    pub client_key_pem: String,
 }
 
 fn dt(secs: i64) -> OffsetDateTime {
@@ -80,6 +84,13 @@ pub fn make_chain(name: &str, root: Window, inter: Option<Window>, leaf: Window)
         intermediates_der.push(i.der().to_vec());
     }
     let chain_pem = format!("{leaf_pem}{inter_pem}");
+    let mut cp = CertificateParams::new(vec!["device-42".to_owned()]).expect("params");
+    cp.distinguished_name.push(DnType::CommonName, "device-42");
+    let now = unix_now();
+    cp.not_before = dt(now - 365 * 86_400);
+    cp.not_after = dt(now + 365 * 86_400);
+    let client_key = KeyPair::generate().expect("key");
+    let client = cp.signed_by(&client_key, &root_ca).expect("client cert");
     Chain {
         leaf_der: leaf_cert.der().to_vec(),
         intermediates_der,
@@ -89,6 +100,8 @@ pub fn make_chain(name: &str, root: Window, inter: Option<Window>, leaf: Window)
         inter_pem,
         key_pem: leaf_key.serialize_pem(),
         root_pem: root_ca.pem(),
+        client_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
     }
 }
 
@@ -110,6 +123,8 @@ pub fn write_pem(chain: &Chain, dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(dir.join("leaf.pem"), &chain.leaf_pem)?;
     std::fs::write(dir.join("inter.pem"), &chain.inter_pem)?;
     std::fs::write(dir.join("key.pem"), &chain.key_pem)?;
+    std::fs::write(dir.join("client.pem"), &chain.client_pem)?;
+    std::fs::write(dir.join("client-key.pem"), &chain.client_key_pem)?;
     std::fs::write(dir.join("root.pem"), &chain.root_pem)
 }
 

@@ -52,7 +52,8 @@ pub struct Where {
 }
 
 impl Where {
-    fn socket(&self) -> Result<PathBuf, String> {
+    /// The control socket to use.
+    pub fn socket(&self) -> Result<PathBuf, String> {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod check;
+pub mod connect;
 pub mod daemon;
 pub mod demo;
 pub mod serve;
@@ -71,6 +72,8 @@ pub enum Command {
     Set(daemon::SetArgs),
     /// The local web page for setting the time: `trusttime web pairing-code`.
     Web(daemon::WebArgs),
+    /// Connect to an MQTT broker (AWS IoT Core) over TLS once the time is trusted, and publish.
+    Connect(connect::Args),
 }
 
 /// Parses the command line, sets up logging and runs the chosen command.
@@ -114,6 +117,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Wait(a) => daemon::run_wait(a).await,
         Command::Set(a) => daemon::run_set(a).await,
         Command::Web(a) => daemon::run_web(a),
+        Command::Connect(a) => connect::run(a).await,
     }
 }
 

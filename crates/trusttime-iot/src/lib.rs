@@ -1,0 +1,231 @@
+//! # trusttime-iot
+//!
+//! Connect to AWS IoT Core (or any MQTT broker) only when the time is trusted.
+//!
+//! [`publish_once`] refuses to start a TLS handshake until the [`TrustedClock`] is trusted to
+//! the TLS purpose's error; the rustls configuration it uses ([`client_config`]) checks the
+//! broker's certificate with [`TrustedTimeVerifier`] (validity over the whole trusted interval)
+//! and presents the device's client certificate (mutual TLS, as AWS IoT Core requires).
+//!
+//! ```no_run
+//! # async fn f(clock: std::sync::Arc<dyn trusttime_tls::TrustedClock>, m: trusttime_iot::MqttTls) {
+//! match trusttime_iot::publish_once(&m, clock, "devices/42/hello", b"hi".to_vec(), std::time::Duration::from_secs(10)).await {
+//!     Ok(()) => println!("published"),
+//!     Err(e) => eprintln!("{e}"), // e.g. "time not trusted: ..." with the reason
+//! }
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use trusttime_core::{Human, Purpose};
+use trusttime_tls::{Policy, TrustedClock, TrustedTimeProvider, TrustedTimeVerifier};
+
+/// The ALPN protocol AWS IoT Core accepts for MQTT over TLS on port 443.
+pub const ALPN_AWS_MQTT: &[u8] = b"x-amzn-mqtt-ca";
+
+/// Where and as whom to connect.
+#[derive(Debug)]
+pub struct MqttTls {
+    /// Broker host (AWS IoT: `xxxxxxxx-ats.iot.REGION.amazonaws.com`).
+    pub endpoint: String,
+    /// 8883, or 443 with [`ALPN_AWS_MQTT`].
+    pub port: u16,
+    /// The name to verify when it differs from `endpoint` (e.g. connecting by address).
+    pub servername: Option<String>,
+    /// MQTT client ID (AWS IoT: usually the thing name).
+    pub client_id: String,
+    /// The device certificate chain.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The device key.
+    pub key: PrivateKeyDer<'static>,
+    /// Root CAs for the broker (AWS: the Amazon Root CAs).
+    pub roots: Vec<CertificateDer<'static>>,
+    /// ALPN protocol, if any.
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// Why nothing was published.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The time is not trusted to the error TLS needs: no handshake was attempted.
+    #[error("time not trusted: {0}")]
+    NotTrusted(String),
+    /// Bad certificate, key or name.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The connection or the MQTT exchange failed.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// No answer in time.
+    #[error("no answer from the broker within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Verifies against a fixed name (for connecting by address to a broker whose certificate
+/// names its DNS name).
+#[derive(Debug)]
+struct NameOverride {
+    inner: TrustedTimeVerifier,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NameOverride {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(m, c, d)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(m, c, d)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The rustls configuration: trusted-time provider and verifier, client certificate, ALPN.
+///
+/// # Errors
+/// [`ConnectError::Config`] for unusable roots, certificate, key or name.
+pub fn client_config(
+    clock: Arc<dyn TrustedClock>,
+    purpose: Purpose,
+    m: &MqttTls,
+) -> Result<Arc<rustls::ClientConfig>, ConnectError> {
+    let policy = Policy::for_purpose(purpose);
+    let verifier = TrustedTimeVerifier::new(m.roots.clone(), Arc::clone(&clock), policy)
+        .map_err(|e| ConnectError::Config(e.to_string()))?;
+    let name = m.servername.clone().unwrap_or_else(|| m.endpoint.clone());
+    let name = ServerName::try_from(name)
+        .map_err(|e| ConnectError::Config(format!("server name: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_details(
+        provider,
+        Arc::new(TrustedTimeProvider::new(clock, policy.max_error)),
+    )
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ConnectError::Config(e.to_string()))?
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(NameOverride {
+        inner: verifier,
+        name,
+    }))
+    .with_client_auth_cert(m.cert_chain.clone(), m.key.clone_key())
+    .map_err(|e| ConnectError::Config(format!("device certificate or key: {e}")))?;
+    if let Some(a) = &m.alpn {
+        config.alpn_protocols = vec![a.clone()];
+    }
+    Ok(Arc::new(config))
+}
+
+/// Checks the clock is trusted for TLS; the error says why not, in words.
+///
+/// # Errors
+/// [`ConnectError::NotTrusted`].
+pub fn require_trusted(clock: &dyn TrustedClock, purpose: Purpose) -> Result<(), ConnectError> {
+    let r = clock.read();
+    let max = purpose.default_max_error();
+    if r.is_trusted_within(max) {
+        return Ok(());
+    }
+    let why = if r.trusted.provenance == trusttime_core::Provenance::Floor {
+        format!(
+            "the device clock says {} and {}",
+            r.device,
+            r.trusted.provenance.describe()
+        )
+    } else {
+        format!(
+            "its uncertainty is {} ({}), more than the {} {} allows",
+            Human(r.trusted.uncertainty()),
+            r.trusted.provenance.describe(),
+            Human(max),
+            purpose.as_str()
+        )
+    };
+    Err(ConnectError::NotTrusted(format!("{why}; no TLS handshake was attempted. Sync first (trusttime sync, or the daemon and `trusttime wait --for tls`).")))
+}
+
+/// Connects with MQTT over TLS, publishes one message at QoS 1, waits for its PUBACK and
+/// disconnects. Never starts a handshake on an untrusted clock.
+///
+/// # Errors
+/// [`ConnectError`].
+pub async fn publish_once(
+    m: &MqttTls,
+    clock: Arc<dyn TrustedClock>,
+    topic: &str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), ConnectError> {
+    require_trusted(clock.as_ref(), Purpose::Tls)?;
+    let tls = client_config(clock, Purpose::Tls, m)?;
+    let mut opts = MqttOptions::new(m.client_id.clone(), m.endpoint.clone(), m.port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
+    let (client, mut events) = AsyncClient::new(opts, 10);
+    let work = async {
+        let mut published = false;
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) if !published => {
+                    client
+                        .publish(topic, QoS::AtLeastOnce, false, payload.clone())
+                        .await
+                        .map_err(|e| ConnectError::Connection(e.to_string()))?;
+                    published = true;
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    let _ = client.disconnect().await;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ConnectError::Connection(error_chain(&e))),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))?
+}
+
+/// An error and its sources, so a certificate diagnosis inside a TLS error is shown.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

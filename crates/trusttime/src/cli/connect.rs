@@ -1,0 +1,168 @@
+//! `trusttime connect`: MQTT over TLS to AWS IoT Core (or any broker), only on trusted time.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use trusttime_core::{floor, Provenance, TimeInterval, TrustedTime, UnixTime};
+use trusttime_iot::{publish_once, ConnectError, MqttTls, ALPN_AWS_MQTT};
+use trusttime_tls::{ClockReading, SharedClock, TrustedClock};
+
+use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
+use crate::clock::{system_wall, SystemClock};
+use crate::sync::{sync, ServerSpec, SyncOptions};
+
+/// Exit code: time not trusted; no handshake attempted.
+pub const EXIT_NOT_TRUSTED: u8 = 3;
+
+/// Connect to an MQTT broker (AWS IoT Core) over TLS once the time is trusted, and publish.
+///
+/// The time comes from --ntp-server (a consensus sync, repeatable) or from the running
+/// daemon (--config/--socket). While it is not trusted to the TLS error (1 hour), no TLS
+/// handshake is attempted: the command says why and exits 3. The broker's certificate is
+/// checked against the trusted interval; the device presents --cert/--key (mutual TLS).
+/// On port 443 the ALPN protocol x-amzn-mqtt-ca is offered, as AWS IoT Core expects.
+///
+/// Exit status: 0 published, 1 connection failed, 2 usage error, 3 time not trusted.
+///
+/// Example:
+///   trusttime connect --endpoint abc123-ats.iot.eu-west-1.amazonaws.com --client-id dev42 \
+///     --cert dev42.pem --key dev42.key --ca AmazonRootCA1.pem --publish devices/dev42/hello hi
+#[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Broker host name.
+    #[arg(long)]
+    pub endpoint: String,
+    /// Port: 8883, or 443 (ALPN x-amzn-mqtt-ca).
+    #[arg(long, default_value_t = 8883)]
+    pub port: u16,
+    /// Name to verify in the broker's certificate (default: --endpoint).
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+    /// MQTT client ID.
+    #[arg(long, value_name = "ID")]
+    pub client_id: String,
+    /// Device certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// Device private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Root CA(s) for the broker (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// Publish MESSAGE to TOPIC (QoS 1).
+    #[arg(long, num_args = 2, value_names = ["TOPIC", "MESSAGE"])]
+    pub publish: Vec<String>,
+    /// NTP servers to sync from first (repeatable).
+    #[arg(long = "ntp-server", value_name = "HOST[:PORT]")]
+    pub ntp_servers: Vec<ServerSpec>,
+    #[command(flatten)]
+    pub at: super::daemon::Where,
+    /// Give up on the broker after this long.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = crate::duration::parse)]
+    pub timeout: Duration,
+}
+
+fn usage(msg: String) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Runs `connect`.
+pub async fn run(args: Args) -> ExitCode {
+    let certs = |p: &PathBuf| {
+        CertificateDer::pem_file_iter(p).and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    };
+    let cert_chain = match certs(&args.cert) {
+        Ok(v) if !v.is_empty() => v,
+        Ok(_) => return usage(format!("{} holds no certificate", args.cert.display())),
+        Err(e) => return usage(format!("cannot read {}: {e}", args.cert.display())),
+    };
+    let roots = match certs(&args.ca) {
+        Ok(v) if !v.is_empty() => v,
+        Ok(_) => return usage(format!("{} holds no certificate", args.ca.display())),
+        Err(e) => return usage(format!("cannot read {}: {e}", args.ca.display())),
+    };
+    let key = match PrivateKeyDer::from_pem_file(&args.key) {
+        Ok(k) => k,
+        Err(e) => return usage(format!("cannot read the key {}: {e}", args.key.display())),
+    };
+    let (topic, message) = match args.publish.as_slice() {
+        [t, m] => (t.clone(), m.clone()),
+        _ => return usage("nothing to do: give --publish TOPIC MESSAGE".into()),
+    };
+
+    // Trusted time: a sync, else the daemon.
+    let clock = Arc::new(SharedClock::new(floor::build_time()));
+    if !args.ntp_servers.is_empty() {
+        let report = sync(
+            &SyncOptions::new(args.ntp_servers.clone()),
+            Arc::new(SystemClock),
+        )
+        .await;
+        match report.result {
+            Ok(c) => clock.update(TrustedTime {
+                interval: c.interval,
+                provenance: Provenance::Ntp,
+            }),
+            Err(e) => eprintln!("sync: no consensus: {e}"),
+        }
+    } else if let Ok(sock) = args.at.socket() {
+        match crate::control::ask(&sock, "status").await {
+            Ok(v) => {
+                let t = |k: &str| v[k].as_str().and_then(|s| UnixTime::parse_rfc3339(s).ok());
+                if let (Some(e), Some(l)) = (t("earliest"), t("latest")) {
+                    let provenance = match v["provenance"].as_str() {
+                        Some("authenticated") => Provenance::Authenticated,
+                        Some("ntp") => Provenance::Ntp,
+                        Some("manual") => Provenance::Manual,
+                        Some("rtc") => Provenance::Rtc,
+                        _ => Provenance::Persisted,
+                    };
+                    clock.update(TrustedTime {
+                        interval: TimeInterval {
+                            earliest: e,
+                            latest: l,
+                        },
+                        provenance,
+                    });
+                }
+            }
+            Err(e) => eprintln!("daemon: {e}"),
+        }
+    }
+    let reading: ClockReading = clock.read();
+    tracing::info!(device = %system_wall(), trusted = ?reading.trusted, "time for the connection");
+
+    let m = MqttTls {
+        endpoint: args.endpoint.clone(),
+        port: args.port,
+        servername: args.servername.clone(),
+        client_id: args.client_id.clone(),
+        cert_chain,
+        key,
+        roots,
+        alpn: (args.port == 443).then(|| ALPN_AWS_MQTT.to_vec()),
+    };
+    match publish_once(&m, clock, &topic, message.into_bytes(), args.timeout).await {
+        Ok(()) => {
+            println!("published to {topic} on {}:{}", args.endpoint, args.port);
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e @ ConnectError::NotTrusted(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_NOT_TRUSTED)
+        }
+        Err(e @ ConnectError::Config(_)) => usage(e.to_string()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAIL)
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The root cause, end to end: a device whose clock cannot vouch for the broker's certificate
+//! does not attempt a handshake; after a sync against chronyd servers (at a fake offset that
+//! makes the certificate valid) it connects to a real mosquitto broker with mutual TLS and
+//! publishes, and `mosquitto_sub` receives the message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use trusttime_test_support::certs::{make_chain, unix_now, write_pem};
+use trusttime_test_support::{
+    chronyd_server, free_port, no_clock_command, peer_or_skip, wait_for_tcp, Peer, TempDir,
+    LIBFAKETIME,
+};
+
+const BROKER: &str = "broker.example.test";
+
+#[test]
+fn connects_only_on_trusted_time_and_publishes() {
+    let Some(mosquitto) = peer_or_skip(
+        "mosquitto",
+        &["/usr/sbin/mosquitto"],
+        "apt-get install mosquitto",
+    ) else {
+        return;
+    };
+    let Some(sub) = peer_or_skip(
+        "mosquitto_sub",
+        &["/usr/bin/mosquitto_sub"],
+        "apt-get install mosquitto-clients",
+    ) else {
+        return;
+    };
+    let now = unix_now();
+    // The broker's certificate becomes valid 50 minutes from now (this machine's clock): only a
+    // device that learns the servers' time (+1 h) can accept it.
+    let chain = make_chain(
+        BROKER,
+        (now - 400 * 86_400, now + 3650 * 86_400),
+        None,
+        (now + 3000, now + 30 * 86_400),
+    );
+    let dir = TempDir::new().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_pem(&chain, dir.path()).unwrap();
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nper_listener_settings true\npersistence false\nlog_dest file {d}/broker.log\nlog_type all\n\
+             listener {tls_port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
+             cafile {d}/root.pem\ncertfile {d}/chain.pem\nkeyfile {d}/key.pem\n\
+             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The broker runs an hour ahead too, like the servers, and judges client certificates there.
+    let mut cmd = no_clock_command(&mosquitto, None);
+    cmd.env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME", "+3600")
+        .env("DONT_FAKE_MONOTONIC", "1");
+    cmd.arg("-c").arg(&conf).arg("-v");
+    let _broker = Peer::spawn("mosquitto", cmd, None);
+    let log_path = dir.path().join("broker.log");
+    let broker_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], tls_port)),
+        Duration::from_secs(10),
+    );
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], plain_port)),
+        Duration::from_secs(10),
+    );
+
+    let subscriber = Command::new(sub)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &plain_port.to_string(),
+            "-t",
+            "devices/42/hello",
+            "-C",
+            "1",
+            "-W",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker_log().contains("Received SUBSCRIBE") {
+        assert!(
+            Instant::now() < deadline,
+            "subscriber never subscribed: {}",
+            broker_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let connect = |extra: &[String]| {
+        let d = dir.path();
+        let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+            .args([
+                "connect",
+                "--endpoint",
+                "127.0.0.1",
+                "--port",
+                &tls_port.to_string(),
+                "--servername",
+                BROKER,
+                "--client-id",
+                "device-42",
+            ])
+            .arg("--cert")
+            .arg(d.join("client.pem"))
+            .arg("--key")
+            .arg(d.join("client-key.pem"))
+            .arg("--ca")
+            .arg(d.join("root.pem"))
+            .args([
+                "--publish",
+                "devices/42/hello",
+                "hello from trusted time",
+                "--timeout",
+                "10s",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // No time source: refused before any handshake.
+    let nowhere = dir.path().join("no-daemon.sock").display().to_string();
+    let (code, _, err) = connect(&["--socket".into(), nowhere]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("time not trusted") && err.contains("no TLS handshake was attempted"),
+        "{err}"
+    );
+    assert!(
+        !broker_log().contains("device-42"),
+        "a handshake reached the broker: {}",
+        broker_log()
+    );
+
+    // Sync against two chronyd servers an hour ahead, then connect and publish.
+    let a = SocketAddr::from(([127, 0, 0, 81], free_port()));
+    let b = SocketAddr::from(([127, 0, 0, 82], free_port()));
+    let Some(_ca) = chronyd_server(a, Some("+3600"), &[]) else {
+        return;
+    };
+    let Some(_cb) = chronyd_server(b, Some("+3600"), &[]) else {
+        return;
+    };
+    let (code, out, err) = connect(&[
+        "--ntp-server".into(),
+        a.to_string(),
+        "--ntp-server".into(),
+        b.to_string(),
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}\nbroker: {}", broker_log());
+    let got = subscriber.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        "hello from trusted time",
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(broker_log().contains("device-42"));
+}
