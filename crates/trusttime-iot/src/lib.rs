@@ -215,6 +215,130 @@ pub async fn publish_once(
         .map_err(|_| ConnectError::Timeout(timeout))?
 }
 
+/// Reconnect delays: exponential with full jitter (a random delay between zero and
+/// `min(cap, base × 2^attempt)`), so a fleet that lost its broker does not return in step.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// First ceiling.
+    pub base: Duration,
+    /// Largest ceiling.
+    pub cap: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A policy.
+    #[must_use]
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Backoff {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+    /// The ceiling of the next delay.
+    #[must_use]
+    pub fn ceiling(&self) -> Duration {
+        self.base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.cap)
+    }
+    /// The next delay, from fresh randomness `rand`.
+    pub fn next_delay(&mut self, rand: u64) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        let ns = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(if ns == 0 { 0 } else { rand % (ns + 1) })
+    }
+}
+
+/// True when a failure is the clock's or the certificate's fault: retrying blindly would not
+/// help; the time must be synced again (or the certificate fixed).
+#[must_use]
+pub fn is_time_or_certificate_failure(e: &ConnectError) -> bool {
+    match e {
+        ConnectError::NotTrusted(_) => true,
+        ConnectError::Connection(m) => {
+            m.contains("X509_V_ERR") || m.contains("certificate") || m.contains("current time")
+        }
+        _ => false,
+    }
+}
+
+/// [`publish_once`] with up to `retries` more attempts after connection failures, spaced by
+/// `backoff`. A failure caused by the clock or the certificate is returned at once (with its
+/// diagnosis), not retried.
+///
+/// # Errors
+/// The last [`ConnectError`].
+pub async fn publish_with_retries(
+    m: &MqttTls,
+    clock: Arc<dyn TrustedClock>,
+    topic: &str,
+    payload: Vec<u8>,
+    timeout: Duration,
+    retries: u32,
+    mut backoff: Backoff,
+) -> Result<(), ConnectError> {
+    let mut left = retries;
+    loop {
+        match publish_once(m, Arc::clone(&clock), topic, payload.clone(), timeout).await {
+            Ok(()) => return Ok(()),
+            Err(e) if is_time_or_certificate_failure(&e) || left == 0 => return Err(e),
+            Err(e) => {
+                let d = backoff.next_delay(rand_u64());
+                tracing::warn!(error = %e, delay = ?d, "connection failed; retrying");
+                left -= 1;
+                tokio::time::sleep(d).await;
+            }
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_under_a_doubling_ceiling() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let ceilings: Vec<u128> = (0..6)
+            .map(|i| {
+                let c = b.ceiling().as_millis();
+                let d = b.next_delay(i * 7_919_000_003);
+                assert!(d <= b.base.saturating_mul(1 << i).min(b.cap));
+                c
+            })
+            .collect();
+        assert_eq!(ceilings, [100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn clock_failures_are_not_retried_blindly() {
+        assert!(is_time_or_certificate_failure(&ConnectError::NotTrusted(
+            "x".into()
+        )));
+        assert!(is_time_or_certificate_failure(&ConnectError::Connection(
+            "invalid peer certificate: X509_V_ERR_CERT_NOT_YET_VALID".into()
+        )));
+        assert!(!is_time_or_certificate_failure(&ConnectError::Connection(
+            "connection refused".into()
+        )));
+    }
+}
+
 /// An error and its sources, so a certificate diagnosis inside a TLS error is shown.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -184,3 +184,93 @@ fn connects_only_on_trusted_time_and_publishes() {
     );
     assert!(broker_log().contains("device-42"));
 }
+
+/// A broker that refuses every connection sees the attempts spaced by the backoff policy:
+/// 1 + retries attempts, each gap below its doubling ceiling.
+#[test]
+fn a_refusing_broker_sees_backoff() {
+    use std::net::TcpListener;
+    let now = unix_now();
+    let chain = make_chain(
+        BROKER,
+        (now - 400 * 86_400, now + 3650 * 86_400),
+        None,
+        (now - 86_400, now + 30 * 86_400),
+    );
+    let dir = TempDir::new().unwrap();
+    write_pem(&chain, dir.path()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done2 = std::sync::Arc::clone(&done);
+    let accepts = std::thread::spawn(move || {
+        let mut times = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < end && !done2.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok((s, _)) = listener.accept() {
+                times.push(Instant::now());
+                drop(s); // refuse: close at once
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        times
+    });
+    let a = SocketAddr::from(([127, 0, 0, 83], free_port()));
+    let Some(_c) = chronyd_server(a, None, &[]) else {
+        return;
+    };
+    let d = dir.path();
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args([
+            "connect",
+            "--endpoint",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--servername",
+            BROKER,
+            "--client-id",
+            "device-42",
+        ])
+        .arg("--cert")
+        .arg(d.join("client.pem"))
+        .arg("--key")
+        .arg(d.join("client-key.pem"))
+        .arg("--ca")
+        .arg(d.join("root.pem"))
+        .args([
+            "--publish",
+            "t",
+            "m",
+            "--retries",
+            "3",
+            "--backoff",
+            "200ms",
+            "--backoff-cap",
+            "1s",
+            "--timeout",
+            "2s",
+        ])
+        .args(["--ntp-server", &a.to_string()])
+        .output()
+        .unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let times = accepts.join().unwrap();
+    assert_eq!(times.len(), 4, "1 attempt + 3 retries, got {}", times.len());
+    for (i, w) in times.windows(2).enumerate() {
+        let ceiling = Duration::from_millis(200 << i).min(Duration::from_secs(1));
+        let gap = w[1] - w[0];
+        // The random delay is at most the ceiling; reconnecting adds a little on top.
+        assert!(
+            gap <= ceiling + Duration::from_millis(400),
+            "gap {i} was {gap:?}, ceiling {ceiling:?}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use trusttime_core::{floor, Provenance, TimeInterval, TrustedTime, UnixTime};
-use trusttime_iot::{publish_once, ConnectError, MqttTls, ALPN_AWS_MQTT};
+use trusttime_iot::{publish_with_retries, Backoff, ConnectError, MqttTls, ALPN_AWS_MQTT};
 use trusttime_tls::{ClockReading, SharedClock, TrustedClock};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
@@ -64,6 +64,16 @@ pub struct Args {
     pub ntp_servers: Vec<ServerSpec>,
     #[command(flatten)]
     pub at: super::daemon::Where,
+    /// Retries after connection failures (not after clock or certificate failures, which
+    /// need a sync or a fix, not a retry).
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// First backoff ceiling; delays are random up to a ceiling that doubles each retry.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::duration::parse)]
+    pub backoff: Duration,
+    /// Largest backoff ceiling.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::duration::parse)]
+    pub backoff_cap: Duration,
     /// Give up on the broker after this long.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = crate::duration::parse)]
     pub timeout: Duration,
@@ -150,7 +160,18 @@ pub async fn run(args: Args) -> ExitCode {
         roots,
         alpn: (args.port == 443).then(|| ALPN_AWS_MQTT.to_vec()),
     };
-    match publish_once(&m, clock, &topic, message.into_bytes(), args.timeout).await {
+    let backoff = Backoff::new(args.backoff, args.backoff_cap);
+    match publish_with_retries(
+        &m,
+        clock,
+        &topic,
+        message.into_bytes(),
+        args.timeout,
+        args.retries,
+        backoff,
+    )
+    .await
+    {
         Ok(()) => {
             println!("published to {topic} on {}:{}", args.endpoint, args.port);
             ExitCode::from(EXIT_OK)
