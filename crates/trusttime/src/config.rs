@@ -50,6 +50,49 @@ pub struct Config {
     /// The local web page for setting the time by hand.
     #[serde(default)]
     pub web: WebConfig,
+    /// Clock health reports to an MQTT broker (AWS IoT Device Shadow form by default).
+    #[serde(default)]
+    pub report: Option<ReportConfig>,
+}
+
+/// `[report]`: publish the daemon's clock health as JSON to an MQTT topic, on change and at an
+/// interval. With `ca`, `cert` and `key` it uses mutual TLS, checked against trusted time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ReportConfig {
+    /// Broker host.
+    pub broker: String,
+    /// Broker port (8883 for TLS, 1883 plain).
+    #[serde(default = "default_report_port")]
+    pub port: u16,
+    /// MQTT client ID (AWS IoT: the thing name).
+    pub client_id: String,
+    /// Thing name, substituted for `{thing}` in the topic.
+    pub thing: String,
+    /// Topic; default: the thing's Device Shadow update topic.
+    #[serde(default = "default_report_topic")]
+    pub topic: String,
+    /// Publish at least this often.
+    #[serde(default = "default_report_interval")]
+    pub interval: String,
+    /// Root CA for the broker (PEM); with `cert` and `key`, TLS is used.
+    pub ca: Option<PathBuf>,
+    /// Device certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Device key (PEM).
+    pub key: Option<PathBuf>,
+    /// Name to verify in the broker's certificate (default: `broker`).
+    pub servername: Option<String>,
+}
+
+fn default_report_port() -> u16 {
+    8883
+}
+fn default_report_topic() -> String {
+    "$aws/things/{thing}/shadow/update".into()
+}
+fn default_report_interval() -> String {
+    "5m".into()
 }
 
 /// `[web]`: off by default, loopback unless configured.
@@ -339,6 +382,18 @@ impl Config {
             .map_err(|e| bad(format!("clock.step-threshold: {e}")))?;
         let startup_delay = crate::duration::parse(&d.startup_delay)
             .map_err(|e| bad(format!("daemon.startup-delay: {e}")))?;
+        crate::duration::parse(&self.web.cooling_off)
+            .map_err(|e| bad(format!("web.cooling-off: {e}")))?;
+        if let Some(r) = &self.report {
+            crate::duration::parse(&r.interval)
+                .map_err(|e| bad(format!("report.interval: {e}")))?;
+            let tls = [r.ca.is_some(), r.cert.is_some(), r.key.is_some()];
+            if tls.iter().any(|&x| x) && !tls.iter().all(|&x| x) {
+                return Err(bad(
+                    "report: give all of ca, cert and key for TLS, or none for plain MQTT".into(),
+                ));
+            }
+        }
         Ok(Checked {
             servers,
             raw: self,

@@ -98,6 +98,21 @@ pub const MAX_MANUAL_UNCERTAINTY: SignedDuration = SignedDuration::from_secs(7 *
 #[derive(Clone, Debug)]
 pub struct StatusHandle(Arc<Mutex<Status>>, Arc<dyn LocalClock>);
 
+/// The daemon's trusted time as a [`trusttime_tls::TrustedClock`], for TLS connections made
+/// from inside the daemon (clock health reports).
+impl trusttime_tls::TrustedClock for StatusHandle {
+    fn read(&self) -> trusttime_tls::ClockReading {
+        let now = self.1.now();
+        match self.0.lock() {
+            Ok(s) => trusttime_tls::ClockReading {
+                device: now.wall,
+                trusted: s.trust.current(now.mono),
+            },
+            Err(_) => trusttime_tls::ClockReading::untrusted(now.wall, floor::build_time()),
+        }
+    }
+}
+
 impl std::fmt::Debug for dyn LocalClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LocalClock")
@@ -451,6 +466,7 @@ impl Daemon {
                 cfg.web.listen,
             )
         });
+        let report = cfg.report.clone();
         let fut = async move {
             tokio::spawn(crate::control::serve(listener, answer));
             if let Some((web, listen)) = web {
@@ -459,6 +475,9 @@ impl Daemon {
                         tracing::error!(%listen, error = %e, "cannot serve the web page");
                     }
                 });
+            }
+            if let Some(r) = report {
+                tokio::spawn(crate::report::run(r, h2.clone()));
             }
             self.run(h2).await;
         };

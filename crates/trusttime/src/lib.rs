@@ -15,6 +15,7 @@ pub mod control;
 pub mod daemon;
 pub mod duration;
 pub mod platform;
+pub mod report;
 pub mod serve;
 pub mod state;
 pub mod sync;

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -273,4 +274,129 @@ fn a_refusing_broker_sees_backoff() {
             "gap {i} was {gap:?}, ceiling {ceiling:?}"
         );
     }
+}
+
+/// The daemon publishes its clock health, in Device Shadow form, over mutual TLS checked
+/// against its own trusted time; `mosquitto_sub` sees the state go to `synced`.
+#[test]
+fn daemon_reports_clock_health_to_the_broker() {
+    use std::io::BufRead;
+    let Some(mosquitto) = peer_or_skip(
+        "mosquitto",
+        &["/usr/sbin/mosquitto"],
+        "apt-get install mosquitto",
+    ) else {
+        return;
+    };
+    let Some(sub) = peer_or_skip(
+        "mosquitto_sub",
+        &["/usr/bin/mosquitto_sub"],
+        "apt-get install mosquitto-clients",
+    ) else {
+        return;
+    };
+    let now = unix_now();
+    let chain = make_chain(
+        BROKER,
+        (now - 400 * 86_400, now + 3650 * 86_400),
+        None,
+        (now - 86_400, now + 30 * 86_400),
+    );
+    let dir = TempDir::new().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_pem(&chain, dir.path()).unwrap();
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nper_listener_settings true\npersistence false\nlog_dest file {d}/broker.log\nlog_type all\n\
+             listener {tls_port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
+             cafile {d}/root.pem\ncertfile {d}/chain.pem\nkeyfile {d}/key.pem\n\
+             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = no_clock_command(&mosquitto, None);
+    cmd.arg("-c").arg(&conf);
+    let _broker = Peer::spawn("mosquitto-report", cmd, None);
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], tls_port)),
+        Duration::from_secs(10),
+    );
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], plain_port)),
+        Duration::from_secs(10),
+    );
+    let mut subscriber = Command::new(sub)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &plain_port.to_string(),
+            "-t",
+            "$aws/things/dev42/shadow/update",
+            "-W",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let ntp = SocketAddr::from(([127, 0, 0, 84], free_port()));
+    let Some(_c) = chronyd_server(ntp, None, &[]) else {
+        return;
+    };
+    let d = dir.path();
+    let config = d.join("trusttime.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nkind = \"ntp\"\naddress = \"{ntp}\"\n[clock]\nobserve-only = true\n\
+             [daemon]\nstate-dir = \"{s}\"\ncontrol-socket = \"{s}/c.sock\"\nstartup-delay = \"0s\"\nmin-poll = 2\nmax-poll = 3\n\
+             [report]\nbroker = \"127.0.0.1\"\nport = {tls_port}\nservername = \"{BROKER}\"\nclient-id = \"dev42\"\nthing = \"dev42\"\ninterval = \"1s\"\n\
+             ca = \"{d}/root.pem\"\ncert = \"{d}/client.pem\"\nkey = \"{d}/client-key.pem\"\n",
+            s = d.join("state").display(),
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .arg("validate-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut dcmd = no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    dcmd.args(["daemon", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    let daemon = Peer::spawn("trusttime-report-daemon", dcmd, None);
+
+    let lines = std::io::BufReader::new(subscriber.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let clock = &v["state"]["reported"]["clock"];
+        seen.push(clock["state"].as_str().unwrap_or_default().to_owned());
+        if clock["state"] == "synced" {
+            assert_eq!(clock["authenticated"], false);
+            assert_eq!(clock["sources_agreeing"], 1);
+            assert!(clock["offset_s"].as_f64().unwrap().abs() < 0.05, "{v}");
+            let _ = subscriber.kill();
+            return;
+        }
+    }
+    panic!(
+        "no synced report; saw {seen:?}; daemon log: {}",
+        daemon.log_text()
+    );
 }
