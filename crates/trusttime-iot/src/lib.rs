@@ -17,6 +17,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod sigv4;
+
 use std::sync::Arc;
 use std::time::Duration;
 
