@@ -309,6 +309,21 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
+/// An error and its sources, so a certificate diagnosis inside a TLS error is shown.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,19 +354,4 @@ mod tests {
             "connection refused".into()
         )));
     }
-}
-
-/// An error and its sources, so a certificate diagnosis inside a TLS error is shown.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }

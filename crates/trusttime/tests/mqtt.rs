@@ -2,7 +2,7 @@
 //! does not attempt a handshake; after a sync against chronyd servers (at a fake offset that
 //! makes the certificate valid) it connects to a real mosquitto broker with mutual TLS and
 //! publishes, and `mosquitto_sub` receives the message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
