@@ -387,3 +387,67 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A mosquitto broker on loopback: a mutual-TLS listener (like AWS IoT Core) and a plain
+/// listener for test subscribers.
+#[derive(Debug)]
+pub struct Broker {
+    _peer: Peer,
+    /// The TLS listener (client certificates required).
+    pub tls_port: u16,
+    /// The plain listener.
+    pub plain_port: u16,
+    log: PathBuf,
+}
+
+impl Broker {
+    /// The broker's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Starts mosquitto with the PEM files [`certs::write_pem`] wrote into `dir`, optionally under
+/// libfaketime (it then judges client certificates at its fake time). `None` when peers may
+/// be skipped and mosquitto is missing.
+pub fn mosquitto_tls(dir: &Path, faketime: Option<&str>) -> Option<Broker> {
+    use std::os::unix::fs::PermissionsExt;
+    let mosquitto = peer_or_skip(
+        "mosquitto",
+        &["/usr/sbin/mosquitto"],
+        "apt-get install mosquitto",
+    )?;
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = dir.join("mosquitto.conf");
+    let log = dir.join("broker.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nper_listener_settings true\npersistence false\nlog_dest file {log}\nlog_type all\n\
+             listener {tls_port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
+             cafile {d}/root.pem\ncertfile {d}/chain.pem\nkeyfile {d}/key.pem\n\
+             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+            d = dir.display(),
+            log = log.display()
+        ),
+    )
+    .expect("write mosquitto.conf");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = no_clock_command(&mosquitto, faketime);
+    cmd.arg("-c").arg(&conf);
+    let peer = Peer::spawn("mosquitto", cmd, None);
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], tls_port)),
+        Duration::from_secs(10),
+    );
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], plain_port)),
+        Duration::from_secs(10),
+    );
+    Some(Broker {
+        _peer: peer,
+        tls_port,
+        plain_port,
+        log,
+    })
+}

@@ -5,28 +5,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use trusttime_test_support::certs::{make_chain, unix_now, write_pem};
 use trusttime_test_support::{
-    chronyd_server, free_port, no_clock_command, peer_or_skip, wait_for_tcp, Peer, TempDir,
-    LIBFAKETIME,
+    chronyd_server, free_port, mosquitto_tls, no_clock_command, peer_or_skip, Peer, TempDir,
 };
 
 const BROKER: &str = "broker.example.test";
 
 #[test]
 fn connects_only_on_trusted_time_and_publishes() {
-    let Some(mosquitto) = peer_or_skip(
-        "mosquitto",
-        &["/usr/sbin/mosquitto"],
-        "apt-get install mosquitto",
-    ) else {
-        return;
-    };
     let Some(sub) = peer_or_skip(
         "mosquitto_sub",
         &["/usr/bin/mosquitto_sub"],
@@ -44,43 +35,13 @@ fn connects_only_on_trusted_time_and_publishes() {
         (now + 3000, now + 30 * 86_400),
     );
     let dir = TempDir::new().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     write_pem(&chain, dir.path()).unwrap();
-    for f in std::fs::read_dir(dir.path()).unwrap() {
-        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
-    }
-    let (tls_port, plain_port) = (free_port(), free_port());
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\nper_listener_settings true\npersistence false\nlog_dest file {d}/broker.log\nlog_type all\n\
-             listener {tls_port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
-             cafile {d}/root.pem\ncertfile {d}/chain.pem\nkeyfile {d}/key.pem\n\
-             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
     // The broker runs an hour ahead too, like the servers, and judges client certificates there.
-    let mut cmd = no_clock_command(&mosquitto, None);
-    cmd.env("LD_PRELOAD", LIBFAKETIME)
-        .env("FAKETIME", "+3600")
-        .env("DONT_FAKE_MONOTONIC", "1");
-    cmd.arg("-c").arg(&conf).arg("-v");
-    let _broker = Peer::spawn("mosquitto", cmd, None);
-    let log_path = dir.path().join("broker.log");
-    let broker_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    wait_for_tcp(
-        SocketAddr::from(([127, 0, 0, 1], tls_port)),
-        Duration::from_secs(10),
-    );
-    wait_for_tcp(
-        SocketAddr::from(([127, 0, 0, 1], plain_port)),
-        Duration::from_secs(10),
-    );
+    let Some(broker) = mosquitto_tls(dir.path(), Some("+3600")) else {
+        return;
+    };
+    let (tls_port, plain_port) = (broker.tls_port, broker.plain_port);
+    let broker_log = || broker.log_text();
 
     let subscriber = Command::new(sub)
         .args([
@@ -281,13 +242,6 @@ fn a_refusing_broker_sees_backoff() {
 #[test]
 fn daemon_reports_clock_health_to_the_broker() {
     use std::io::BufRead;
-    let Some(mosquitto) = peer_or_skip(
-        "mosquitto",
-        &["/usr/sbin/mosquitto"],
-        "apt-get install mosquitto",
-    ) else {
-        return;
-    };
     let Some(sub) = peer_or_skip(
         "mosquitto_sub",
         &["/usr/bin/mosquitto_sub"],
@@ -303,32 +257,11 @@ fn daemon_reports_clock_health_to_the_broker() {
         (now - 86_400, now + 30 * 86_400),
     );
     let dir = TempDir::new().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     write_pem(&chain, dir.path()).unwrap();
-    let (tls_port, plain_port) = (free_port(), free_port());
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\nper_listener_settings true\npersistence false\nlog_dest file {d}/broker.log\nlog_type all\n\
-             listener {tls_port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
-             cafile {d}/root.pem\ncertfile {d}/chain.pem\nkeyfile {d}/key.pem\n\
-             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = no_clock_command(&mosquitto, None);
-    cmd.arg("-c").arg(&conf);
-    let _broker = Peer::spawn("mosquitto-report", cmd, None);
-    wait_for_tcp(
-        SocketAddr::from(([127, 0, 0, 1], tls_port)),
-        Duration::from_secs(10),
-    );
-    wait_for_tcp(
-        SocketAddr::from(([127, 0, 0, 1], plain_port)),
-        Duration::from_secs(10),
-    );
+    let Some(broker) = mosquitto_tls(dir.path(), None) else {
+        return;
+    };
+    let (tls_port, plain_port) = (broker.tls_port, broker.plain_port);
     let mut subscriber = Command::new(sub)
         .args([
             "-h",
