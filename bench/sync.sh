@@ -24,6 +24,9 @@ NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
 
 cargo build --release --locked -q -p trusttime
 TT=target/release/trusttime
+# The same client without the optional features (tls, web, mqtt): what a sync-only device ships.
+cargo build --release --locked -q -p trusttime --no-default-features --target-dir target/lean
+TT_LEAN=target/lean/release/trusttime
 WORK=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -68,6 +71,7 @@ parse_offset() {
 
 SRV=(127.0.0.21:$PORT 127.0.0.22:$PORT 127.0.0.23:$PORT)
 run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+run_client trusttime-lean "$TT_LEAN" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
 # The single-round-trip baseline: the same binary, one honest server, no agreement needed.
 run_client trusttime-1-server "$TT" sync --json --timeout 3s -s "${SRV[0]}"
 # In-process time from the first request to the decision (trusttime reports it).
@@ -115,7 +119,7 @@ fi
 TT_MS=$(awk '{print $1/1000}' "$WORK/trusttime.runs" | median)
 printf '| client | time to result, ms (median of %s) | x trusttime | offset error, ms | followed liar | peak RSS, KiB |\n' "$RUNS"
 printf '|---|---:|---:|---:|---|---:|\n'
-for name in trusttime trusttime-1-server chrony-iburst chrony-fast ntpd-rs; do
+for name in trusttime trusttime-lean trusttime-1-server chrony-iburst chrony-fast ntpd-rs; do
   f="$WORK/$name.runs"; [ -s "$f" ] || continue
   ms=$(awk '{print $1/1000}' "$f" | median)
   off=$(awk '{print $2}' "$f" | median)
@@ -127,5 +131,5 @@ for name in trusttime trusttime-1-server chrony-iburst chrony-fast ntpd-rs; do
 done
 echo
 printf "trusttime, first request to decision (in-process, median): 3 servers %.3f ms, 1 server %.3f ms\n" "$(cat "$WORK/tt-inproc")" "$(cat "$WORK/tt1-inproc")"
-echo "trusttime binary: $(stat -c %s "$TT") bytes (release, opt-level s)"
+echo "trusttime binary: $(stat -c %s "$TT") bytes; without default features: $(stat -c %s "$TT_LEAN") bytes (release, opt-level s)"
 echo "machine: $(nproc) CPUs, $(uname -r); chronyd $("$CHRONYD" -v | head -1 | awk '{print $4}')"

@@ -100,6 +100,7 @@ pub struct StatusHandle(Arc<Mutex<Status>>, Arc<dyn LocalClock>);
 
 /// The daemon's trusted time as a [`trusttime_tls::TrustedClock`], for TLS connections made
 /// from inside the daemon (clock health reports).
+#[cfg(feature = "tls")]
 impl trusttime_tls::TrustedClock for StatusHandle {
     fn read(&self) -> trusttime_tls::ClockReading {
         let now = self.1.now();
@@ -453,6 +454,7 @@ impl Daemon {
             _ => h.status_json(),
         };
         let h2 = handle.clone();
+        #[cfg(feature = "web")]
         let web = cfg.web.enabled.then(|| {
             let cooling =
                 crate::duration::parse(&cfg.web.cooling_off).unwrap_or(Duration::from_secs(300));
@@ -466,9 +468,11 @@ impl Daemon {
                 cfg.web.listen,
             )
         });
+        #[cfg(feature = "mqtt")]
         let report = cfg.report.clone();
         let fut = async move {
             tokio::spawn(crate::control::serve(listener, answer));
+            #[cfg(feature = "web")]
             if let Some((web, listen)) = web {
                 tokio::spawn(async move {
                     if let Err(e) = crate::web::serve(web, listen).await {
@@ -476,6 +480,7 @@ impl Daemon {
                     }
                 });
             }
+            #[cfg(feature = "mqtt")]
             if let Some(r) = report {
                 tokio::spawn(crate::report::run(r, h2.clone()));
             }

@@ -7,6 +7,14 @@
 //! See `ARCHITECTURE.md` at the repository root for where each piece lives.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 #![deny(unsafe_code)]
+//!
+//! ## Features
+//! - `tls` (default): `trusttime check` and the trusted-time TLS verifier.
+//! - `web` (default): the daemon's web page for setting the time by hand.
+//! - `mqtt` (default, implies `tls`): `trusttime connect` and clock health reports.
+//!
+//! `--no-default-features` builds a smaller binary with `sync`, `serve`, `demo`, the daemon,
+//! `status`, `sources`, `wait` and `set`.
 
 pub mod cli;
 pub mod clock;
@@ -15,8 +23,10 @@ pub mod control;
 pub mod daemon;
 pub mod duration;
 pub mod platform;
+#[cfg(feature = "mqtt")]
 pub mod report;
 pub mod serve;
 pub mod state;
 pub mod sync;
+#[cfg(feature = "web")]
 pub mod web;

@@ -406,6 +406,7 @@ pub async fn run_set(args: SetArgs) -> ExitCode {
     }
 }
 
+#[cfg(feature = "web")]
 /// Web page helpers.
 #[derive(Debug, ClapArgs)]
 pub struct WebArgs {
@@ -413,6 +414,7 @@ pub struct WebArgs {
     pub command: WebCommand,
 }
 
+#[cfg(feature = "web")]
 /// `trusttime web ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum WebCommand {
@@ -424,6 +426,7 @@ pub enum WebCommand {
     },
 }
 
+#[cfg(feature = "web")]
 /// `trusttime web`.
 pub fn run_web(args: WebArgs) -> ExitCode {
     match args.command {

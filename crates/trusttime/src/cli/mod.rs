@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "tls")]
 pub mod check;
+#[cfg(feature = "mqtt")]
 pub mod connect;
 pub mod daemon;
 pub mod demo;
@@ -57,6 +59,7 @@ pub enum Command {
     /// Serve NTP from this machine's clock (optionally shifted).
     Serve(serve::Args),
     /// Fetch a server's certificate chain and judge it by trusted time, with a diagnosis.
+    #[cfg(feature = "tls")]
     Check(check::Args),
     /// Run the time daemon (see `trusttime daemon --help`).
     Daemon(daemon::DaemonArgs),
@@ -71,8 +74,10 @@ pub enum Command {
     /// Set the daemon's time by hand (authenticated by the control socket's permissions).
     Set(daemon::SetArgs),
     /// The local web page for setting the time: `trusttime web pairing-code`.
+    #[cfg(feature = "web")]
     Web(daemon::WebArgs),
     /// Connect to an MQTT broker (AWS IoT Core) over TLS once the time is trusted, and publish.
+    #[cfg(feature = "mqtt")]
     Connect(connect::Args),
 }
 
@@ -109,6 +114,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Demo(a) => demo::run(a).await,
         Command::Sync(a) => sync::run(a).await,
         Command::Serve(a) => serve::run(a).await,
+        #[cfg(feature = "tls")]
         Command::Check(a) => check::run(a).await,
         Command::Daemon(a) => daemon::run_daemon(a).await,
         Command::ValidateConfig(a) => daemon::run_validate(&a),
@@ -116,7 +122,9 @@ async fn run(command: Command) -> ExitCode {
         Command::Sources(a) => daemon::run_sources(a).await,
         Command::Wait(a) => daemon::run_wait(a).await,
         Command::Set(a) => daemon::run_set(a).await,
+        #[cfg(feature = "web")]
         Command::Web(a) => daemon::run_web(a),
+        #[cfg(feature = "mqtt")]
         Command::Connect(a) => connect::run(a).await,
     }
 }
