@@ -132,3 +132,16 @@ pub fn write_pem(chain: &Chain, dir: &std::path::Path) -> std::io::Result<()> {
 pub fn unix_now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
+
+/// An everyday chain valid now: root (400 days old, 10 years left), intermediate, and a leaf
+/// for `name` issued 30 days ago with 335 days left.
+pub fn valid_chain(name: &str) -> Chain {
+    let now = unix_now();
+    let day = 86_400;
+    make_chain(
+        name,
+        (now - 400 * day, now + 3650 * day),
+        Some((now - 300 * day, now + 1000 * day)),
+        (now - 30 * day, now + 335 * day),
+    )
+}

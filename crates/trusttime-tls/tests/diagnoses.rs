@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, ServerName};
 use trusttime_core::{Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
-use trusttime_test_support::certs::{forged_leaf, make_chain, unix_now, Chain};
+use trusttime_test_support::certs::{forged_leaf, make_chain, unix_now, valid_chain, Chain};
 use trusttime_tls::{
     CertRole, ClockReading, Finding, FixedClock, Policy, Purpose, TrustedTimeVerifier,
     UndeterminedPolicy, Verdict,
@@ -53,13 +53,7 @@ fn diagnose(c: &Chain, reading: ClockReading) -> trusttime_tls::Diagnosis {
 }
 
 fn good_chain() -> Chain {
-    let now = unix_now();
-    make_chain(
-        NAME,
-        (now - 400 * DAY, now + 3650 * DAY),
-        Some((now - 300 * DAY, now + 1000 * DAY)),
-        (now - 30 * DAY, now + 335 * DAY),
-    )
+    valid_chain(NAME)
 }
 
 #[test]

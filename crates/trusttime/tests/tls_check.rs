@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::Value;
-use trusttime_test_support::certs::{make_chain, unix_now, write_pem, Chain};
+use trusttime_test_support::certs::{make_chain, unix_now, valid_chain, write_pem, Chain};
 use trusttime_test_support::{chronyd_server, free_port, openssl_s_server, Peer, TempDir};
 
 const DAY: i64 = 86_400;
@@ -61,13 +61,7 @@ fn now_rfc3339() -> String {
 }
 
 fn good() -> Chain {
-    let now = unix_now();
-    make_chain(
-        NAME,
-        (now - 400 * DAY, now + 3650 * DAY),
-        Some((now - 300 * DAY, now + 1000 * DAY)),
-        (now - 30 * DAY, now + 335 * DAY),
-    )
+    valid_chain(NAME)
 }
 
 #[test]
