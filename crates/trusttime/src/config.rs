@@ -220,6 +220,9 @@ pub struct DaemonConfig {
     /// Highest poll exponent (log2 s; 10 = 1024 s).
     #[serde(default = "default_max_poll")]
     pub max_poll: i8,
+    /// Serve Prometheus text metrics at `http://ADDR/metrics` (loopback advised); off when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -246,6 +249,7 @@ impl Default for DaemonConfig {
             startup_delay: default_startup_delay(),
             min_poll: default_min_poll(),
             max_poll: default_max_poll(),
+            metrics_listen: None,
         }
     }
 }

@@ -468,10 +468,19 @@ impl Daemon {
                 cfg.web.listen,
             )
         });
+        let metrics = cfg.daemon.metrics_listen;
         #[cfg(feature = "mqtt")]
         let report = cfg.report.clone();
         let fut = async move {
             tokio::spawn(crate::control::serve(listener, answer));
+            if let Some(addr) = metrics {
+                let h = h2.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = crate::metrics::serve(addr, h).await {
+                        tracing::error!(%addr, error = %e, "cannot serve metrics");
+                    }
+                });
+            }
             #[cfg(feature = "web")]
             if let Some((web, listen)) = web {
                 tokio::spawn(async move {

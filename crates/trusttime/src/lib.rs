@@ -22,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod duration;
+pub mod metrics;
 pub mod platform;
 #[cfg(feature = "mqtt")]
 pub mod report;

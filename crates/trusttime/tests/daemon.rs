@@ -82,6 +82,12 @@ fn observe_only_daemon_syncs_names_the_liar_and_holds_over_after_kill_9() {
     }
     let dir = TempDir::new().unwrap();
     let config = write_config(dir.path(), &addrs, "");
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[daemon]\n",
+        &format!("[daemon]\nmetrics-listen = \"{metrics_addr}\"\n"),
+    );
+    std::fs::write(&config, text).unwrap();
     let mut daemon = start_daemon(&config);
 
     // Ready within a round trip or so of start (2 s allows for a loaded CI machine).
@@ -123,6 +129,22 @@ fn observe_only_daemon_syncs_names_the_liar_and_holds_over_after_kill_9() {
     assert_eq!(list[1]["verdict"], "falseticker", "{src}");
     assert_eq!(list[2]["verdict"], "agreed", "{src}");
     assert_eq!(list[0]["address"], addrs[0].to_string());
+
+    // Prometheus metrics from the same status.
+    let (code, _, body) = trusttime_test_support::http(metrics_addr, "GET", "/metrics", &[], b"");
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("trusttime_state{state=\"synced\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "trusttime_source_offset_seconds{{address=\"{}\",verdict=\"falseticker\"}}",
+            addrs[1]
+        )),
+        "{text}"
+    );
 
     // Human output works too.
     let out = Command::new(bin())
