@@ -91,6 +91,10 @@ pub enum SetError {
     Conflict(String),
 }
 
+/// How often the daemon persists its state at most (besides the first consensus and manual
+/// changes).
+pub const SAVE_EVERY: Duration = Duration::from_secs(600);
+
 /// The largest uncertainty a person may claim.
 pub const MAX_MANUAL_UNCERTAINTY: SignedDuration = SignedDuration::from_secs(7 * 86_400);
 
@@ -514,6 +518,10 @@ impl Daemon {
         );
         let mut burst_left = 3u8;
         let mut notified = false;
+        // Persist after the first consensus, then at most every 10 minutes: the interval
+        // carried forward from a slightly older save is still honest (it only widens), and
+        // flash storage on devices wears with every write.
+        let mut last_save: Option<std::time::Instant> = None;
         let max_age = SignedDuration::from_secs(2 << cfg.daemon.max_poll.clamp(0, 17));
         loop {
             let now = self.local.now();
@@ -635,7 +643,10 @@ impl Daemon {
                             sd_notify("READY=1\nSTATUS=time trusted");
                             tracing::info!("time trusted; READY=1");
                         }
-                        save(&handle, &state_dir, self.local.now().wall);
+                        if last_save.map_or(true, |t| t.elapsed() >= SAVE_EVERY) {
+                            save(&handle, &state_dir, self.local.now().wall);
+                            last_save = Some(std::time::Instant::now());
+                        }
                     }
                     Err(why) => {
                         tracing::warn!(%why, "no consensus this round");
