@@ -5,7 +5,7 @@
 # client with the same poll settings (-x: never steers the clock), and the time from start to
 # trusted/first selection. Runs both side by side in the same run.
 #
-# Usage: DURATION=600 bench/daemon.sh
+# Usage: DURATION=600 bench/daemon.sh        (LEAN=1: the --no-default-features build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-600}"; MINPOLL="${MINPOLL:--2}"
@@ -13,8 +13,14 @@ FAKE=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 CHRONYD="${TRUSTTIME_CHRONYD:-$(pwd)/target/peers/chrony/usr/sbin/chronyd}"
 NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
 PORT=${PORT:-32123}
-cargo build --release --locked -q -p trusttime
-TT=$(pwd)/target/release/trusttime
+# LEAN=1 measures the build without optional features (tls, web, mqtt).
+if [ "${LEAN:-0}" = 1 ]; then
+  cargo build --release --locked -q -p trusttime --no-default-features --target-dir target/lean
+  TT=$(pwd)/target/lean/release/trusttime
+else
+  cargo build --release --locked -q -p trusttime
+  TT=$(pwd)/target/release/trusttime
+fi
 WORK=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
