@@ -42,4 +42,6 @@ mod verifier;
 pub use clock::{ClockReading, FixedClock, SharedClock, TrustedClock, TrustedTimeProvider};
 pub use diagnosis::{CertInfo, CertRole, Diagnosis, Finding, Verdict};
 pub use trusttime_core::Purpose;
-pub use verifier::{analyze, chain_info, Policy, TrustedTimeVerifier, UndeterminedPolicy};
+pub use verifier::{
+    analyze, chain_info, root_infos, Policy, TrustedTimeVerifier, UndeterminedPolicy,
+};

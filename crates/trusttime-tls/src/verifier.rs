@@ -53,7 +53,8 @@ fn provider() -> Arc<CryptoProvider> {
 #[derive(Debug)]
 pub struct TrustedTimeVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    roots: Vec<CertificateDer<'static>>,
+    /// The roots' facts, parsed once here rather than on every handshake.
+    roots: Vec<CertInfo>,
     clock: Arc<dyn TrustedClock>,
     policy: Policy,
 }
@@ -78,7 +79,7 @@ impl TrustedTimeVerifier {
             .map_err(|e| Error::General(format!("cannot build the certificate verifier: {e}")))?;
         Ok(TrustedTimeVerifier {
             inner,
-            roots,
+            roots: root_infos(&roots),
             clock,
             policy,
         })
@@ -143,9 +144,10 @@ impl TrustedTimeVerifier {
         )
     }
 
-    /// The root certificates (full DER) this verifier was built with.
+    /// The facts of the root certificates this verifier was built with (empty for the
+    /// built-in Mozilla anchors, which carry no validity dates).
     #[must_use]
-    pub fn roots(&self) -> &[CertificateDer<'static>] {
+    pub fn roots(&self) -> &[CertInfo] {
         &self.roots
     }
 }
@@ -208,15 +210,24 @@ fn parse(der: &CertificateDer<'_>, role: CertRole) -> Option<CertInfo> {
     })
 }
 
-/// The chain's facts: leaf, intermediates, and the root among `roots` whose subject is the
-/// last certificate's issuer (when the roots are full certificates).
+/// The facts of root certificates (those that do not parse are left out).
+#[must_use]
+pub fn root_infos(roots: &[CertificateDer<'_>]) -> Vec<CertInfo> {
+    roots
+        .iter()
+        .filter_map(|r| parse(r, CertRole::Root))
+        .collect()
+}
+
+/// The chain's facts: leaf, intermediates, and the root among `roots` (see [`root_infos`])
+/// whose subject is the last certificate's issuer.
 ///
 /// # Errors
 /// A certificate that does not parse, with its place in the chain.
 pub fn chain_info(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
-    roots: &[CertificateDer<'_>],
+    roots: &[CertInfo],
 ) -> Result<Vec<CertInfo>, String> {
     let mut out =
         vec![parse(end_entity, CertRole::Leaf)
@@ -226,18 +237,13 @@ pub fn chain_info(
         out.push(parse(der, role).ok_or_else(|| format!("{role} is not valid X.509 DER"))?);
     }
     // Walk up from the last certificate to a root we hold (a chain may or may not include it).
-    let mut issuer = out.last().map(|c| c.issuer.clone()).unwrap_or_default();
+    let issuer = out.last().map(|c| c.issuer.clone()).unwrap_or_default();
     let already = out
         .iter()
         .any(|c| c.subject == c.issuer && c.role != CertRole::Leaf);
     if !already {
-        if let Some(root) = roots
-            .iter()
-            .filter_map(|r| parse(r, CertRole::Root))
-            .find(|r| r.subject == issuer)
-        {
-            issuer.clone_from(&root.issuer);
-            out.push(root);
+        if let Some(root) = roots.iter().find(|r| r.subject == issuer) {
+            out.push(root.clone());
         }
     } else if let Some(last) = out.last_mut() {
         last.role = CertRole::Root;
@@ -286,7 +292,7 @@ fn openssl_for(e: &Error) -> Option<&'static str> {
 #[must_use]
 pub fn analyze(
     inner: &WebPkiServerVerifier,
-    roots: &[CertificateDer<'_>],
+    roots: &[CertInfo],
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     server_name: &ServerName<'_>,
@@ -311,7 +317,7 @@ pub fn analyze(
 #[allow(clippy::too_many_lines)]
 fn judge(
     inner: &WebPkiServerVerifier,
-    roots: &[CertificateDer<'_>],
+    roots: &[CertInfo],
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     server_name: &ServerName<'_>,

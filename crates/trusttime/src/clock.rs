@@ -12,6 +12,12 @@ pub trait LocalClock: Send + Sync {
     fn now(&self) -> Now;
 }
 
+impl std::fmt::Debug for dyn LocalClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalClock")
+    }
+}
+
 /// The machine's clocks: a monotonic clock (never steps) and the system wall clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

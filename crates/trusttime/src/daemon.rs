@@ -118,12 +118,6 @@ impl trusttime_tls::TrustedClock for StatusHandle {
     }
 }
 
-impl std::fmt::Debug for dyn LocalClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LocalClock")
-    }
-}
-
 impl StatusHandle {
     /// The `status` reply.
     #[must_use]
@@ -401,14 +395,10 @@ impl Daemon {
                 let saved = persisted
                     .as_ref()
                     .and_then(|p| p.sources.iter().find(|s| s.address == spec.to_string()));
+                // Resume at the previous interval. A Kiss-o'-Death stop is not carried over:
+                // names are resolved again, and an address may have been lifted.
                 if let Some(s) = saved {
-                    // Resume near the previous interval, but never stay stopped across restarts
-                    // on a pool name (its addresses change): DNS is asked again.
-                    for _ in policy.poll_exponent()..s.poll.min(cfg.daemon.max_poll) {
-                        for _ in 0..PollPolicy::GOOD_TO_INCREASE {
-                            policy.on_success();
-                        }
-                    }
+                    policy.resume_at(s.poll);
                 }
                 SourceRun {
                     spec: spec.clone(),
@@ -727,22 +717,7 @@ impl Daemon {
 fn apply_verdicts(sources: &mut [SourceRun], sel: &Selection, outcomes: &[Outcome]) {
     for (i, (r, o)) in sources.iter_mut().zip(outcomes).enumerate() {
         if let Outcome::Reply(iv) = o {
-            if sel.is_member(i) {
-                r.verdict = Verdict::Agreed;
-                r.reason = format!(
-                    "offset {:+.6} s ± {:.3} ms overlaps the majority",
-                    iv.midpoint().as_secs_f64(),
-                    iv.radius().as_secs_f64() * 1e3
-                );
-            } else {
-                r.verdict = Verdict::Falseticker;
-                r.reason = format!(
-                    "offset {:+.6} s is outside the majority's {:+.6} s .. {:+.6} s",
-                    iv.midpoint().as_secs_f64(),
-                    sel.interval.lo.as_secs_f64(),
-                    sel.interval.hi.as_secs_f64()
-                );
-            }
+            (r.verdict, r.reason) = crate::sync::verdict_of(i, *iv, Some(sel));
         }
     }
 }

@@ -60,6 +60,15 @@ pub fn parse_signed(s: &str) -> Result<SignedDuration, BadDuration> {
         .map_err(|_| bad())
 }
 
+/// Parses an RFC 3339 time for a command-line flag, with a message that shows the format.
+///
+/// # Errors
+/// A message naming the input and an example.
+pub fn parse_time(s: &str) -> Result<trusttime_core::UnixTime, String> {
+    trusttime_core::UnixTime::parse_rfc3339(s)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
+}
+
 /// Parses a non-negative duration.
 ///
 /// # Errors

@@ -77,7 +77,8 @@ pub fn encode(s: &State) -> Vec<u8> {
     out
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lower-case hex.
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

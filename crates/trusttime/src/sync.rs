@@ -31,7 +31,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use trusttime_core::ntp::{ClientConfig, Failure, KissCode, NtpClient, Reject, Sample};
 use trusttime_core::select::{
-    decide, default_min_agree, Decision, NoConsensus, OffsetInterval, Outcome, MAX_SOURCES,
+    decide, default_min_agree, Decision, NoConsensus, OffsetInterval, Outcome, Selection,
+    MAX_SOURCES,
 };
 use trusttime_core::{Now, SignedDuration, TimeInterval};
 
@@ -381,25 +382,8 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     });
     for (i, s) in sources.iter_mut().enumerate() {
         let Some(sample) = s.sample else { continue };
-        match &decision {
-            Ok(sel) if sel.is_member(i) => {
-                s.verdict = Verdict::Agreed;
-                s.reason = format!("offset {} overlaps the majority", fmt_offset(&sample));
-            }
-            Ok(sel) => {
-                s.verdict = Verdict::Falseticker;
-                s.reason = format!(
-                    "offset {} is outside the majority's {:+.6} s .. {:+.6} s",
-                    fmt_offset(&sample),
-                    sel.interval.lo.as_secs_f64(),
-                    sel.interval.hi.as_secs_f64()
-                );
-            }
-            Err(_) => {
-                s.verdict = Verdict::Unconfirmed;
-                s.reason = format!("offset {}; no majority formed", fmt_offset(&sample));
-            }
-        }
+        let iv = OffsetInterval::around(sample.offset, sample.error_bound());
+        (s.verdict, s.reason) = verdict_of(i, iv, decision.as_ref().ok());
     }
     SyncReport {
         sources,
@@ -409,13 +393,31 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     }
 }
 
-/// `+3600.000123 s ± 0.812 ms`
-fn fmt_offset(s: &Sample) -> String {
-    format!(
-        "{:+.6} s ± {:.3} ms",
-        s.offset.as_secs_f64(),
-        s.error_bound().as_secs_f64() * 1e3
-    )
+/// The verdict on source `i`, which answered with `offset`, given the selection (or `None`
+/// when no majority formed), and the reason in words. Shared by `sync` and the daemon.
+#[must_use]
+pub fn verdict_of(
+    i: usize,
+    offset: OffsetInterval,
+    selection: Option<&Selection>,
+) -> (Verdict, String) {
+    let said = format!(
+        "offset {:+.6} s ± {:.3} ms",
+        offset.midpoint().as_secs_f64(),
+        offset.radius().as_secs_f64() * 1e3
+    );
+    match selection {
+        Some(sel) if sel.is_member(i) => (Verdict::Agreed, format!("{said} overlaps the majority")),
+        Some(sel) => (
+            Verdict::Falseticker,
+            format!(
+                "{said} is outside the majority's {:+.6} s .. {:+.6} s",
+                sel.interval.lo.as_secs_f64(),
+                sel.interval.hi.as_secs_f64()
+            ),
+        ),
+        None => (Verdict::Unconfirmed, format!("{said}; no majority formed")),
+    }
 }
 
 async fn run_source(

@@ -527,6 +527,11 @@ impl PollPolicy {
             stopped: None,
         }
     }
+    /// Resumes at a poll exponent saved before a restart (clamped to the bounds), so a
+    /// restarted device does not go back to polling at the minimum interval.
+    pub fn resume_at(&mut self, poll: i8) {
+        self.poll = poll.clamp(self.min_poll, self.max_poll);
+    }
     /// The current poll exponent.
     #[must_use]
     pub fn poll_exponent(&self) -> i8 {
@@ -801,6 +806,11 @@ mod tests {
         assert_eq!(p.poll_exponent(), 7);
         p.on_kiss(KissCode::Rate);
         assert_eq!(p.poll_exponent(), 8);
+        let mut q = PollPolicy::default();
+        q.resume_at(9);
+        assert_eq!(q.poll_exponent(), 9);
+        q.resume_at(40);
+        assert_eq!(q.poll_exponent(), 10, "clamped to max_poll");
         p.on_failure();
         assert_eq!(p.poll_exponent(), 9);
         let i = p.next_interval(12345).unwrap();

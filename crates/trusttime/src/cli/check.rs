@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Judge at this time (RFC 3339) instead of syncing.
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, conflicts_with = "no_sync")]
+    #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time, conflicts_with = "no_sync")]
     pub at: Option<UnixTime>,
     /// Uncertainty of --at (e.g. 30m).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::duration::parse_signed, requires = "at")]
@@ -72,7 +72,7 @@ pub struct Args {
     pub no_sync: bool,
     /// Pretend the device clock reads this (RFC 3339); implies --no-sync. For showing what a
     /// device with a dead RTC battery would see.
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, conflicts_with = "at")]
+    #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time, conflicts_with = "at")]
     pub device_clock: Option<UnixTime>,
     /// NTP server for the sync (repeatable; default: the NTP Pool).
     #[arg(long = "ntp-server", value_name = "HOST[:PORT]")]
@@ -89,11 +89,6 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_time(s: &str) -> Result<UnixTime, String> {
-    UnixTime::parse_rfc3339(s)
-        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
 }
 
 /// Records the chain the server sends, then stops the handshake: the judging happens offline.

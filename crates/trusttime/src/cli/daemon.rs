@@ -362,7 +362,7 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
 #[command(verbatim_doc_comment)]
 pub struct SetArgs {
     /// The time, RFC 3339 (e.g. 2026-11-23T08:30:00Z).
-    #[arg(value_name = "TIME", value_parser = parse_time)]
+    #[arg(value_name = "TIME", value_parser = crate::duration::parse_time)]
     pub time: trusttime_core::UnixTime,
     /// How far off TIME may be.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::duration::parse)]
@@ -372,11 +372,6 @@ pub struct SetArgs {
     pub force: bool,
     #[command(flatten)]
     pub at: Where,
-}
-
-fn parse_time(s: &str) -> Result<trusttime_core::UnixTime, String> {
-    trusttime_core::UnixTime::parse_rfc3339(s)
-        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
 }
 
 /// `trusttime set`.

@@ -46,7 +46,7 @@ pub struct Args {
     /// Override the floor (default: this binary's build time). Servers claiming a time below
     /// the floor are falsetickers. `sync` never sets the clock, so lowering it is safe here:
     /// use it to inspect a server that is known to be behind.
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time)]
     pub floor: Option<UnixTime>,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
@@ -95,11 +95,6 @@ pub async fn run(args: Args) -> ExitCode {
             ExitCode::from(EXIT_FAIL)
         }
     }
-}
-
-fn parse_time(s: &str) -> Result<UnixTime, String> {
-    UnixTime::parse_rfc3339(s)
-        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
 }
 
 fn secs(d: SignedDuration) -> f64 {

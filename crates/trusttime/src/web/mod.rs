@@ -25,12 +25,15 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::daemon::{SetError, StatusHandle};
+use crate::state::hex;
 
 /// Largest request body.
 pub const MAX_BODY: usize = 4096;
 /// The pairing-hash file inside the state directory.
 pub const PAIRING_FILE: &str = "web-pairing.sha256";
 const SESSION_LIFETIME: Duration = Duration::from_secs(3600);
+/// Addresses whose failed logins are tracked at once.
+const MAX_TRACKED_ADDRESSES: usize = 4096;
 
 /// Creates a new pairing code, stores its hash (mode 0600) and returns it.
 ///
@@ -57,10 +60,6 @@ pub fn new_pairing_code(state_dir: &Path) -> std::io::Result<String> {
     }
     std::fs::rename(&tmp, state_dir.join(PAIRING_FILE))?;
     Ok(code)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn random_token() -> String {
@@ -219,6 +218,10 @@ async fn login(
     ));
     if !same(stored.trim(), &given) {
         if let Ok(mut f) = web.failures.lock() {
+            // Bounded memory under many addresses: forget expired lock-outs first.
+            if f.len() >= MAX_TRACKED_ADDRESSES {
+                f.retain(|_, x| x.blocked_until.is_some_and(|u| u > now));
+            }
             let e = f.entry(ip).or_default();
             e.in_a_row += 1;
             if e.in_a_row >= web.max_failures {
