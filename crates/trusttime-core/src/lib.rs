@@ -34,6 +34,8 @@
 //!
 //! ## Features
 //! - `std`: `std::error::Error` for the error types. Off by default.
+//! - `nts`: [`nts`], NTS-KE records and authenticated NTP (RFC 8915), with AES-SIV. Off by default.
+//! - `roughtime`: [`roughtime`], Roughtime requests and verified responses (Ed25519, SHA-512). Off by default.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 #![no_std]
 #![forbid(unsafe_code)]
@@ -44,6 +46,10 @@ extern crate std;
 
 pub mod floor;
 pub mod ntp;
+#[cfg(feature = "nts")]
+pub mod nts;
+#[cfg(feature = "roughtime")]
+pub mod roughtime;
 pub mod select;
 pub mod time;
 pub mod trust;

@@ -118,6 +118,7 @@ pub struct Peer {
     /// Where its log goes.
     pub log: PathBuf,
     _dir: Option<TempDir>,
+    _dir_extra: Option<TempDir>,
 }
 
 impl Peer {
@@ -141,6 +142,7 @@ impl Peer {
             child,
             log,
             _dir: dir,
+            _dir_extra: None,
         }
     }
 
@@ -450,4 +452,127 @@ pub fn mosquitto_tls(dir: &Path, faketime: Option<&str>) -> Option<Broker> {
         plain_port,
         log,
     })
+}
+
+/// Starts chronyd as an NTS server: NTP on `ntp` (UDP) and NTS-KE on `ntp.ip():ke_port`
+/// (TCP), with the certificate chain and key that [`certs::write_pem`] wrote into `certs`
+/// (`chain.pem`, `key.pem`). `advertise` makes the NTS-KE server name another NTP host
+/// (chrony's `ntsntpserver`), e.g. a proxy. Returns `None` only when peers may be skipped.
+pub fn chronyd_nts_server(
+    ntp: SocketAddr,
+    ke_port: u16,
+    faketime: Option<&str>,
+    certs: &Path,
+    advertise: Option<&str>,
+) -> Option<Peer> {
+    let dump = tempfile::tempdir().expect("tempdir");
+    let mut extra = vec![
+        format!("ntsserverkey {}", certs.join("key.pem").display()),
+        format!("ntsservercert {}", certs.join("chain.pem").display()),
+        format!("ntsport {ke_port}"),
+        "ntsprocesses 0".to_owned(),
+        format!("ntsdumpdir {}", dump.path().display()),
+    ];
+    if let Some(a) = advertise {
+        extra.push(format!("ntsntpserver {a}"));
+    }
+    let mut peer = chronyd_server(ntp, faketime, &extra)?;
+    wait_for_tcp(SocketAddr::new(ntp.ip(), ke_port), Duration::from_secs(10));
+    peer._dir_extra = Some(dump);
+    Some(peer)
+}
+
+/// The path of the roughenough server, or `None` when peers may be skipped.
+pub fn roughenough_path() -> Option<PathBuf> {
+    let local = peers_dir().join("roughenough/bin/roughenough-server");
+    let local = local.to_string_lossy().into_owned();
+    peer_or_skip(
+        "roughenough-server",
+        &[local.as_str(), "/usr/local/bin/roughenough-server"],
+        "./scripts/install-peers (cargo install roughenough --version 1.3.0-draft14 --locked)",
+    )
+}
+
+/// A roughenough server on `addr` (UDP) at a libfaketime offset, with a fixed seed so its
+/// long-term public key is known: returns the peer and the key (hex).
+pub fn roughenough_server(
+    addr: SocketAddr,
+    faketime: Option<&str>,
+    seed_hex: &str,
+) -> Option<(Peer, String)> {
+    let server = roughenough_path()?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("roughenough.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "port: {}\ninterface: {}\nseed: {seed_hex}\nnum_workers: 1\n",
+            addr.port(),
+            addr.ip()
+        ),
+    )
+    .expect("write roughenough config");
+    let mut cmd = no_clock_command(&server, faketime);
+    cmd.arg(&cfg);
+    let peer = Peer::spawn(&format!("roughenough-{addr}"), cmd, Some(dir));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let log = peer.log_text();
+        if let Some(line) = log.lines().find(|l| l.contains("Long-term public key")) {
+            if let Some(key) = line.rsplit(':').next() {
+                let key = key.trim().to_owned();
+                if key.len() == 64 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    return Some((peer, key));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("roughenough did not start on {addr}:\n{}", peer.log_text());
+}
+
+/// A UDP proxy on `listen` that forwards datagrams to `upstream` and passes each reply
+/// through `mutate` on its way back: the on-path attacker of the tests. Runs until the
+/// process ends.
+pub fn udp_proxy(listen: SocketAddr, upstream: SocketAddr, mutate: fn(&mut [u8])) {
+    let front = UdpSocket::bind(listen).expect("bind proxy");
+    let back = UdpSocket::bind(SocketAddr::new(upstream.ip(), 0)).expect("bind proxy upstream");
+    back.connect(upstream).expect("connect upstream");
+    let client = std::sync::Arc::new(std::sync::Mutex::new(None::<SocketAddr>));
+    let (front2, client2) = (front.try_clone().expect("clone"), client.clone());
+    let back2 = back.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = front.recv_from(&mut buf) {
+            *client.lock().expect("lock") = Some(from);
+            let _ = back.send(&buf[..n]);
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = back2.recv(&mut buf) {
+            mutate(&mut buf[..n]);
+            if let Some(to) = *client2.lock().expect("lock") {
+                let _ = front2.send_to(&buf[..n], to);
+            }
+        }
+    });
+}
+
+/// Shifts an NTP reply's receive and transmit timestamps by one day (the attacker's edit).
+pub fn shift_ntp_reply_by_a_day(b: &mut [u8]) {
+    for at in [32usize, 40] {
+        if let Some(s) = b.get_mut(at..at + 4) {
+            let secs = u32::from_be_bytes([s[0], s[1], s[2], s[3]]).wrapping_add(86_400);
+            s.copy_from_slice(&secs.to_be_bytes());
+        }
+    }
+}
+
+/// Flips one bit in the middle of a reply (inside the NTP header's transmit timestamp).
+pub fn flip_a_bit(b: &mut [u8]) {
+    if let Some(x) = b.get_mut(44) {
+        *x ^= 1;
+    }
 }

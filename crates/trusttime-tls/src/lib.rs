@@ -35,10 +35,14 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod bootstrap;
 mod clock;
 mod diagnosis;
 mod verifier;
 
+pub use bootstrap::{
+    bootstrap_interval, confirm, BootstrapError, BootstrapVerifier, DEFAULT_HORIZON,
+};
 pub use clock::{ClockReading, FixedClock, SharedClock, TrustedClock, TrustedTimeProvider};
 pub use diagnosis::{CertInfo, CertRole, Diagnosis, Finding, Verdict};
 pub use trusttime_core::Purpose;

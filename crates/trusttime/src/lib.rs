@@ -23,9 +23,12 @@ pub mod control;
 pub mod daemon;
 pub mod duration;
 pub mod metrics;
+#[cfg(feature = "tls")]
+pub mod nts;
 pub mod platform;
 #[cfg(feature = "mqtt")]
 pub mod report;
+pub mod roughtime;
 pub mod serve;
 pub mod state;
 pub mod sync;

@@ -30,6 +30,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use trusttime_core::ntp::{ClientConfig, Failure, KissCode, NtpClient, Reject, Sample};
+use trusttime_core::nts::NtsSession;
 use trusttime_core::select::{
     decide, default_min_agree, Decision, NoConsensus, OffsetInterval, Outcome, Selection,
     MAX_SOURCES,
@@ -40,6 +41,8 @@ use crate::clock::LocalClock;
 
 /// The NTP port.
 pub const NTP_PORT: u16 = 123;
+/// The NTS-KE port (RFC 8915).
+pub const NTS_KE_PORT: u16 = 4460;
 
 /// A server as given on the command line or in the config: `HOST`, `HOST:PORT`, `[V6]:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,11 +155,49 @@ pub fn pool_servers(zone: &str, count: usize) -> Vec<ServerSpec> {
         .collect()
 }
 
+/// What kind of source, and so how much its word counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Plain NTP: unauthenticated, anyone on the path can shift it.
+    Ntp,
+    /// NTP with Network Time Security (RFC 8915): authenticated.
+    Nts,
+    /// Roughtime: signed by the server's long-term key.
+    Roughtime,
+}
+
+impl SourceKind {
+    /// The name used in `--json` and the config.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Ntp => "ntp",
+            SourceKind::Nts => "nts",
+            SourceKind::Roughtime => "roughtime",
+        }
+    }
+    /// True for kinds whose replies are authenticated.
+    #[must_use]
+    pub const fn is_authenticated(self) -> bool {
+        !matches!(self, SourceKind::Ntp)
+    }
+}
+
 /// What to ask and how long to wait.
 #[derive(Clone, Debug)]
 pub struct SyncOptions {
-    /// The servers, each asked once (with retries on loss).
+    /// Plain NTP servers, each asked once (with retries on loss).
     pub servers: Vec<ServerSpec>,
+    /// NTS-KE servers (`HOST[:PORT]`, port 4460 by default); the NTP server and port come
+    /// from the NTS-KE exchange.
+    pub nts: Vec<ServerSpec>,
+    /// Roughtime servers with their long-term keys.
+    pub roughtime: Vec<crate::roughtime::RoughtimeSpec>,
+    /// Extra trust anchors (DER) for NTS-KE; when empty, the Mozilla roots.
+    pub ca: Vec<Vec<u8>>,
+    /// The interval certificates are checked against before the time is known; `None` means
+    /// `[floor, floor + 5 years]`.
+    pub bootstrap: Option<TimeInterval>,
     /// Sources that must agree; `None` means [`default_min_agree`].
     pub min_agree: Option<u8>,
     /// Give up on sources that have not answered after this long.
@@ -174,17 +215,32 @@ impl SyncOptions {
     pub fn new(servers: Vec<ServerSpec>) -> Self {
         SyncOptions {
             servers,
+            nts: Vec::new(),
+            roughtime: Vec::new(),
+            ca: Vec::new(),
+            bootstrap: None,
             min_agree: None,
             timeout: Duration::from_secs(5),
             client: ClientConfig::default(),
             wait_for_all: false,
         }
     }
-    /// The number of sources that must agree.
+    /// The number of plain NTP sources that must agree (when they decide).
     #[must_use]
     pub fn effective_min_agree(&self) -> u8 {
         self.min_agree
             .unwrap_or_else(|| default_min_agree(self.servers.len()))
+    }
+    /// The number of authenticated sources that must agree (when there are any).
+    #[must_use]
+    pub fn effective_min_agree_authenticated(&self) -> u8 {
+        let n = self.nts.len() + self.roughtime.len();
+        self.min_agree.unwrap_or_else(|| default_min_agree(n))
+    }
+    /// Every source, in report order: NTP, then NTS, then Roughtime.
+    #[must_use]
+    pub fn source_count(&self) -> usize {
+        self.servers.len() + self.nts.len() + self.roughtime.len()
     }
 }
 
@@ -231,6 +287,10 @@ impl fmt::Display for Verdict {
 pub struct SourceReport {
     /// As configured.
     pub server: ServerSpec,
+    /// Its kind.
+    pub kind: SourceKind,
+    /// Replies dropped because they failed authentication.
+    pub auth_failures: u32,
     /// The address asked, once resolved.
     pub address: Option<SocketAddr>,
     /// The measurement, when it answered validly.
@@ -256,6 +316,8 @@ pub struct Consensus {
     pub at: Now,
     /// How many sources agreed.
     pub agreed: u8,
+    /// True when the consensus rests on authenticated sources (NTS, Roughtime).
+    pub authenticated: bool,
 }
 
 /// The outcome of [`sync`].
@@ -269,26 +331,87 @@ pub struct SyncReport {
     pub min_agree: u8,
     /// From start to decision.
     pub elapsed: Duration,
+    /// Signed evidence from the Roughtime chain that a server lies: a later response in the
+    /// chain signs a time that ends before an earlier one begins.
+    pub chain_violations: Vec<String>,
 }
 
-enum Event {
+pub(crate) enum Event {
     Resolved(usize, SocketAddr),
     /// A datagram was ignored (not ours, or a late duplicate).
     Ignored(usize, Reject),
     Done(usize, Result<Sample, Failure>),
     Unreachable(usize, String),
+    /// The source failed in a way NTP has no word for (NTS-KE, certificate, authentication).
+    Failed(usize, Verdict, String),
+    /// A reply failed authentication and was dropped.
+    AuthFailed(usize, String),
+    /// A Roughtime chain proves that one of two servers lies.
+    ChainViolation(String),
+}
+
+/// How the sources' groups decided.
+enum GroupDecision {
+    Wait,
+    Agreed(Selection, bool),
+    Failed(NoConsensus),
+}
+
+fn decide_groups(
+    outcomes: &[Outcome],
+    auth: &[usize],
+    plain: &[usize],
+    min_auth: u8,
+    min_plain: u8,
+) -> GroupDecision {
+    let pick = |idx: &[usize]| -> Vec<Outcome> { idx.iter().map(|&i| outcomes[i]).collect() };
+    if !auth.is_empty() {
+        match decide(&pick(auth), min_auth) {
+            Decision::Agreed(sel) => return GroupDecision::Agreed(sel, true),
+            Decision::Wait => return GroupDecision::Wait,
+            Decision::Failed(e) if plain.is_empty() => return GroupDecision::Failed(e),
+            Decision::Failed(_) => {}
+        }
+    }
+    match decide(&pick(plain), min_plain) {
+        Decision::Agreed(sel) => GroupDecision::Agreed(sel, false),
+        Decision::Wait => GroupDecision::Wait,
+        Decision::Failed(e) => GroupDecision::Failed(e),
+    }
 }
 
 /// Runs one consensus exchange. Never fails as a whole: per-source problems are in the report.
 pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport {
     let started = std::time::Instant::now();
-    let n = opts.servers.len();
-    let min_agree = opts.effective_min_agree();
-    let mut sources: Vec<SourceReport> = opts
+    let n = opts.source_count();
+    let specs: Vec<(SourceKind, ServerSpec)> = opts
         .servers
         .iter()
-        .map(|s| SourceReport {
+        .map(|s| (SourceKind::Ntp, s.clone()))
+        .chain(opts.nts.iter().map(|s| (SourceKind::Nts, s.clone())))
+        .chain(
+            opts.roughtime
+                .iter()
+                .map(|r| (SourceKind::Roughtime, r.server.clone())),
+        )
+        .collect();
+    let auth_idx: Vec<usize> = (0..n).filter(|&i| specs[i].0.is_authenticated()).collect();
+    let plain_idx: Vec<usize> = (0..n).filter(|&i| !specs[i].0.is_authenticated()).collect();
+    let (min_auth, min_plain) = (
+        opts.effective_min_agree_authenticated(),
+        opts.effective_min_agree(),
+    );
+    let mut min_agree = if auth_idx.is_empty() {
+        min_plain
+    } else {
+        min_auth
+    };
+    let mut sources: Vec<SourceReport> = specs
+        .iter()
+        .map(|(kind, s)| SourceReport {
             server: s.clone(),
+            kind: *kind,
+            auth_failures: 0,
             address: None,
             sample: None,
             verdict: Verdict::NoReply,
@@ -302,14 +425,39 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             result: Err(NoConsensus::BadSourceCount),
             min_agree,
             elapsed: started.elapsed(),
+            chain_violations: Vec::new(),
         };
     }
     let mut outcomes = vec![Outcome::Pending; n];
+    let mut chain_violations = Vec::new();
     let (tx, mut rx) = mpsc::channel(4 * n);
     let mut tasks = JoinSet::new();
-    for (i, spec) in opts.servers.iter().enumerate() {
+    for (i, (kind, spec)) in specs.iter().enumerate() {
         let (tx, clock, spec, cfg) = (tx.clone(), Arc::clone(&clock), spec.clone(), opts.client);
-        tasks.spawn(async move { run_source(i, spec, cfg, clock, tx).await });
+        match kind {
+            SourceKind::Ntp => {
+                tasks.spawn(async move { run_source(i, spec, cfg, clock, None, tx).await });
+            }
+            SourceKind::Nts => {
+                let setup = nts_setup(opts);
+                tasks.spawn(async move { run_nts_source(i, spec, cfg, clock, setup, tx).await });
+            }
+            // Roughtime sources run as one chain, started below.
+            SourceKind::Roughtime => {}
+        }
+    }
+    if !opts.roughtime.is_empty() {
+        let first = opts.servers.len() + opts.nts.len();
+        let (tx, clock, specs, cfg) = (
+            tx.clone(),
+            Arc::clone(&clock),
+            opts.roughtime.clone(),
+            opts.client,
+        );
+        let timeout = opts.timeout;
+        tasks.spawn(async move {
+            crate::roughtime::run_chain(first, specs, cfg, clock, timeout, tx).await;
+        });
     }
     drop(tx);
     let deadline = tokio::time::Instant::now() + opts.timeout;
@@ -326,6 +474,16 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             Some(Event::Unreachable(i, why)) => {
                 outcomes[i] = Outcome::Failed;
                 sources[i].reason = why;
+            }
+            Some(Event::Failed(i, verdict, why)) => {
+                outcomes[i] = Outcome::Failed;
+                sources[i].verdict = verdict;
+                sources[i].reason = why;
+            }
+            Some(Event::ChainViolation(why)) => chain_violations.push(why),
+            Some(Event::AuthFailed(i, why)) => {
+                sources[i].auth_failures += 1;
+                tracing::warn!(server = %sources[i].server, reason = %why, "dropped a reply that failed authentication");
             }
             Some(Event::Done(i, r)) => match r {
                 Ok(s) => {
@@ -360,16 +518,20 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         if opts.wait_for_all && outcomes.contains(&Outcome::Pending) {
             continue;
         }
-        match decide(&outcomes, min_agree) {
-            Decision::Wait => continue,
-            Decision::Agreed(sel) => break Ok(sel),
-            Decision::Failed(e) => break Err(e),
+        match decide_groups(&outcomes, &auth_idx, &plain_idx, min_auth, min_plain) {
+            GroupDecision::Wait => continue,
+            GroupDecision::Agreed(sel, authenticated) => break Ok((sel, authenticated)),
+            GroupDecision::Failed(e) => break Err(e),
         }
     };
     tasks.abort_all();
     let at = clock.now();
     let floor = opts.client.floor;
-    let result = decision.map(|sel| Consensus {
+    if let Ok((_, false)) = decision {
+        min_agree = min_plain;
+    }
+    let result = decision.as_ref().map(|&(sel, authenticated)| Consensus {
+        authenticated,
         offset: sel.offset,
         offset_interval: sel.interval,
         interval: TimeInterval {
@@ -380,16 +542,61 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         at,
         agreed: sel.count,
     });
+    let result = result.map_err(|e| *e);
     for (i, s) in sources.iter_mut().enumerate() {
         let Some(sample) = s.sample else { continue };
         let iv = OffsetInterval::around(sample.offset, sample.error_bound());
-        (s.verdict, s.reason) = verdict_of(i, iv, decision.as_ref().ok());
+        let (sel, authenticated) = match &decision {
+            Ok((sel, a)) => (Some(sel), *a),
+            Err(_) => (None, false),
+        };
+        // Sources of the group that decided are judged by membership; the others by whether
+        // they overlap the decision (an unauthenticated source that disagrees with the
+        // authenticated consensus is a falseticker, never agreed).
+        let group = if s.kind.is_authenticated() {
+            &auth_idx
+        } else {
+            &plain_idx
+        };
+        let in_deciding_group = s.kind.is_authenticated() == authenticated;
+        (s.verdict, s.reason) = match (sel, group.iter().position(|&g| g == i)) {
+            (Some(sel), Some(pos)) if in_deciding_group => verdict_of(pos, iv, Some(sel)),
+            (Some(sel), _) => overlap_verdict(iv, sel, authenticated),
+            (None, _) => verdict_of(i, iv, None),
+        };
     }
     SyncReport {
         sources,
         result,
         min_agree,
         elapsed: started.elapsed(),
+        chain_violations,
+    }
+}
+
+/// The verdict on a source outside the group that decided.
+fn overlap_verdict(iv: OffsetInterval, sel: &Selection, authenticated: bool) -> (Verdict, String) {
+    let said = format!(
+        "offset {:+.6} s ± {:.3} ms",
+        iv.midpoint().as_secs_f64(),
+        iv.radius().as_secs_f64() * 1e3
+    );
+    let whose = if authenticated {
+        "the authenticated consensus"
+    } else {
+        "the majority"
+    };
+    if iv.lo <= sel.interval.hi && sel.interval.lo <= iv.hi {
+        (Verdict::Agreed, format!("{said} overlaps {whose}"))
+    } else {
+        (
+            Verdict::Falseticker,
+            format!(
+                "{said} disagrees with {whose} ({:+.6} s .. {:+.6} s)",
+                sel.interval.lo.as_secs_f64(),
+                sel.interval.hi.as_secs_f64()
+            ),
+        )
     }
 }
 
@@ -420,11 +627,116 @@ pub fn verdict_of(
     }
 }
 
+/// What an NTS source needs before its key exchange.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+struct NtsSetup {
+    ca: Vec<Vec<u8>>,
+    bootstrap: Option<TimeInterval>,
+    timeout: Duration,
+}
+
+fn nts_setup(opts: &SyncOptions) -> NtsSetup {
+    NtsSetup {
+        ca: opts.ca.clone(),
+        bootstrap: opts.bootstrap,
+        timeout: opts.timeout,
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+async fn run_nts_source(
+    i: usize,
+    _spec: ServerSpec,
+    _cfg: ClientConfig,
+    _clock: Arc<dyn LocalClock>,
+    _setup: NtsSetup,
+    tx: mpsc::Sender<Event>,
+) {
+    let _ = tx
+        .send(Event::Failed(
+            i,
+            Verdict::Invalid,
+            "this build has no TLS (feature `tls`), which NTS needs".into(),
+        ))
+        .await;
+}
+
+#[cfg(feature = "tls")]
+async fn run_nts_source(
+    i: usize,
+    spec: ServerSpec,
+    cfg: ClientConfig,
+    clock: Arc<dyn LocalClock>,
+    setup: NtsSetup,
+    tx: mpsc::Sender<Event>,
+) {
+    use trusttime_tls::{bootstrap_interval, confirm, BootstrapVerifier, DEFAULT_HORIZON};
+    let interval = setup
+        .bootstrap
+        .unwrap_or_else(|| bootstrap_interval(cfg.floor, DEFAULT_HORIZON));
+    let roots = setup
+        .ca
+        .into_iter()
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect();
+    let verifier = match BootstrapVerifier::new(roots, interval) {
+        Ok(v) => Arc::new(v),
+        Err(e) => {
+            let _ = tx
+                .send(Event::Failed(
+                    i,
+                    Verdict::Invalid,
+                    format!("trust anchors: {e}"),
+                ))
+                .await;
+            return;
+        }
+    };
+    let ke = match crate::nts::key_exchange(&spec, verifier, setup.timeout).await {
+        Ok(k) => k,
+        Err(why) => {
+            let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;
+            return;
+        }
+    };
+    tracing::debug!(server = %spec, ntp = %ke.ntp, cookies = ke.session.cookies(), "NTS-KE done");
+    let (tx2, mut rx2) = mpsc::channel(16);
+    let forward = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            while let Some(ev) = rx2.recv().await {
+                match ev {
+                    Event::Done(_, r) => last = Some(r),
+                    other => {
+                        let _ = tx.send(other).await;
+                    }
+                }
+            }
+            last
+        })
+    };
+    run_source(i, ke.ntp.clone(), cfg, clock, Some(ke.session), tx2).await;
+    let Ok(Some(result)) = forward.await else {
+        return;
+    };
+    // The certificate that vouched for the keys must have been valid at the time obtained.
+    if let (Ok(sample), Some(window)) = (&result, ke.window) {
+        if let Err(why) = confirm(window, &sample.interval_at_receipt()) {
+            let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;
+            return;
+        }
+    }
+    let _ = tx.send(Event::Done(i, result)).await;
+}
+
 async fn run_source(
     i: usize,
     spec: ServerSpec,
     cfg: ClientConfig,
     clock: Arc<dyn LocalClock>,
+    mut nts: Option<NtsSession>,
     tx: mpsc::Sender<Event>,
 ) {
     let literal = spec
@@ -479,6 +791,7 @@ async fn run_source(
     }
     let mut client = NtpClient::new(cfg);
     let mut out = [0u8; 48];
+    let mut wire = [0u8; 1500];
     let mut buf = [0u8; 1500];
     loop {
         let now = clock.now();
@@ -487,7 +800,26 @@ async fn run_source(
             break;
         }
         if let Some(len) = client.poll_transmit(now, rand::random(), &mut out) {
-            if let Err(e) = sock.send(&out[..len]).await {
+            let packet = match nts.as_mut() {
+                None => &out[..len],
+                Some(session) => {
+                    match session.seal_request(
+                        &out[..len],
+                        rand::random(),
+                        rand::random(),
+                        &mut wire,
+                    ) {
+                        Ok(n) => &wire[..n],
+                        Err(e) => {
+                            let _ = tx
+                                .send(Event::Failed(i, Verdict::Invalid, format!("NTS: {e}")))
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = sock.send(packet).await {
                 tracing::debug!(%addr, error = %e, "send failed; treated as a lost request");
             }
         }
@@ -503,6 +835,20 @@ async fn run_source(
                 let now = clock.now();
                 match r {
                     Ok(len) => {
+                        if let Some(session) = nts.as_mut() {
+                            match session.open_reply(&buf[..len]) {
+                                Ok(()) => {}
+                                Err(e @ trusttime_core::nts::NtsError::Nak) => {
+                                    let _ = tx.send(Event::Failed(i, Verdict::Invalid, format!("NTS: {e}"))).await;
+                                    return;
+                                }
+                                Err(trusttime_core::nts::NtsError::NotRequested) => continue,
+                                Err(e) => {
+                                    let _ = tx.send(Event::AuthFailed(i, e.to_string())).await;
+                                    continue;
+                                }
+                            }
+                        }
                         if let Err(rej) = client.handle_datagram(now, &buf[..len]) {
                             if !client.is_done() {
                                 let _ = tx.send(Event::Ignored(i, rej)).await;

@@ -12,15 +12,21 @@ use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::clock::{LocalClock, SystemClock};
 use crate::sync::{pool_servers, sync, ServerSpec, SyncOptions, SyncReport};
 
-/// Ask several NTP servers at once and print the time the majority agrees on.
+/// Ask several time servers at once and print the time the majority agrees on.
 ///
 /// Every server is asked once, in parallel (a lost request is retried with backoff). As soon
 /// as enough servers agree that the remaining ones cannot change the outcome, trusttime
 /// decides: the result is the interval all agreeing servers allow. A server whose time does
 /// not overlap the majority is named a falseticker. The local clock is not changed.
 ///
-/// Without --server, four NTP Pool servers are used by DNS name (0.ZONE .. 3.ZONE). Vendors
-/// shipping devices should ask the NTP Pool for a vendor zone and pass it with --pool-zone.
+/// Without --server, --nts or --roughtime, four NTP Pool servers are used by DNS name
+/// (0.ZONE .. 3.ZONE). Vendors shipping devices should ask the NTP Pool for a vendor zone and
+/// pass it with --pool-zone.
+///
+/// Plain NTP is unauthenticated: anyone on the network path can shift it. NTS (--nts) and
+/// Roughtime (--roughtime) are authenticated; when any are given, the authenticated sources
+/// decide, and a plain NTP server that disagrees with them is named a falseticker. The JSON
+/// field "authenticated" is true only when the result rests on authenticated sources.
 ///
 /// Exit status: 0 consensus reached, 1 no consensus (the reason is on stderr), 2 usage error.
 ///
@@ -28,12 +34,26 @@ use crate::sync::{pool_servers, sync, ServerSpec, SyncOptions, SyncReport};
 ///   trusttime sync
 ///   trusttime sync --server 127.0.0.1:11123 --server 127.0.0.2:11123 --server 127.0.0.3:11123
 ///   trusttime sync --pool-zone acme.pool.ntp.org --json
+///   trusttime sync --nts time.cloudflare.com --server pool.ntp.org
+///   trusttime sync --roughtime roughtime.int08h.com:2002=AW5uAoTSTDfG5NfY1bTh08GUnOqlRb+HVhbJ3ODJvsE=
 #[derive(Debug, ClapArgs)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// A server to ask: HOST, HOST:PORT or [IPV6]:PORT. Repeat for several (at most 32).
     #[arg(long = "server", short = 's', value_name = "HOST[:PORT]")]
     pub servers: Vec<ServerSpec>,
+    /// An NTS server (RFC 8915) by its NTS-KE address: HOST or HOST:PORT (port 4460 by
+    /// default). The NTP server and port come from the key exchange. Repeatable.
+    #[arg(long = "nts", value_name = "HOST[:KE_PORT]", value_parser = parse_nts)]
+    pub nts: Vec<ServerSpec>,
+    /// A Roughtime server and its long-term public key (hex or base64). Repeatable; several
+    /// are asked as a chain, each nonce derived from the previous response.
+    #[arg(long = "roughtime", value_name = "HOST:PORT=PUBKEY")]
+    pub roughtime: Vec<crate::roughtime::RoughtimeSpec>,
+    /// Extra trust anchors (PEM) for NTS-KE certificates, added to none: when given, only
+    /// these roots are trusted; otherwise the Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<std::path::PathBuf>,
     /// NTP Pool zone used when no --server is given.
     #[arg(long, value_name = "ZONE", default_value = "pool.ntp.org")]
     pub pool_zone: String,
@@ -55,26 +75,39 @@ pub struct Args {
 
 /// Runs `sync`.
 pub async fn run(args: Args) -> ExitCode {
-    let servers = if args.servers.is_empty() {
+    let servers = if args.servers.is_empty() && args.nts.is_empty() && args.roughtime.is_empty() {
         pool_servers(&args.pool_zone, 4)
     } else {
         args.servers
     };
     let mut opts = SyncOptions::new(servers);
+    opts.nts = args.nts;
+    opts.roughtime = args.roughtime;
+    for path in &args.ca {
+        match read_ca(path) {
+            Ok(mut ders) => opts.ca.append(&mut ders),
+            Err(why) => {
+                eprintln!("error: --ca {}: {why}", path.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
     opts.min_agree = args.min_agree;
     opts.timeout = args.timeout;
     if let Some(f) = args.floor {
         opts.client.floor = f;
     }
-    if usize::from(opts.effective_min_agree()) > opts.servers.len() {
+    let largest_group = opts
+        .servers
+        .len()
+        .max(opts.nts.len() + opts.roughtime.len());
+    if let Some(m) = opts.min_agree.filter(|&m| usize::from(m) > largest_group) {
         eprintln!(
-            "error: --min-agree {} needs at least that many servers; {} given",
-            opts.effective_min_agree(),
-            opts.servers.len()
+            "error: --min-agree {m} needs at least that many servers of one kind (authenticated or not); at most {largest_group} given",
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    if opts.servers.len() > trusttime_core::select::MAX_SOURCES {
+    if opts.source_count() > trusttime_core::select::MAX_SOURCES {
         eprintln!(
             "error: at most {} servers",
             trusttime_core::select::MAX_SOURCES
@@ -110,6 +143,9 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
         .map(|s| {
             json!({
                 "server": s.server.to_string(),
+                "kind": s.kind.as_str(),
+                "authenticated": s.kind.is_authenticated(),
+                "auth_failures": s.auth_failures,
                 "address": s.address.map(|a| a.to_string()),
                 "offset_s": s.sample.map(|x| secs(x.offset)),
                 "delay_s": s.sample.map(|x| secs(x.delay)),
@@ -121,6 +157,7 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
             })
         })
         .collect();
+    let authenticated = r.result.as_ref().is_ok_and(|c| c.authenticated);
     let (ok, offset, earliest, latest, agreed, error) = match &r.result {
         Ok(c) => (
             true,
@@ -141,10 +178,11 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
         "agreed": agreed,
         "min_agree": r.min_agree,
         "elapsed_ms": r.elapsed.as_secs_f64() * 1e3,
-        "authenticated": false,
-        "provenance": "ntp",
-        "warning": "plain NTP is unauthenticated: an attacker on the network path can shift this time",
+        "authenticated": authenticated,
+        "provenance": if authenticated { "authenticated" } else { "ntp" },
+        "warning": warning(r),
         "error": error,
+        "chain_violations": r.chain_violations,
         "sources": sources,
     })
 }
@@ -163,10 +201,15 @@ pub fn to_text(r: &SyncReport) -> String {
             );
             let _ = writeln!(
                 o,
-                "               {} ({} of {} sources agree)",
+                "               {} ({} of {} sources agree; {})",
                 c.interval,
                 c.agreed,
-                r.sources.len()
+                r.sources.len(),
+                if c.authenticated {
+                    "authenticated"
+                } else {
+                    "unauthenticated"
+                }
             );
             let dir = if c.offset.is_negative() {
                 "ahead"
@@ -200,8 +243,61 @@ pub fn to_text(r: &SyncReport) -> String {
         } else {
             format!("{} ({addr})", s.server)
         };
-        let _ = writeln!(o, "  {:<13} {name}: {}", s.verdict.as_str(), s.reason);
+        let _ = writeln!(
+            o,
+            "  {:<13} {:<9} {name}: {}",
+            s.verdict.as_str(),
+            s.kind.as_str(),
+            s.reason
+        );
     }
-    let _ = writeln!(o, "warning        plain NTP is unauthenticated: an attacker on the network path can shift this time");
+    for v in &r.chain_violations {
+        let _ = writeln!(o, "proof          {v}");
+    }
+    if let Some(w) = warning(r) {
+        let _ = writeln!(o, "warning        {w}");
+    }
     o
+}
+
+/// What the user must know about how far to trust the result, if anything.
+fn warning(r: &SyncReport) -> Option<String> {
+    let disagree = r
+        .sources
+        .iter()
+        .filter(|s| !s.kind.is_authenticated() && s.verdict == crate::sync::Verdict::Falseticker)
+        .count();
+    match &r.result {
+        Ok(c) if c.authenticated && disagree > 0 => Some(format!(
+            "{disagree} unauthenticated source(s) disagree with the authenticated consensus: something may be shifting plain NTP on the network path"
+        )),
+        Ok(c) if c.authenticated => None,
+        _ if r.sources.iter().any(|s| s.kind.is_authenticated()) => Some(
+            "no authenticated source answered: this time rests on plain NTP, which an attacker on the network path can shift".into(),
+        ),
+        _ => Some("plain NTP is unauthenticated: an attacker on the network path can shift this time".into()),
+    }
+}
+
+/// The PEM certificates of a file, as DER.
+#[cfg(feature = "tls")]
+fn read_ca(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
+}
+
+#[cfg(not(feature = "tls"))]
+fn read_ca(_: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    Err("this build has no TLS (feature `tls`), which NTS needs".into())
+}
+
+fn parse_nts(s: &str) -> Result<ServerSpec, String> {
+    ServerSpec::parse_with_default_port(s, crate::sync::NTS_KE_PORT).map_err(|e| e.to_string())
 }

@@ -1,0 +1,300 @@
+//! Authenticated time end to end: NTS against chronyd (NTS-KE and NTS-protected NTP), Roughtime
+//! against roughenough, and an on-path attacker (a UDP proxy in this test) that shifts or
+//! tampers with replies. Every server runs on loopback, without CAP_SYS_TIME, at a known
+//! libfaketime offset; `trusttime sync` never sets the clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use trusttime_test_support::certs::{make_chain, unix_now, write_pem};
+use trusttime_test_support::{
+    chronyd_nts_server, chronyd_server, flip_a_bit, free_port, roughenough_server,
+    shift_ntp_reply_by_a_day, udp_proxy, Peer, TempDir,
+};
+
+const SEED_A: &str = "a32049da0ffde0ded92ce10a0230d35fe615ec8461c14986baa63fe3b3bac3db";
+const SEED_B: &str = "b32049da0ffde0ded92ce10a0230d35fe615ec8461c14986baa63fe3b3bac3db";
+const SEED_C: &str = "c32049da0ffde0ded92ce10a0230d35fe615ec8461c14986baa63fe3b3bac3db";
+
+fn sync_json(args: &[String]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args(["sync", "--json", "--timeout", "4s"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn offset(v: &Value) -> f64 {
+    v["offset_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no offset in {v}"))
+}
+
+/// Certificates for "localhost", valid from `from` to `to` (Unix seconds), written to a
+/// fresh directory.
+fn certs(from: i64, to: i64) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let day = 86_400;
+    let chain = make_chain("localhost", (from - day, to + day), None, (from, to));
+    write_pem(&chain, dir.path()).unwrap();
+    dir
+}
+
+fn everyday_certs() -> TempDir {
+    let now = unix_now();
+    certs(now - 30 * 86_400, now + 335 * 86_400)
+}
+
+/// chronyd serving NTS at a fake offset: (peer, NTS-KE address as `localhost:PORT`).
+fn nts_server(
+    ip: [u8; 4],
+    faketime: Option<&str>,
+    dir: &Path,
+    advertise: Option<&str>,
+) -> Option<(Peer, String)> {
+    let ntp = SocketAddr::from((ip, free_port()));
+    let ke = free_port();
+    let p = chronyd_nts_server(ntp, ke, faketime, dir, advertise)?;
+    Some((p, format!("localhost:{ke}")))
+}
+
+fn ca_args(dir: &Path) -> Vec<String> {
+    vec!["--ca".into(), dir.join("root.pem").display().to_string()]
+}
+
+#[test]
+fn nts_against_chronyd_one_hour_ahead() {
+    let dir = everyday_certs();
+    let Some((_p, ke)) = nts_server([127, 0, 0, 1], Some("+3600"), dir.path(), None) else {
+        return;
+    };
+    let mut args = vec!["--nts".to_owned(), ke];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["authenticated"], true, "{v}");
+    assert_eq!(v["provenance"], "authenticated", "{v}");
+    assert!((offset(&v) - 3600.0).abs() < 0.01, "{v}");
+    let s = &v["sources"][0];
+    assert_eq!(s["kind"], "nts");
+    assert_eq!(s["verdict"], "agreed", "{v}");
+    assert_eq!(s["auth_failures"], 0);
+    assert!(v["warning"].is_null(), "{v}");
+}
+
+#[test]
+fn nts_reply_with_a_flipped_bit_is_dropped_and_counted() {
+    let dir = everyday_certs();
+    // chronyd's NTP listens on 127.0.0.1; its NTS-KE names 127.0.0.5, where the tampering
+    // proxy listens on the same port.
+    let ntp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let ke = free_port();
+    let Some(_p) = chronyd_nts_server(ntp, ke, Some("+3600"), dir.path(), Some("127.0.0.5")) else {
+        return;
+    };
+    udp_proxy(
+        SocketAddr::from(([127, 0, 0, 5], ntp.port())),
+        ntp,
+        flip_a_bit,
+    );
+    let mut args = vec!["--nts".to_owned(), format!("localhost:{ke}")];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 1, "{v}");
+    let s = &v["sources"][0];
+    assert!(s["auth_failures"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(s["verdict"], "no_reply", "{v}");
+    assert_eq!(v["authenticated"], false, "{v}");
+    assert!(
+        v["offset_s"].is_null(),
+        "a tampered reply must never give a time: {v}"
+    );
+}
+
+#[test]
+fn nts_ke_refuses_an_untrusted_certificate() {
+    let dir = everyday_certs();
+    let other = everyday_certs(); // a different root
+    let Some((_p, ke)) = nts_server([127, 0, 0, 1], None, dir.path(), None) else {
+        return;
+    };
+    let mut args = vec!["--nts".to_owned(), ke];
+    args.extend(ca_args(other.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 1, "{v}");
+    let reason = v["sources"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("TLS handshake"), "{reason}");
+    assert_eq!(v["sources"][0]["verdict"], "invalid");
+}
+
+#[test]
+fn bootstrap_from_the_floor_with_a_certificate_issued_after_it() {
+    // The device knows only its floor, two years back; the NTS-KE certificate was issued a
+    // month ago, long after the floor. It is valid within the bootstrap interval [floor,
+    // floor + 5 years], so the key exchange goes ahead; the time obtained is then checked to
+    // lie inside the certificate's validity.
+    let floor = unix_now() - 2 * 365 * 86_400;
+    let floor_s = rfc3339(floor);
+    let dir = everyday_certs();
+    let Some((_p, ke)) = nts_server([127, 0, 0, 1], None, dir.path(), None) else {
+        return;
+    };
+    let mut args = vec![
+        "--nts".to_owned(),
+        ke.clone(),
+        "--floor".into(),
+        floor_s.clone(),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["authenticated"], true);
+
+    // A certificate that expired a week ago: valid within the bootstrap interval, so the key
+    // exchange goes ahead, but the time obtained lies outside its validity: thrown away.
+    let now = unix_now();
+    let old = certs(now - 400 * 86_400, now - 7 * 86_400);
+    let Some((_q, ke_old)) = nts_server([127, 0, 0, 1], None, old.path(), None) else {
+        return;
+    };
+    let mut args = vec!["--nts".to_owned(), ke_old, "--floor".into(), floor_s];
+    args.extend(ca_args(old.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 1, "{v}");
+    let reason = v["sources"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("thrown away"), "{reason}");
+    assert!(v["offset_s"].is_null(), "{v}");
+}
+
+fn rfc3339(secs: i64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn on_path_attacker_cannot_move_authenticated_time() {
+    // A plain NTP server behind a proxy that shifts every reply by a day, and an NTS server.
+    let plain = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_n) = chronyd_server(plain, Some("+3600"), &[]) else {
+        return;
+    };
+    let shifted = SocketAddr::from(([127, 0, 0, 6], plain.port()));
+    udp_proxy(shifted, plain, shift_ntp_reply_by_a_day);
+    let dir = everyday_certs();
+    let Some((_p, ke)) = nts_server([127, 0, 0, 1], Some("+3600"), dir.path(), None) else {
+        return;
+    };
+
+    // With NTS configured, the trusted time stays at +1 h and the disagreement is named.
+    let mut args = vec![
+        "--nts".to_owned(),
+        ke,
+        "--server".into(),
+        shifted.to_string(),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["authenticated"], true, "{v}");
+    assert!((offset(&v) - 3600.0).abs() < 0.01, "{v}");
+    let plain_src = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "ntp")
+        .unwrap();
+    assert_eq!(plain_src["verdict"], "falseticker", "{v}");
+    assert!(v["warning"].as_str().unwrap().contains("disagree"), "{v}");
+
+    // With only plain NTP, the attacker wins, and the result says it is unauthenticated.
+    let (code, v) = sync_json(&["--server".into(), shifted.to_string()]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["authenticated"], false, "{v}");
+    assert!((offset(&v) - 3600.0 - 86_400.0).abs() < 0.01, "{v}");
+    assert!(
+        v["warning"].as_str().unwrap().contains("unauthenticated"),
+        "{v}"
+    );
+}
+
+#[test]
+fn roughtime_against_roughenough() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some((_p, key)) = roughenough_server(addr, Some("+3600"), SEED_A) else {
+        return;
+    };
+    let (code, v) = sync_json(&["--roughtime".into(), format!("{addr}={key}")]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["authenticated"], true, "{v}");
+    // roughenough signs whole seconds with a radius of 5 s.
+    assert!((offset(&v) - 3600.0).abs() < 6.0, "{v}");
+    assert_eq!(v["sources"][0]["kind"], "roughtime");
+    assert_eq!(v["sources"][0]["verdict"], "agreed");
+
+    // The wrong key: every reply fails verification.
+    let wrong = format!(
+        "{}{}",
+        if key.starts_with('0') { "1" } else { "0" },
+        &key[1..]
+    );
+    assert_ne!(key, wrong);
+    let (code, v) = sync_json(&["--roughtime".into(), format!("{addr}={wrong}")]);
+    assert_eq!(code, 1, "{v}");
+    assert_ne!(v["sources"][0]["verdict"], "agreed", "{v}");
+}
+
+#[test]
+fn roughtime_chain_with_a_liar() {
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let b = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let c = SocketAddr::from(([127, 0, 0, 3], free_port()));
+    let Some((_pa, ka)) = roughenough_server(a, None, SEED_A) else {
+        return;
+    };
+    let Some((_pb, kb)) = roughenough_server(b, Some("-86400"), SEED_B) else {
+        return;
+    };
+    let Some((_pc, kc)) = roughenough_server(c, None, SEED_C) else {
+        return;
+    };
+    let (code, v) = sync_json(&[
+        "--roughtime".into(),
+        format!("{a}={ka}"),
+        "--roughtime".into(),
+        format!("{b}={kb}"),
+        "--roughtime".into(),
+        format!("{c}={kc}"),
+        "--floor".into(),
+        "2020-01-01T00:00:00Z".into(),
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["authenticated"], true);
+    assert!(offset(&v).abs() < 6.0, "{v}");
+    let verdicts: Vec<&str> = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["agreed", "falseticker", "agreed"], "{v}");
+    assert!(
+        v["chain_violations"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "the chain proves the liar: {v}"
+    );
+}
