@@ -11,6 +11,15 @@
 //! zone = "acme.pool.ntp.org"   # your NTP Pool vendor zone
 //! count = 4
 //!
+//! [[source]]
+//! kind = "nts"                 # NTS (RFC 8915): authenticated
+//! address = "time.cloudflare.com"   # the NTS-KE server, port 4460 by default
+//!
+//! [[source]]
+//! kind = "roughtime"           # Roughtime: signed by the server's long-term key
+//! address = "roughtime.int08h.com:2002"
+//! public-key = "AW5uAoTSTDfG5NfY1bTh08GUnOqlRb+HVhbJ3ODJvsE="
+//!
 //! [clock]
 //! observe-only = false
 //! drift-ppm = 50
@@ -29,7 +38,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sync::{pool_servers, ServerSpec};
+use crate::roughtime::RoughtimeSpec;
+use crate::sync::{pool_servers, ServerSpec, SourceKind, NTS_KE_PORT};
 
 /// The default config file.
 pub const DEFAULT_PATH: &str = "/etc/trusttime/trusttime.toml";
@@ -151,6 +161,30 @@ pub enum SourceConfig {
         #[serde(default = "default_pool_count")]
         count: usize,
     },
+    /// An NTS server (RFC 8915), by its NTS-KE address (port 4460 by default).
+    Nts {
+        /// HOST or HOST:PORT of the NTS-KE server.
+        address: String,
+    },
+    /// A Roughtime server and its long-term public key.
+    #[serde(rename_all = "kebab-case")]
+    Roughtime {
+        /// HOST:PORT (UDP; 2002 by default).
+        address: String,
+        /// The server's Ed25519 public key, hex or base64.
+        public_key: String,
+    },
+}
+
+/// One source, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Its kind.
+    pub kind: SourceKind,
+    /// Where it is (for NTS, the NTS-KE server).
+    pub spec: ServerSpec,
+    /// For Roughtime, the server and its key.
+    pub roughtime: Option<RoughtimeSpec>,
 }
 
 fn default_pool_count() -> usize {
@@ -179,6 +213,14 @@ pub struct ClockConfig {
     /// Allow a manual time outside a network-trusted interval when the request says `force`.
     #[serde(default)]
     pub allow_manual_force: bool,
+    /// Purposes (`tls`, `sigv4`) for which only authenticated time (NTS, Roughtime) counts:
+    /// until it is available, `wait --for` that purpose does not return and the daemon's TLS
+    /// connections are refused.
+    #[serde(default)]
+    pub require_authenticated: Vec<String>,
+    /// Trust anchors (PEM) for NTS-KE certificates; the Mozilla roots when absent.
+    #[serde(default)]
+    pub trust_anchors: Option<PathBuf>,
 }
 
 fn default_drift() -> u32 {
@@ -197,6 +239,8 @@ impl Default for ClockConfig {
             rtc: None,
             min_agree: None,
             allow_manual_force: false,
+            require_authenticated: Vec::new(),
+            trust_anchors: None,
         }
     }
 }
@@ -286,8 +330,10 @@ pub enum ConfigError {
 /// A checked config with values converted.
 #[derive(Debug, Clone)]
 pub struct Checked {
-    /// The servers, pools expanded.
+    /// The plain NTP servers, pools expanded.
     pub servers: Vec<ServerSpec>,
+    /// Every source in order (NTP with pools expanded, NTS, Roughtime).
+    pub sources: Vec<Source>,
     /// As written.
     pub raw: Config,
     /// `clock.step-threshold`.
@@ -337,6 +383,7 @@ impl Config {
             message,
         };
         let mut servers = Vec::new();
+        let mut sources = Vec::new();
         for (i, s) in self.sources.iter().enumerate() {
             match s {
                 SourceConfig::Ntp { address } => {
@@ -345,6 +392,28 @@ impl Config {
                             .parse::<ServerSpec>()
                             .map_err(|e| bad(format!("source {}: {e}", i + 1)))?,
                     );
+                }
+                SourceConfig::Nts { address } => {
+                    let spec = ServerSpec::parse_with_default_port(address, NTS_KE_PORT)
+                        .map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                    sources.push(Source {
+                        kind: SourceKind::Nts,
+                        spec,
+                        roughtime: None,
+                    });
+                }
+                SourceConfig::Roughtime {
+                    address,
+                    public_key,
+                } => {
+                    let r: RoughtimeSpec = format!("{address}={public_key}")
+                        .parse()
+                        .map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                    sources.push(Source {
+                        kind: SourceKind::Roughtime,
+                        spec: r.server.clone(),
+                        roughtime: Some(r),
+                    });
                 }
                 SourceConfig::Pool { zone, count } => {
                     if !(1..=4).contains(count) {
@@ -356,17 +425,41 @@ impl Config {
                 }
             }
         }
-        if servers.len() > trusttime_core::select::MAX_SOURCES {
+        let mut all: Vec<Source> = servers
+            .iter()
+            .map(|s| Source {
+                kind: SourceKind::Ntp,
+                spec: s.clone(),
+                roughtime: None,
+            })
+            .collect();
+        all.extend(sources);
+        let sources = all;
+        for p in &self.clock.require_authenticated {
+            if !matches!(p.as_str(), "tls" | "sigv4") {
+                return Err(bad(format!(
+                    "clock.require-authenticated: unknown purpose `{p}` (expected \"tls\" or \"sigv4\")"
+                )));
+            }
+        }
+        if !self.clock.require_authenticated.is_empty()
+            && !sources.iter().any(|s| s.kind.is_authenticated())
+        {
+            return Err(bad(
+                "clock.require-authenticated needs at least one nts or roughtime source".into(),
+            ));
+        }
+        if sources.len() > trusttime_core::select::MAX_SOURCES {
             return Err(bad(format!(
                 "at most {} servers",
                 trusttime_core::select::MAX_SOURCES
             )));
         }
         if let Some(n) = self.clock.min_agree {
-            if n == 0 || usize::from(n) > servers.len().max(1) {
+            if n == 0 || usize::from(n) > sources.len().max(1) {
                 return Err(bad(format!(
-                    "clock.min-agree = {n} but {} server(s) are configured",
-                    servers.len()
+                    "clock.min-agree = {n} but {} source(s) are configured",
+                    sources.len()
                 )));
             }
         }
@@ -400,6 +493,7 @@ impl Config {
         }
         Ok(Checked {
             servers,
+            sources,
             raw: self,
             step_threshold,
             startup_delay,

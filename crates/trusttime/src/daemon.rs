@@ -22,7 +22,7 @@ use crate::clock::LocalClock;
 use crate::config::Checked;
 use crate::platform::{Action, ClockControl, Discipline, Rtc};
 use crate::state::{self, SourceState, State};
-use crate::sync::{sync, ServerSpec, SyncOptions, Verdict};
+use crate::sync::{sync, ServerSpec, SourceKind, SyncOptions, Verdict};
 
 /// What the daemon needs from outside: its config and the clocks, behind traits.
 pub struct Daemon {
@@ -49,6 +49,9 @@ impl std::fmt::Debug for Daemon {
 #[derive(Clone, Debug)]
 struct SourceRun {
     spec: ServerSpec,
+    kind: SourceKind,
+    roughtime: Option<crate::roughtime::RoughtimeSpec>,
+    auth_failures: u32,
     policy: PollPolicy,
     next_due: MonoInstant,
     /// Last good sample: offset interval and when.
@@ -75,6 +78,10 @@ struct Status {
     manual_log: std::collections::VecDeque<Value>,
     state_dir: std::path::PathBuf,
     control: Option<Arc<dyn ClockControl>>,
+    /// Purposes for which only authenticated time counts.
+    require_authenticated: Vec<String>,
+    /// Unauthenticated sources that disagree with the authenticated consensus.
+    disagreeing: Vec<String>,
 }
 
 /// Why a manual time was refused.
@@ -109,10 +116,20 @@ impl trusttime_tls::TrustedClock for StatusHandle {
     fn read(&self) -> trusttime_tls::ClockReading {
         let now = self.1.now();
         match self.0.lock() {
-            Ok(s) => trusttime_tls::ClockReading {
-                device: now.wall,
-                trusted: s.trust.current(now.mono),
-            },
+            Ok(s) => {
+                let trusted = s.trust.current(now.mono);
+                if s.require_authenticated.iter().any(|p| p == "tls")
+                    && trusted.provenance != Provenance::Authenticated
+                {
+                    // The config asks for authenticated time for TLS: anything less is
+                    // reported as unknown, so the verifier refuses.
+                    return trusttime_tls::ClockReading::untrusted(now.wall, s.floor);
+                }
+                trusttime_tls::ClockReading {
+                    device: now.wall,
+                    trusted,
+                }
+            }
             Err(_) => trusttime_tls::ClockReading::untrusted(now.wall, floor::build_time()),
         }
     }
@@ -149,10 +166,12 @@ impl StatusHandle {
             "freq_ppm": s.trust.freq_ppb().map(|p| p as f64 / 1000.0),
             "drift_bound_ppm": s.trust.config().drift_ppm,
             "agreed": s.agreed,
+            "require_authenticated": s.require_authenticated,
+            "unauthenticated_disagree": s.disagreeing,
             "observe_only": s.observe_only,
             "notes": s.notes,
             "manual_changes": s.manual_log.iter().collect::<Vec<_>>(),
-            "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.floor),
+            "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.floor, &s.disagreeing),
         })
     }
 
@@ -255,6 +274,9 @@ impl StatusHandle {
             .map(|r| {
                 json!({
                     "address": r.spec.to_string(),
+                    "kind": r.kind.as_str(),
+                    "authenticated": r.kind.is_authenticated(),
+                    "auth_failures": r.auth_failures,
                     "verdict": r.verdict.as_str(),
                     "reason": r.reason,
                     "reach": format!("{:03o}", r.reach),
@@ -274,6 +296,24 @@ impl StatusHandle {
 }
 
 fn verdict_line(
+    state: TrustState,
+    t: &trusttime_core::TrustedTime,
+    agreed: u8,
+    n: usize,
+    floor: UnixTime,
+    disagreeing: &[String],
+) -> String {
+    let mut line = verdict_words(state, t, agreed, n, floor);
+    if !disagreeing.is_empty() {
+        line.push_str(&format!(
+            " Unauthenticated source(s) {} disagree with the authenticated consensus: plain NTP may be shifted on the network path.",
+            disagreeing.join(", ")
+        ));
+    }
+    line
+}
+
+fn verdict_words(
     state: TrustState,
     t: &trusttime_core::TrustedTime,
     agreed: u8,
@@ -315,6 +355,9 @@ pub enum DaemonError {
     /// Clock changes were asked for but are not permitted.
     #[error("{0}")]
     Permission(&'static str),
+    /// The configured trust anchors cannot be read.
+    #[error("clock.trust-anchors {0}")]
+    TrustAnchors(String),
 }
 
 impl Daemon {
@@ -386,11 +429,17 @@ impl Daemon {
                 Err(e) => notes.push(format!("cannot read the RTC: {e}")),
             }
         }
+        let nts_ca = match &cfg.clock.trust_anchors {
+            None => Vec::new(),
+            Some(path) => crate::sync::read_pem_certificates(path)
+                .map_err(|why| DaemonError::TrustAnchors(format!("{}: {why}", path.display())))?,
+        };
         let sources = self
             .config
-            .servers
+            .sources
             .iter()
-            .map(|spec| {
+            .map(|src| {
+                let spec = &src.spec;
                 let mut policy = PollPolicy::new(cfg.daemon.min_poll, cfg.daemon.max_poll);
                 let saved = persisted
                     .as_ref()
@@ -402,6 +451,9 @@ impl Daemon {
                 }
                 SourceRun {
                     spec: spec.clone(),
+                    kind: src.kind,
+                    roughtime: src.roughtime.clone(),
+                    auth_failures: 0,
                     policy,
                     next_due: MonoInstant::ZERO,
                     last: None,
@@ -426,6 +478,8 @@ impl Daemon {
             manual_log: std::collections::VecDeque::new(),
             state_dir: state_dir.clone(),
             control: (!self.observe_only).then(|| Arc::clone(&self.control)),
+            require_authenticated: cfg.clock.require_authenticated.clone(),
+            disagreeing: Vec::new(),
         }));
         let handle = StatusHandle(status, Arc::clone(&self.local));
         let sock_path = cfg.daemon.control_socket.clone();
@@ -487,13 +541,13 @@ impl Daemon {
             if let Some(r) = report {
                 tokio::spawn(crate::report::run(r, h2.clone()));
             }
-            self.run(h2).await;
+            self.run(h2, nts_ca).await;
         };
         Ok((handle, fut))
     }
 
     #[allow(clippy::too_many_lines)]
-    async fn run(self, handle: StatusHandle) {
+    async fn run(self, handle: StatusHandle, nts_ca: Vec<Vec<u8>>) {
         let cfg = self.config.raw.clone();
         let state_dir = cfg.daemon.state_dir.clone();
         let delay = self.config.startup_delay;
@@ -534,11 +588,28 @@ impl Daemon {
                 std::future::pending::<()>().await;
             }
             if !due.is_empty() {
-                let specs: Vec<ServerSpec> = {
+                // Report order of `sync`: NTP, then NTS, then Roughtime.
+                let mut opts = SyncOptions::new(Vec::new());
+                let due: Vec<usize> = {
                     let Ok(s) = handle.0.lock() else { return };
-                    due.iter().map(|&i| s.sources[i].spec.clone()).collect()
+                    let mut order = Vec::new();
+                    for kind in [SourceKind::Ntp, SourceKind::Nts, SourceKind::Roughtime] {
+                        for &i in due.iter().filter(|&&i| s.sources[i].kind == kind) {
+                            let r = &s.sources[i];
+                            match (kind, &r.roughtime) {
+                                (SourceKind::Ntp, _) => opts.servers.push(r.spec.clone()),
+                                (SourceKind::Nts, _) => opts.nts.push(r.spec.clone()),
+                                (SourceKind::Roughtime, Some(rt)) => {
+                                    opts.roughtime.push(rt.clone())
+                                }
+                                (SourceKind::Roughtime, None) => continue,
+                            }
+                            order.push(i);
+                        }
+                    }
+                    order
                 };
-                let mut opts = SyncOptions::new(specs);
+                opts.ca.clone_from(&nts_ca);
                 opts.min_agree = Some(1);
                 opts.wait_for_all = true;
                 opts.timeout = Duration::from_secs(3);
@@ -557,6 +628,7 @@ impl Daemon {
                     let r = &report.sources[k];
                     let run = &mut s.sources[i];
                     run.requests += 1;
+                    run.auth_failures += r.auth_failures;
                     run.reach <<= 1;
                     match (&r.sample, r.kiss) {
                         (Some(sample), _) => {
@@ -613,14 +685,44 @@ impl Daemon {
                         _ => Outcome::Failed,
                     })
                     .collect();
-                let min_agree = cfg
-                    .clock
-                    .min_agree
-                    .unwrap_or_else(|| trusttime_core::select::default_min_agree(s.sources.len()));
-                match select(&outcomes, min_agree) {
-                    Ok(sel) => {
-                        apply_verdicts(&mut s.sources, &sel, &outcomes);
-                        s.trust.on_consensus(now, sel.interval, false);
+                // Authenticated sources decide when they can; plain NTP only without them.
+                let auth: Vec<bool> = s
+                    .sources
+                    .iter()
+                    .map(|r| r.kind.is_authenticated())
+                    .collect();
+                let n_auth = auth.iter().filter(|&&a| a).count();
+                let group = |want: bool| -> Vec<Outcome> {
+                    outcomes
+                        .iter()
+                        .zip(&auth)
+                        .map(|(o, &a)| if a == want { *o } else { Outcome::Failed })
+                        .collect()
+                };
+                let min_for = |n: usize| {
+                    cfg.clock
+                        .min_agree
+                        .unwrap_or_else(|| trusttime_core::select::default_min_agree(n))
+                };
+                let decided = match (n_auth > 0).then(|| select(&group(true), min_for(n_auth))) {
+                    Some(Ok(sel)) => Ok((sel, true)),
+                    _ => select(&group(false), min_for(s.sources.len() - n_auth))
+                        .map(|sel| (sel, false)),
+                };
+                match decided {
+                    Ok((sel, authenticated)) => {
+                        apply_verdicts(&mut s.sources, &sel, &outcomes, authenticated);
+                        s.disagreeing = s
+                            .sources
+                            .iter()
+                            .filter(|r| {
+                                authenticated
+                                    && !r.kind.is_authenticated()
+                                    && r.verdict == Verdict::Falseticker
+                            })
+                            .map(|r| r.spec.to_string())
+                            .collect();
+                        s.trust.on_consensus(now, sel.interval, authenticated);
                         s.agreed = sel.count;
                         s.last_sync_wall = Some(now.wall);
                         burst_left = 0;
@@ -714,10 +816,19 @@ impl Daemon {
     }
 }
 
-fn apply_verdicts(sources: &mut [SourceRun], sel: &Selection, outcomes: &[Outcome]) {
+fn apply_verdicts(
+    sources: &mut [SourceRun],
+    sel: &Selection,
+    outcomes: &[Outcome],
+    authenticated: bool,
+) {
     for (i, (r, o)) in sources.iter_mut().zip(outcomes).enumerate() {
         if let Outcome::Reply(iv) = o {
-            (r.verdict, r.reason) = crate::sync::verdict_of(i, *iv, Some(sel));
+            (r.verdict, r.reason) = if r.kind.is_authenticated() == authenticated {
+                crate::sync::verdict_of(i, *iv, Some(sel))
+            } else {
+                crate::sync::overlap_verdict(*iv, sel, authenticated)
+            };
         }
     }
 }

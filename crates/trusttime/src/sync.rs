@@ -575,7 +575,11 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
 }
 
 /// The verdict on a source outside the group that decided.
-fn overlap_verdict(iv: OffsetInterval, sel: &Selection, authenticated: bool) -> (Verdict, String) {
+pub(crate) fn overlap_verdict(
+    iv: OffsetInterval,
+    sel: &Selection,
+    authenticated: bool,
+) -> (Verdict, String) {
     let said = format!(
         "offset {:+.6} s ± {:.3} ms",
         iv.midpoint().as_secs_f64(),
@@ -625,6 +629,32 @@ pub fn verdict_of(
         ),
         None => (Verdict::Unconfirmed, format!("{said}; no majority formed")),
     }
+}
+
+/// The PEM certificates of a file, as DER (trust anchors for NTS-KE).
+///
+/// # Errors
+/// When the file cannot be read or holds no certificate.
+#[cfg(feature = "tls")]
+pub fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
+}
+
+/// Without TLS there is no NTS: trust anchors cannot be used.
+///
+/// # Errors
+/// Always.
+#[cfg(not(feature = "tls"))]
+pub fn read_pem_certificates(_: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    Err("this build has no TLS (feature `tls`), which NTS needs".into())
 }
 
 /// What an NTS source needs before its key exchange.

@@ -298,3 +298,140 @@ fn roughtime_chain_with_a_liar() {
         "the chain proves the liar: {v}"
     );
 }
+
+fn daemon_cli(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn daemon_json(args: &[&str], config: &Path) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = daemon_cli(&a, config);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn daemon_prefers_nts_names_the_shifted_ntp_source_and_gates_tls_on_authentication() {
+    let plain = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_n) = chronyd_server(plain, Some("+600"), &[]) else {
+        return;
+    };
+    let shifted = SocketAddr::from(([127, 0, 0, 7], plain.port()));
+    udp_proxy(shifted, plain, shift_ntp_reply_by_a_day);
+    let certs_dir = everyday_certs();
+    let Some((_p, ke)) = nts_server([127, 0, 0, 1], Some("+600"), certs_dir.path(), None) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let write = |sources: &str, name: &str| {
+        let text = format!(
+            "{sources}[clock]\nobserve-only = true\nrequire-authenticated = [\"tls\"]\ntrust-anchors = \"{}\"\n[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+            certs_dir.path().join("root.pem").display(),
+            dir.path().join(format!("state-{name}")).display(),
+            dir.path().join(format!("{name}.sock")).display(),
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let config = write(
+        &format!("[[source]]\nkind = \"ntp\"\naddress = \"{shifted}\"\n[[source]]\nkind = \"nts\"\naddress = \"{ke}\"\n"),
+        "both",
+    );
+    let v = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args(["validate-config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("nts localhost:"));
+
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&config);
+    let daemon = Peer::spawn("trusttime-daemon-nts", cmd, None);
+    let out = daemon_cli(&["wait", "--for", "tls", "--timeout", "5s"], &config);
+    assert!(
+        out.status.success(),
+        "wait: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log_text()
+    );
+    let st = daemon_json(&["status"], &config);
+    assert_eq!(st["state"], "authenticated", "{st}");
+    assert_eq!(st["authenticated"], true, "{st}");
+    assert!(
+        (st["offset_s"].as_f64().unwrap() - 600.0).abs() < 0.05,
+        "{st}"
+    );
+    assert_eq!(
+        st["unauthenticated_disagree"][0],
+        shifted.to_string(),
+        "{st}"
+    );
+    assert!(st["verdict"].as_str().unwrap().contains("disagree"), "{st}");
+    let src = daemon_json(&["sources"], &config);
+    let list = src["sources"].as_array().unwrap();
+    let ntp = list.iter().find(|s| s["kind"] == "ntp").unwrap();
+    let nts = list.iter().find(|s| s["kind"] == "nts").unwrap();
+    assert_eq!(ntp["verdict"], "falseticker", "{src}");
+    assert_eq!(nts["verdict"], "agreed", "{src}");
+    drop(daemon);
+
+    // Only the shifted plain NTP source, but TLS requires authenticated time: the config is
+    // refused (a requirement nothing can meet is a mistake), ...
+    let lone = write(
+        &format!("[[source]]\nkind = \"ntp\"\naddress = \"{shifted}\"\n"),
+        "plain",
+    );
+    let v = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args(["validate-config"])
+        .arg(&lone)
+        .output()
+        .unwrap();
+    assert!(!v.status.success());
+    assert!(String::from_utf8_lossy(&v.stderr).contains("require-authenticated"));
+
+    // ... and with an NTS source that is down, plain NTP syncs but `wait --for tls` does not
+    // return: the time is not authenticated.
+    let down = write(
+        &format!("[[source]]\nkind = \"ntp\"\naddress = \"{shifted}\"\n[[source]]\nkind = \"nts\"\naddress = \"localhost:{}\"\n", free_port()),
+        "down",
+    );
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&down);
+    let _daemon = Peer::spawn("trusttime-daemon-nts-down", cmd, None);
+    let out = daemon_cli(&["wait", "--for", "tls", "--timeout", "3s"], &down);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires authenticated time"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = daemon_json(&["status"], &down);
+    assert_eq!(st["state"], "synced", "{st}");
+    assert_eq!(st["authenticated"], false, "{st}");
+    // SigV4 was not required to be authenticated: plain NTP is enough for it here.
+    let out = daemon_cli(&["wait", "--for", "sigv4", "--timeout", "3s"], &down);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

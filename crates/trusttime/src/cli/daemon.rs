@@ -166,12 +166,18 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
             println!("{}: valid", args.file.display());
             println!(
                 "  sources:       {}",
-                c.servers
+                c.sources
                     .iter()
-                    .map(ToString::to_string)
+                    .map(|s| format!("{} {}", s.kind.as_str(), s.spec))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if !c.raw.clock.require_authenticated.is_empty() {
+                println!(
+                    "  authenticated time required for: {}",
+                    c.raw.clock.require_authenticated.join(", ")
+                );
+            }
             println!("  observe-only:  {}", c.raw.clock.observe_only);
             println!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);
             println!(
@@ -180,7 +186,7 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
             );
             println!("  state dir:     {}", c.raw.daemon.state_dir.display());
             println!("  control:       {}", c.raw.daemon.control_socket.display());
-            if c.servers.is_empty() {
+            if c.sources.is_empty() {
                 println!(
                     "  note: no sources: the daemon will only hold over (RTC, persisted state)"
                 );
@@ -299,6 +305,12 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
             .to_std()
             .unwrap_or_default(),
     };
+    // The purpose named (or implied by the default), for `[clock] require-authenticated`.
+    let purpose = match (args.purpose, args.max_error) {
+        (Some(ForPurpose::Sigv4), _) => Some("sigv4"),
+        (Some(ForPurpose::Tls), _) | (None, None) => Some("tls"),
+        (None, Some(_)) => None,
+    };
     let sock = match args.at.socket() {
         Ok(s) => s,
         Err(e) => {
@@ -314,7 +326,16 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
             Ok(v) => {
                 let state = v["state"].as_str().unwrap_or("unknown").to_owned();
                 let unc = v["uncertainty_s"].as_f64();
-                if state != "unknown" && unc.is_some_and(|u| u <= max_error.as_secs_f64()) {
+                let needs_auth = purpose.is_some_and(|p| {
+                    v["require_authenticated"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == p))
+                });
+                let auth_ok = !needs_auth || v["authenticated"] == true;
+                if state != "unknown"
+                    && auth_ok
+                    && unc.is_some_and(|u| u <= max_error.as_secs_f64())
+                {
                     if tty {
                         eprintln!(
                             "\rtime trusted ({state}, ± {:.3} s) after {:.1} s                ",
@@ -325,8 +346,13 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
                     return ExitCode::from(EXIT_OK);
                 }
                 last = format!(
-                    "state {state}, uncertainty {}",
-                    unc.map_or_else(|| "unbounded".into(), |u| format!("{u:.3} s"))
+                    "state {state}, uncertainty {}{}",
+                    unc.map_or_else(|| "unbounded".into(), |u| format!("{u:.3} s")),
+                    if auth_ok {
+                        ""
+                    } else {
+                        "; the config requires authenticated time (NTS, Roughtime) for this purpose"
+                    }
                 );
             }
             Err(e) => last = e,

@@ -84,7 +84,7 @@ pub async fn run(args: Args) -> ExitCode {
     opts.nts = args.nts;
     opts.roughtime = args.roughtime;
     for path in &args.ca {
-        match read_ca(path) {
+        match crate::sync::read_pem_certificates(path) {
             Ok(mut ders) => opts.ca.append(&mut ders),
             Err(why) => {
                 eprintln!("error: --ca {}: {why}", path.display());
@@ -277,25 +277,6 @@ fn warning(r: &SyncReport) -> Option<String> {
         ),
         _ => Some("plain NTP is unauthenticated: an attacker on the network path can shift this time".into()),
     }
-}
-
-/// The PEM certificates of a file, as DER.
-#[cfg(feature = "tls")]
-fn read_ca(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates: {e}"))?;
-    if certs.is_empty() {
-        return Err("holds no PEM certificate".into());
-    }
-    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
-}
-
-#[cfg(not(feature = "tls"))]
-fn read_ca(_: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
-    Err("this build has no TLS (feature `tls`), which NTS needs".into())
 }
 
 fn parse_nts(s: &str) -> Result<ServerSpec, String> {
