@@ -576,3 +576,41 @@ pub fn flip_a_bit(b: &mut [u8]) {
         *x ^= 1;
     }
 }
+
+/// Python's `http.server` behind TLS on `127.0.0.1:port`, answering every GET and HEAD with
+/// 200 and the standard `Date` header, using `chain.pem` and `key.pem` from `dir`, at a
+/// libfaketime offset: an HTTPS Date source we did not write.
+pub fn python_https_server(dir: &Path, port: u16, faketime: Option<&str>) -> Option<Peer> {
+    let python = peer_or_skip(
+        "python3",
+        &["/usr/bin/python3", "/usr/local/bin/python3"],
+        "apt-get install python3",
+    )?;
+    let script = format!(
+        r#"
+import http.server, ssl
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    do_GET = do_HEAD
+srv = http.server.HTTPServer(("127.0.0.1", {port}), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain({chain:?}, {key:?})
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#,
+        chain = dir.join("chain.pem").display().to_string(),
+        key = dir.join("key.pem").display().to_string(),
+    );
+    let mut cmd = no_clock_command(&python, faketime);
+    cmd.arg("-c").arg(script);
+    let peer = Peer::spawn(&format!("python-https-{port}"), cmd, None);
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+    );
+    Some(peer)
+}

@@ -166,6 +166,12 @@ pub enum SourceConfig {
         /// HOST or HOST:PORT of the NTS-KE server.
         address: String,
     },
+    /// An HTTPS URL whose `Date` header constrains every source (a source outside it is a
+    /// falseticker). Asked once per polling round.
+    HttpsDate {
+        /// `https://HOST[:PORT]/PATH`.
+        url: String,
+    },
     /// A Roughtime server and its long-term public key.
     #[serde(rename_all = "kebab-case")]
     Roughtime {
@@ -334,6 +340,8 @@ pub struct Checked {
     pub servers: Vec<ServerSpec>,
     /// Every source in order (NTP with pools expanded, NTS, Roughtime).
     pub sources: Vec<Source>,
+    /// HTTPS Date constraint URLs.
+    pub https_date: Vec<String>,
     /// As written.
     pub raw: Config,
     /// `clock.step-threshold`.
@@ -384,6 +392,7 @@ impl Config {
         };
         let mut servers = Vec::new();
         let mut sources = Vec::new();
+        let mut https_date = Vec::new();
         for (i, s) in self.sources.iter().enumerate() {
             match s {
                 SourceConfig::Ntp { address } => {
@@ -401,6 +410,10 @@ impl Config {
                         spec,
                         roughtime: None,
                     });
+                }
+                SourceConfig::HttpsDate { url } => {
+                    check_https_url(url).map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                    https_date.push(url.clone());
                 }
                 SourceConfig::Roughtime {
                     address,
@@ -494,11 +507,22 @@ impl Config {
         Ok(Checked {
             servers,
             sources,
+            https_date,
             raw: self,
             step_threshold,
             startup_delay,
         })
     }
+}
+
+#[cfg(feature = "tls")]
+fn check_https_url(url: &str) -> Result<(), String> {
+    url.parse::<crate::https_date::HttpsDateSpec>().map(|_| ())
+}
+
+#[cfg(not(feature = "tls"))]
+fn check_https_url(_: &str) -> Result<(), String> {
+    Err("https-date needs TLS, which this build does not have (feature `tls`)".into())
 }
 
 #[cfg(test)]
@@ -507,6 +531,37 @@ mod tests {
 
     fn parse(s: &str) -> Result<Checked, ConfigError> {
         Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn authenticated_source_kinds_parse_and_mistakes_are_named() {
+        let key = "AW5uAoTSTDfG5NfY1bTh08GUnOqlRb+HVhbJ3ODJvsE=";
+        let c = parse(&format!(
+            "[[source]]\nkind = \"nts\"\naddress = \"time.example\"\n[[source]]\nkind = \"roughtime\"\naddress = \"rt.example:2002\"\npublic-key = \"{key}\"\n[[source]]\nkind = \"https-date\"\nurl = \"https://www.example/\"\n[clock]\nrequire-authenticated = [\"tls\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(c.sources[0].kind, SourceKind::Nts);
+        assert_eq!(c.sources[0].spec.port, 4460);
+        assert_eq!(c.sources[1].kind, SourceKind::Roughtime);
+        assert_eq!(c.https_date, ["https://www.example/"]);
+        let e =
+            parse("[[source]]\nkind = \"roughtime\"\naddress = \"h:1\"\npublic-key = \"xyz\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("key"), "{e}");
+        let e = parse("[[source]]\nkind = \"ntp\"\naddress = \"h\"\n[clock]\nrequire-authenticated = [\"tls\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nts or roughtime"), "{e}");
+        let e = parse("[[source]]\nkind = \"nts\"\naddress = \"h\"\n[clock]\nrequire-authenticated = [\"ssh\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown purpose"), "{e}");
+        let e = parse("[[source]]\nkind = \"https-date\"\nurl = \"http://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("https://"), "{e}");
     }
 
     #[test]

@@ -610,6 +610,7 @@ impl Daemon {
                     order
                 };
                 opts.ca.clone_from(&nts_ca);
+                opts.https_date.clone_from(&self.config.https_date);
                 opts.min_agree = Some(1);
                 opts.wait_for_all = true;
                 opts.timeout = Duration::from_secs(3);

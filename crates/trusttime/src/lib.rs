@@ -22,6 +22,8 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod duration;
+#[cfg(feature = "tls")]
+pub mod https_date;
 pub mod metrics;
 #[cfg(feature = "tls")]
 pub mod nts;

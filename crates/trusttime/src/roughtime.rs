@@ -72,7 +72,7 @@ impl FromStr for RoughtimeSpec {
             why,
         };
         let (addr, key) = s
-            .rsplit_once('=')
+            .split_once('=')
             .ok_or_else(|| bad("missing `=KEY`".into()))?;
         let key = parse_key(key).map_err(bad)?;
         let server =
@@ -259,6 +259,10 @@ mod tests {
         assert_eq!(s.server.port, 2002);
         assert_eq!(s.key[0], 0x01);
         let b64 = base64::engine::general_purpose::STANDARD.encode(s.key);
+        assert!(
+            b64.ends_with('='),
+            "padding must not be mistaken for the separator"
+        );
         let t: RoughtimeSpec = format!("localhost={b64}").parse().unwrap();
         assert_eq!(t.key, s.key);
         assert_eq!(t.server.port, 2002);

@@ -193,7 +193,10 @@ pub struct SyncOptions {
     pub nts: Vec<ServerSpec>,
     /// Roughtime servers with their long-term keys.
     pub roughtime: Vec<crate::roughtime::RoughtimeSpec>,
-    /// Extra trust anchors (DER) for NTS-KE; when empty, the Mozilla roots.
+    /// HTTPS URLs whose `Date` header constrains every answer (OpenNTPD's constraints):
+    /// a source outside the constraint is a falseticker.
+    pub https_date: Vec<String>,
+    /// Extra trust anchors (DER) for NTS-KE and HTTPS Date; when empty, the Mozilla roots.
     pub ca: Vec<Vec<u8>>,
     /// The interval certificates are checked against before the time is known; `None` means
     /// `[floor, floor + 5 years]`.
@@ -217,6 +220,7 @@ impl SyncOptions {
             servers,
             nts: Vec::new(),
             roughtime: Vec::new(),
+            https_date: Vec::new(),
             ca: Vec::new(),
             bootstrap: None,
             min_agree: None,
@@ -334,6 +338,12 @@ pub struct SyncReport {
     /// Signed evidence from the Roughtime chain that a server lies: a later response in the
     /// chain signs a time that ends before an earlier one begins.
     pub chain_violations: Vec<String>,
+    /// The HTTPS Date constraints asked for: URL and the offset interval it allows, or why
+    /// it gave none.
+    pub constraints: Vec<(String, Result<OffsetInterval, String>)>,
+    /// What certificates (NTS-KE, HTTPS Date) were checked against before the time was known:
+    /// `floor` (`[floor, floor + 5 years]`), `roughtime` (the Roughtime consensus), or `given`.
+    pub bootstrap_from: &'static str,
 }
 
 pub(crate) enum Event {
@@ -426,11 +436,63 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             min_agree,
             elapsed: started.elapsed(),
             chain_violations: Vec::new(),
+            constraints: Vec::new(),
+            bootstrap_from: "floor",
         };
     }
     let mut outcomes = vec![Outcome::Pending; n];
     let mut chain_violations = Vec::new();
-    let (tx, mut rx) = mpsc::channel(4 * n);
+    let (tx, mut rx) = mpsc::channel(4 * n + 8);
+    // Roughtime needs no certificate: when it is configured beside sources that do (NTS-KE,
+    // HTTPS Date), ask it first and check their certificates against its interval instead of
+    // the wide [floor, floor + horizon].
+    let needs_certs = !opts.nts.is_empty() || !opts.https_date.is_empty();
+    let mut bootstrap_from = "floor";
+    let mut effective = None;
+    let roughtime_first = !opts.roughtime.is_empty() && needs_certs && opts.bootstrap.is_none();
+    if roughtime_first {
+        let first = opts.servers.len() + opts.nts.len();
+        let (ptx, mut prx) = mpsc::channel(4 * opts.roughtime.len() + 4);
+        crate::roughtime::run_chain(
+            first,
+            opts.roughtime.clone(),
+            opts.client,
+            Arc::clone(&clock),
+            opts.timeout,
+            ptx,
+        )
+        .await;
+        let mut rough = Vec::new();
+        while let Ok(ev) = prx.try_recv() {
+            if let Event::Done(_, Ok(s)) = &ev {
+                rough.push(Outcome::Reply(OffsetInterval::around(
+                    s.offset,
+                    s.error_bound(),
+                )));
+            }
+            let _ = tx.try_send(ev);
+        }
+        if let Ok(sel) = trusttime_core::select::select(&rough, default_min_agree(rough.len())) {
+            let now = clock.now().wall;
+            let margin = SignedDuration::from_secs(60);
+            let mut o = opts.clone();
+            o.bootstrap = Some(TimeInterval {
+                earliest: now + sel.interval.lo - margin,
+                latest: now + sel.interval.hi + margin,
+            });
+            effective = Some(o);
+            bootstrap_from = "roughtime";
+        }
+    }
+    let opts = effective.as_ref().unwrap_or(opts);
+    if opts.bootstrap.is_some() && bootstrap_from == "floor" {
+        bootstrap_from = "given";
+    }
+    let (constraints, constraint) = if opts.https_date.is_empty() {
+        (Vec::new(), None)
+    } else {
+        https_constraints(opts, &clock).await
+    };
     let mut tasks = JoinSet::new();
     for (i, (kind, spec)) in specs.iter().enumerate() {
         let (tx, clock, spec, cfg) = (tx.clone(), Arc::clone(&clock), spec.clone(), opts.client);
@@ -446,7 +508,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             SourceKind::Roughtime => {}
         }
     }
-    if !opts.roughtime.is_empty() {
+    if !opts.roughtime.is_empty() && !roughtime_first {
         let first = opts.servers.len() + opts.nts.len();
         let (tx, clock, specs, cfg) = (
             tx.clone(),
@@ -487,8 +549,23 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             }
             Some(Event::Done(i, r)) => match r {
                 Ok(s) => {
-                    outcomes[i] = Outcome::Reply(OffsetInterval::around(s.offset, s.error_bound()));
-                    sources[i].sample = Some(s);
+                    let iv = OffsetInterval::around(s.offset, s.error_bound());
+                    match constraint {
+                        Some(c) if iv.hi < c.lo || c.hi < iv.lo => {
+                            outcomes[i] = Outcome::Failed;
+                            sources[i].verdict = Verdict::Falseticker;
+                            sources[i].reason = format!(
+                                "offset {:+.6} s is outside the HTTPS Date constraint ({:+.3} s .. {:+.3} s)",
+                                s.offset.as_secs_f64(),
+                                c.lo.as_secs_f64(),
+                                c.hi.as_secs_f64()
+                            );
+                        }
+                        _ => {
+                            outcomes[i] = Outcome::Reply(iv);
+                            sources[i].sample = Some(s);
+                        }
+                    }
                 }
                 Err(f) => {
                     outcomes[i] = Outcome::Failed;
@@ -571,7 +648,90 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         min_agree,
         elapsed: started.elapsed(),
         chain_violations,
+        constraints,
+        bootstrap_from,
     }
+}
+
+/// Asks every HTTPS Date URL at once; returns each result and the intersection of the good
+/// ones (`None` when there are none, or when they contradict each other).
+async fn https_constraints(
+    opts: &SyncOptions,
+    clock: &Arc<dyn LocalClock>,
+) -> (
+    Vec<(String, Result<OffsetInterval, String>)>,
+    Option<OffsetInterval>,
+) {
+    let mut results = Vec::new();
+    #[cfg(feature = "tls")]
+    {
+        use trusttime_tls::{bootstrap_interval, BootstrapVerifier, DEFAULT_HORIZON};
+        let interval = opts
+            .bootstrap
+            .unwrap_or_else(|| bootstrap_interval(opts.client.floor, DEFAULT_HORIZON));
+        let roots: Vec<_> = opts
+            .ca
+            .iter()
+            .cloned()
+            .map(rustls_pki_types::CertificateDer::from)
+            .collect();
+        let mut set = JoinSet::new();
+        for (k, url) in opts.https_date.iter().enumerate() {
+            let (url, clock, roots, timeout) =
+                (url.clone(), Arc::clone(clock), roots.clone(), opts.timeout);
+            set.spawn(async move {
+                let r = async {
+                    let spec: crate::https_date::HttpsDateSpec = url.parse()?;
+                    let verifier = Arc::new(
+                        BootstrapVerifier::new(roots, interval)
+                            .map_err(|e| format!("trust anchors: {e}"))?,
+                    );
+                    crate::https_date::query(&spec, verifier, &clock, timeout)
+                        .await
+                        .map(|c| c.offset)
+                }
+                .await;
+                (k, url, r)
+            });
+        }
+        while let Some(j) = set.join_next().await {
+            if let Ok(r) = j {
+                results.push(r);
+            }
+        }
+        results.sort_by_key(|r| r.0);
+    }
+    #[cfg(not(feature = "tls"))]
+    for (k, url) in opts.https_date.iter().enumerate() {
+        results.push((
+            k,
+            url.clone(),
+            Err("this build has no TLS (feature `tls`)".to_owned()),
+        ));
+    }
+    let _ = clock;
+    let mut meet: Option<OffsetInterval> = None;
+    let mut contradiction = false;
+    for (_, _, r) in &results {
+        if let Ok(iv) = r {
+            meet = match meet {
+                None => Some(*iv),
+                Some(m) if m.lo <= iv.hi && iv.lo <= m.hi => Some(OffsetInterval {
+                    lo: m.lo.max(iv.lo),
+                    hi: m.hi.min(iv.hi),
+                }),
+                Some(m) => {
+                    contradiction = true;
+                    Some(m)
+                }
+            };
+        }
+    }
+    if contradiction {
+        tracing::warn!("HTTPS Date constraints contradict each other; none is applied");
+        meet = None;
+    }
+    (results.into_iter().map(|(_, u, r)| (u, r)).collect(), meet)
 }
 
 /// The verdict on a source outside the group that decided.

@@ -435,3 +435,111 @@ fn daemon_prefers_nts_names_the_shifted_ntp_source_and_gates_tls_on_authenticati
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn https_date_constraint_rules_out_a_shifted_ntp_server() {
+    let honest = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_h) = chronyd_server(honest, None, &[]) else {
+        return;
+    };
+    let upstream = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_u) = chronyd_server(upstream, None, &[]) else {
+        return;
+    };
+    let shifted = SocketAddr::from(([127, 0, 0, 8], upstream.port()));
+    udp_proxy(shifted, upstream, shift_ntp_reply_by_a_day);
+    let dir = everyday_certs();
+    let port = free_port();
+    let Some(_w) = trusttime_test_support::python_https_server(dir.path(), port, None) else {
+        return;
+    };
+    let mut args = vec![
+        "--server".to_owned(),
+        honest.to_string(),
+        "--server".into(),
+        shifted.to_string(),
+        "--https-date".into(),
+        format!("https://localhost:{port}/"),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    let c = &v["constraints"][0];
+    assert!(c["error"].is_null(), "{v}");
+    // The Date header has one-second resolution: the constraint is about a second wide.
+    let (lo, hi) = (
+        c["offset_lo_s"].as_f64().unwrap(),
+        c["offset_hi_s"].as_f64().unwrap(),
+    );
+    assert!(lo <= 0.0 && 0.0 <= hi && hi - lo < 1.5, "{v}");
+    assert_eq!(v["sources"][0]["verdict"], "agreed", "{v}");
+    assert_eq!(v["sources"][1]["verdict"], "falseticker", "{v}");
+    assert!(
+        v["sources"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("HTTPS Date constraint"),
+        "{v}"
+    );
+    assert!(offset(&v).abs() < 0.01, "{v}");
+
+    // A server whose certificate the device does not trust gives no constraint.
+    let other = everyday_certs();
+    let mut args = vec![
+        "--server".to_owned(),
+        honest.to_string(),
+        "--https-date".into(),
+        format!("https://localhost:{port}/"),
+    ];
+    args.extend(ca_args(other.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        v["constraints"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("TLS handshake"),
+        "{v}"
+    );
+}
+
+#[test]
+fn roughtime_vouches_for_certificates_when_the_floor_is_too_old() {
+    // A device whose floor is from 2000: its bootstrap interval [2000, 2005] cannot vouch
+    // for a certificate issued last month, so NTS-KE alone fails ...
+    let dir = everyday_certs();
+    let Some((_p, ke)) = nts_server([127, 0, 0, 1], None, dir.path(), None) else {
+        return;
+    };
+    let floor = ["--floor".to_owned(), "2000-01-01T00:00:00Z".to_owned()];
+    let mut args = vec!["--nts".to_owned(), ke.clone()];
+    args.extend(floor.clone());
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 1, "{v}");
+    let reason = v["sources"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("bootstrap horizon") || reason.contains("latest time accepted"),
+        "{reason}"
+    );
+    assert_eq!(v["bootstrap"], "floor");
+
+    // ... but with a Roughtime server beside it (no certificate needed), the certificate is
+    // checked against Roughtime's interval, and NTS succeeds.
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some((_r, key)) = roughenough_server(addr, None, SEED_A) else {
+        return;
+    };
+    args.extend(["--roughtime".to_owned(), format!("{addr}={key}")]);
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["bootstrap"], "roughtime", "{v}");
+    assert_eq!(v["authenticated"], true);
+    let nts = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "nts")
+        .unwrap();
+    assert_eq!(nts["verdict"], "agreed", "{v}");
+}

@@ -172,6 +172,9 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if !c.https_date.is_empty() {
+                println!("  https-date:    {}", c.https_date.join(", "));
+            }
             if !c.raw.clock.require_authenticated.is_empty() {
                 println!(
                     "  authenticated time required for: {}",

@@ -50,8 +50,13 @@ pub struct Args {
     /// are asked as a chain, each nonce derived from the previous response.
     #[arg(long = "roughtime", value_name = "HOST:PORT=PUBKEY")]
     pub roughtime: Vec<crate::roughtime::RoughtimeSpec>,
-    /// Extra trust anchors (PEM) for NTS-KE certificates, added to none: when given, only
-    /// these roots are trusted; otherwise the Mozilla roots.
+    /// An HTTPS URL whose Date header (from a server whose certificate verifies) constrains
+    /// every answer: a source outside it is a falseticker. Coarse (about a second) but hard
+    /// to forge without the server's key. Repeatable.
+    #[arg(long = "https-date", value_name = "URL")]
+    pub https_date: Vec<String>,
+    /// Trust anchors (PEM) for NTS-KE and HTTPS Date certificates: when given, only these
+    /// roots are trusted; otherwise the Mozilla roots.
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<std::path::PathBuf>,
     /// NTP Pool zone used when no --server is given.
@@ -83,6 +88,7 @@ pub async fn run(args: Args) -> ExitCode {
     let mut opts = SyncOptions::new(servers);
     opts.nts = args.nts;
     opts.roughtime = args.roughtime;
+    opts.https_date = args.https_date;
     for path in &args.ca {
         match crate::sync::read_pem_certificates(path) {
             Ok(mut ders) => opts.ca.append(&mut ders),
@@ -183,6 +189,11 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
         "warning": warning(r),
         "error": error,
         "chain_violations": r.chain_violations,
+        "bootstrap": r.bootstrap_from,
+        "constraints": r.constraints.iter().map(|(url, c)| match c {
+            Ok(iv) => json!({"url": url, "offset_lo_s": secs(iv.lo), "offset_hi_s": secs(iv.hi)}),
+            Err(e) => json!({"url": url, "error": e}),
+        }).collect::<Vec<_>>(),
         "sources": sources,
     })
 }
@@ -250,6 +261,21 @@ pub fn to_text(r: &SyncReport) -> String {
             s.kind.as_str(),
             s.reason
         );
+    }
+    for (url, c) in &r.constraints {
+        match c {
+            Ok(iv) => {
+                let _ = writeln!(
+                    o,
+                    "constraint     {url}: offset {:+.3} s .. {:+.3} s",
+                    secs(iv.lo),
+                    secs(iv.hi)
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(o, "constraint     {url}: none ({e})");
+            }
+        }
     }
     for v in &r.chain_violations {
         let _ = writeln!(o, "proof          {v}");
