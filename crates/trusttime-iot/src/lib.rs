@@ -43,14 +43,26 @@ pub struct MqttTls {
     pub servername: Option<String>,
     /// MQTT client ID (AWS IoT: usually the thing name).
     pub client_id: String,
-    /// The device certificate chain.
+    /// The device certificate chain (empty: no client certificate, as for SigV4 WebSockets).
     pub cert_chain: Vec<CertificateDer<'static>>,
-    /// The device key.
-    pub key: PrivateKeyDer<'static>,
+    /// The device key (with `cert_chain`).
+    pub key: Option<PrivateKeyDer<'static>>,
     /// Root CAs for the broker (AWS: the Amazon Root CAs).
     pub roots: Vec<CertificateDer<'static>>,
     /// ALPN protocol, if any.
     pub alpn: Option<Vec<u8>>,
+    /// MQTT over WebSocket with a SigV4-presigned URL instead of MQTT over TLS.
+    pub websocket: Option<WebSocket>,
+}
+
+/// MQTT over WebSocket (`wss://ENDPOINT[:PORT]/mqtt`), the URL presigned with SigV4 at the
+/// trusted time, as AWS IoT Core accepts it.
+#[derive(Debug, Clone)]
+pub struct WebSocket {
+    /// AWS region of the endpoint.
+    pub region: String,
+    /// Credentials to sign with.
+    pub credentials: sigv4::AwsCredentials,
 }
 
 /// Why nothing was published.
@@ -127,7 +139,7 @@ pub fn client_config(
     let name = ServerName::try_from(name)
         .map_err(|e| ConnectError::Config(format!("server name: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_details(
+    let config = rustls::ClientConfig::builder_with_details(
         provider,
         Arc::new(TrustedTimeProvider::new(clock, policy.max_error)),
     )
@@ -137,9 +149,18 @@ pub fn client_config(
     .with_custom_certificate_verifier(Arc::new(NameOverride {
         inner: verifier,
         name,
-    }))
-    .with_client_auth_cert(m.cert_chain.clone(), m.key.clone_key())
-    .map_err(|e| ConnectError::Config(format!("device certificate or key: {e}")))?;
+    }));
+    let mut config = match (&m.key, m.cert_chain.is_empty()) {
+        (Some(key), false) => config
+            .with_client_auth_cert(m.cert_chain.clone(), key.clone_key())
+            .map_err(|e| ConnectError::Config(format!("device certificate or key: {e}")))?,
+        (None, true) => config.with_no_client_auth(),
+        _ => {
+            return Err(ConnectError::Config(
+                "give both a device certificate and its key, or neither".into(),
+            ))
+        }
+    };
     if let Some(a) = &m.alpn {
         config.alpn_protocols = vec![a.clone()];
     }
@@ -186,11 +207,43 @@ pub async fn publish_once(
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), ConnectError> {
-    require_trusted(clock.as_ref(), Purpose::Tls)?;
-    let tls = client_config(clock, Purpose::Tls, m)?;
-    let mut opts = MqttOptions::new(m.client_id.clone(), m.endpoint.clone(), m.port);
+    let purpose = if m.websocket.is_some() {
+        Purpose::SigV4
+    } else {
+        Purpose::Tls
+    };
+    require_trusted(clock.as_ref(), purpose)?;
+    let tls = client_config(Arc::clone(&clock), purpose, m)?;
+    let mut opts = match &m.websocket {
+        None => {
+            let mut o = MqttOptions::new(m.client_id.clone(), m.endpoint.clone(), m.port);
+            o.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
+            o
+        }
+        Some(ws) => {
+            // Signed at the trusted time, never the raw system clock.
+            let url = sigv4::iot_websocket_url_on_port(
+                &m.endpoint,
+                m.port,
+                &ws.region,
+                &ws.credentials,
+                clock.as_ref(),
+            )?;
+            let signed_at = url
+                .split(['?', '&'])
+                .find_map(|kv| kv.strip_prefix("X-Amz-Date="))
+                .unwrap_or("?")
+                .to_owned();
+            tracing::info!(
+                x_amz_date = %signed_at,
+                "WebSocket URL presigned with SigV4 at the trusted time"
+            );
+            let mut o = MqttOptions::new(m.client_id.clone(), url, m.port);
+            o.set_transport(Transport::Wss(TlsConfiguration::Rustls(tls)));
+            o
+        }
+    };
     opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
     let (client, mut events) = AsyncClient::new(opts, 10);
     let work = async {
         let mut published = false;

@@ -129,6 +129,20 @@ pub fn iot_websocket_url(
     creds: &AwsCredentials,
     clock: &dyn TrustedClock,
 ) -> Result<String, ConnectError> {
+    iot_websocket_url_on_port(endpoint, 443, region, creds, clock)
+}
+
+/// [`iot_websocket_url`] for a port other than 443 (the port is part of the signed host).
+///
+/// # Errors
+/// As [`iot_websocket_url`].
+pub fn iot_websocket_url_on_port(
+    endpoint: &str,
+    port: u16,
+    region: &str,
+    creds: &AwsCredentials,
+    clock: &dyn TrustedClock,
+) -> Result<String, ConnectError> {
     let r = clock.read();
     let budget = Purpose::SigV4.default_max_error();
     if !r.is_trusted_within(budget) {
@@ -144,7 +158,11 @@ pub fn iot_websocket_url(
         )));
     }
     let at = to_system(r.trusted.interval.midpoint());
-    let url = format!("https://{endpoint}/mqtt");
+    let url = if port == 443 {
+        format!("https://{endpoint}/mqtt")
+    } else {
+        format!("https://{endpoint}:{port}/mqtt")
+    };
     let p = Presign {
         url: &url,
         region,

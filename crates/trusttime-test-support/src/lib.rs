@@ -399,6 +399,10 @@ pub struct Broker {
     pub tls_port: u16,
     /// The plain listener.
     pub plain_port: u16,
+    /// The MQTT-over-WebSocket listener with TLS (no client certificate required). Debian's
+    /// mosquitto 2.0 starts a websockets listener only beside a normal one, and binds it to
+    /// an interface (`lo`), not an address.
+    pub ws_port: u16,
     log: PathBuf,
 }
 
@@ -419,7 +423,7 @@ pub fn mosquitto_tls(dir: &Path, faketime: Option<&str>) -> Option<Broker> {
         &["/usr/sbin/mosquitto"],
         "apt-get install mosquitto",
     )?;
-    let (tls_port, plain_port) = (free_port(), free_port());
+    let (tls_port, plain_port, ws_port) = (free_port(), free_port(), free_port());
     let conf = dir.join("mosquitto.conf");
     let log = dir.join("broker.log");
     std::fs::write(
@@ -428,7 +432,9 @@ pub fn mosquitto_tls(dir: &Path, faketime: Option<&str>) -> Option<Broker> {
             "user root\nper_listener_settings true\npersistence false\nlog_dest file {log}\nlog_type all\n\
              listener {tls_port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
              cafile {d}/root.pem\ncertfile {d}/chain.pem\nkeyfile {d}/key.pem\n\
-             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+             listener {plain_port} 127.0.0.1\nallow_anonymous true\n\
+             listener {ws_port}\nprotocol websockets\nbind_interface lo\nallow_anonymous true\n\
+             certfile {d}/chain.pem\nkeyfile {d}/key.pem\n",
             d = dir.display(),
             log = log.display()
         ),
@@ -446,10 +452,15 @@ pub fn mosquitto_tls(dir: &Path, faketime: Option<&str>) -> Option<Broker> {
         SocketAddr::from(([127, 0, 0, 1], plain_port)),
         Duration::from_secs(10),
     );
+    wait_for_tcp(
+        SocketAddr::from(([127, 0, 0, 1], ws_port)),
+        Duration::from_secs(10),
+    );
     Some(Broker {
         _peer: peer,
         tls_port,
         plain_port,
+        ws_port,
         log,
     })
 }

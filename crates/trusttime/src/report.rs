@@ -49,9 +49,12 @@ fn tls_transport(cfg: &ReportConfig, handle: &StatusHandle) -> Result<Option<Tra
         servername: cfg.servername.clone(),
         client_id: cfg.client_id.clone(),
         cert_chain: read(cert)?,
-        key: PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?,
+        key: Some(
+            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?,
+        ),
         roots: read(ca)?,
         alpn: (cfg.port == 443).then(|| trusttime_iot::ALPN_AWS_MQTT.to_vec()),
+        websocket: None,
     };
     let config = trusttime_iot::client_config(Arc::new(handle.clone()), Purpose::Tls, &m)
         .map_err(|e| e.to_string())?;

@@ -333,3 +333,126 @@ fn daemon_reports_clock_health_to_the_broker() {
         daemon.log_text()
     );
 }
+
+/// MQTT over WebSocket with TLS against mosquitto's websockets listener: the URL carries a
+/// SigV4 signature made at the trusted time (mosquitto ignores it), not at the device's
+/// clock, which here is a day behind.
+#[test]
+fn websocket_url_is_signed_at_trusted_time_and_the_message_arrives() {
+    let Some(sub) = peer_or_skip(
+        "mosquitto_sub",
+        &["/usr/bin/mosquitto_sub"],
+        "apt-get install mosquitto-clients",
+    ) else {
+        return;
+    };
+    let now = unix_now();
+    let chain = make_chain(
+        "localhost",
+        (now - 400 * 86_400, now + 3650 * 86_400),
+        None,
+        (now - 86_400, now + 30 * 86_400),
+    );
+    let dir = TempDir::new().unwrap();
+    write_pem(&chain, dir.path()).unwrap();
+    let Some(broker) = mosquitto_tls(dir.path(), None) else {
+        return;
+    };
+    let ntp = SocketAddr::from(([127, 0, 0, 83], free_port()));
+    let Some(_c) = chronyd_server(ntp, None, &[]) else {
+        return;
+    };
+    let subscriber = Command::new(sub)
+        .args(["-h", "127.0.0.1", "-p", &broker.plain_port.to_string()])
+        .args(["-t", "devices/ws/hello", "-C", "1", "-W", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker.log_text().contains("Received SUBSCRIBE") {
+        assert!(Instant::now() < deadline, "{}", broker.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = |env_creds: bool| {
+        let mut cmd = no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), Some("-86400"));
+        cmd.args(["connect", "--endpoint", "localhost", "--port"])
+            .arg(broker.ws_port.to_string())
+            .args([
+                "--websocket",
+                "--region",
+                "eu-west-1",
+                "--client-id",
+                "ws-device",
+            ])
+            .arg("--ca")
+            .arg(dir.path().join("root.pem"))
+            .args(["--ntp-server", &ntp.to_string()])
+            .args(["--publish", "devices/ws/hello", "over a signed websocket"])
+            .args(["--timeout", "10s", "--retries", "0"])
+            .env("RUST_LOG", "info")
+            .env_remove("AWS_SESSION_TOKEN");
+        if env_creds {
+            cmd.env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE").env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            );
+        } else {
+            cmd.env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+
+    let (code, out, err) = run(true);
+    assert_eq!(code, Some(0), "{out}\n{err}\nbroker: {}", broker.log_text());
+    let got = subscriber.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        "over a signed websocket"
+    );
+    // The signature's date is the trusted (true) time, not the device clock a day behind.
+    // The log may be coloured: drop ANSI escape sequences first.
+    let mut plain = String::new();
+    let mut in_escape = false;
+    for c in err.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    let date = plain
+        .split("x_amz_date=")
+        .nth(1)
+        .map(|s| s.chars().take(16).collect::<String>())
+        .unwrap_or_else(|| panic!("no X-Amz-Date logged: {err}"));
+    let d = date.as_bytes();
+    assert!(d.len() == 16 && d[8] == b'T', "{date}");
+    let rfc = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &date[0..4],
+        &date[4..6],
+        &date[6..8],
+        &date[9..11],
+        &date[11..13],
+        &date[13..15]
+    );
+    let signed = trusttime_core::UnixTime::parse_rfc3339(&rfc)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (signed - unix_now()).abs() < 120,
+        "signed at {date}, now is {}",
+        unix_now()
+    );
+}

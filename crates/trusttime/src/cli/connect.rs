@@ -27,11 +27,19 @@ pub const EXIT_NOT_TRUSTED: u8 = 3;
 /// checked against the trusted interval; the device presents --cert/--key (mutual TLS).
 /// On port 443 the ALPN protocol x-amzn-mqtt-ca is offered, as AWS IoT Core expects.
 ///
+/// With --websocket, MQTT runs over a WebSocket (wss://ENDPOINT/mqtt) whose URL is presigned
+/// with AWS SigV4 at the trusted time, never the raw system clock; the credentials come from
+/// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN. SigV4 needs the time within
+/// minutes: signing is refused while the uncertainty exceeds 5 minutes.
+///
 /// Exit status: 0 published, 1 connection failed, 2 usage error, 3 time not trusted.
 ///
-/// Example:
+/// Examples:
 ///   trusttime connect --endpoint abc123-ats.iot.eu-west-1.amazonaws.com --client-id dev42 \
 ///     --cert dev42.pem --key dev42.key --ca AmazonRootCA1.pem --publish devices/dev42/hello hi
+///   trusttime connect --endpoint abc123-ats.iot.eu-west-1.amazonaws.com --port 443 \
+///     --websocket --region eu-west-1 --client-id dev42 --ca AmazonRootCA1.pem \
+///     --publish devices/dev42/hello hi
 #[derive(Debug, ClapArgs)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -47,12 +55,18 @@ pub struct Args {
     /// MQTT client ID.
     #[arg(long, value_name = "ID")]
     pub client_id: String,
-    /// Device certificate (PEM).
+    /// Device certificate (PEM); required for MQTT over TLS, not used with --websocket.
     #[arg(long, value_name = "FILE")]
-    pub cert: PathBuf,
-    /// Device private key (PEM).
+    pub cert: Option<PathBuf>,
+    /// Device private key (PEM), with --cert.
     #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
+    pub key: Option<PathBuf>,
+    /// MQTT over WebSocket with a SigV4-presigned URL (credentials from the AWS_* variables).
+    #[arg(long, requires = "region")]
+    pub websocket: bool,
+    /// AWS region of the endpoint, for SigV4 (with --websocket).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
     /// Root CA(s) for the broker (PEM).
     #[arg(long, value_name = "FILE")]
     pub ca: PathBuf,
@@ -89,19 +103,46 @@ pub async fn run(args: Args) -> ExitCode {
     let certs = |p: &PathBuf| {
         CertificateDer::pem_file_iter(p).and_then(|it| it.collect::<Result<Vec<_>, _>>())
     };
-    let cert_chain = match certs(&args.cert) {
-        Ok(v) if !v.is_empty() => v,
-        Ok(_) => return usage(format!("{} holds no certificate", args.cert.display())),
-        Err(e) => return usage(format!("cannot read {}: {e}", args.cert.display())),
+    let cert_chain = match &args.cert {
+        None if args.websocket => Vec::new(),
+        None => return usage("--cert and --key are required for MQTT over TLS".into()),
+        Some(path) => match certs(path) {
+            Ok(v) if !v.is_empty() => v,
+            Ok(_) => return usage(format!("{} holds no certificate", path.display())),
+            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
+        },
     };
     let roots = match certs(&args.ca) {
         Ok(v) if !v.is_empty() => v,
         Ok(_) => return usage(format!("{} holds no certificate", args.ca.display())),
         Err(e) => return usage(format!("cannot read {}: {e}", args.ca.display())),
     };
-    let key = match PrivateKeyDer::from_pem_file(&args.key) {
-        Ok(k) => k,
-        Err(e) => return usage(format!("cannot read the key {}: {e}", args.key.display())),
+    let key = match &args.key {
+        None if cert_chain.is_empty() => None,
+        None => return usage("--key is required with --cert".into()),
+        Some(path) => match PrivateKeyDer::from_pem_file(path) {
+            Ok(k) => Some(k),
+            Err(e) => return usage(format!("cannot read the key {}: {e}", path.display())),
+        },
+    };
+    let websocket = if args.websocket {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        else {
+            return usage(
+                "--websocket signs with SigV4: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)".into(),
+            );
+        };
+        Some(trusttime_iot::WebSocket {
+            region: args.region.clone().unwrap_or_default(),
+            credentials: trusttime_iot::sigv4::AwsCredentials {
+                access_key_id: id,
+                secret_access_key: secret,
+                session_token: var("AWS_SESSION_TOKEN"),
+            },
+        })
+    } else {
+        None
     };
     let (topic, message) = match args.publish.as_slice() {
         [t, m] => (t.clone(), m.clone()),
@@ -158,7 +199,8 @@ pub async fn run(args: Args) -> ExitCode {
         cert_chain,
         key,
         roots,
-        alpn: (args.port == 443).then(|| ALPN_AWS_MQTT.to_vec()),
+        alpn: (args.port == 443 && websocket.is_none()).then(|| ALPN_AWS_MQTT.to_vec()),
+        websocket,
     };
     let backoff = Backoff::new(args.backoff, args.backoff_cap);
     match publish_with_retries(
