@@ -456,3 +456,47 @@ fn websocket_url_is_signed_at_trusted_time_and_the_message_arrives() {
         unix_now()
     );
 }
+
+/// A handshake that fails on the certificate's dates is not retried blindly: `connect`
+/// re-syncs once, and when the time does not change, says the certificate is at fault.
+#[test]
+fn certificate_failure_triggers_one_resync_not_a_retry_loop() {
+    let now = unix_now();
+    let chain = make_chain(
+        BROKER,
+        (now - 400 * 86_400, now + 3650 * 86_400),
+        None,
+        (now + 3000, now + 30 * 86_400),
+    );
+    let dir = TempDir::new().unwrap();
+    write_pem(&chain, dir.path()).unwrap();
+    let Some(broker) = mosquitto_tls(dir.path(), None) else {
+        return;
+    };
+    let ntp = SocketAddr::from(([127, 0, 0, 84], free_port()));
+    let Some(_c) = chronyd_server(ntp, None, &[]) else {
+        return;
+    };
+    let d = dir.path();
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args(["connect", "--endpoint", "127.0.0.1", "--port"])
+        .arg(broker.tls_port.to_string())
+        .args(["--servername", BROKER, "--client-id", "device-43"])
+        .arg("--cert")
+        .arg(d.join("client.pem"))
+        .arg("--key")
+        .arg(d.join("client-key.pem"))
+        .arg("--ca")
+        .arg(d.join("root.pem"))
+        .args(["--ntp-server", &ntp.to_string(), "--retries", "5"])
+        .args(["--publish", "devices/43/hello", "x", "--timeout", "5s"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("X509_V_ERR_CERT_NOT_YET_VALID"), "{err}");
+    assert!(err.contains("re-syncing"), "{err}");
+    assert!(err.contains("the certificate, not the clock"), "{err}");
+    // Not retried 5 times: one attempt before the re-sync (none after, the time was the same).
+    assert_eq!(err.matches("retrying").count(), 0, "{err}");
+}

@@ -203,17 +203,48 @@ pub async fn run(args: Args) -> ExitCode {
         websocket,
     };
     let backoff = Backoff::new(args.backoff, args.backoff_cap);
-    match publish_with_retries(
-        &m,
-        clock,
-        &topic,
-        message.into_bytes(),
-        args.timeout,
-        args.retries,
-        backoff,
-    )
-    .await
-    {
+    let attempt = |clock: Arc<SharedClock>| {
+        publish_with_retries(
+            &m,
+            clock,
+            &topic,
+            message.clone().into_bytes(),
+            args.timeout,
+            args.retries,
+            backoff,
+        )
+    };
+    let mut result = attempt(Arc::clone(&clock)).await;
+    // A TLS failure the clock may explain is not retried blindly: sync again (once), and try
+    // again only if the new time differs from the one the handshake was judged by.
+    if let Err(e @ ConnectError::Connection(_)) = &result {
+        if trusttime_iot::is_time_or_certificate_failure(e) && !args.ntp_servers.is_empty() {
+            eprintln!("warning: {e}");
+            eprintln!("re-syncing before trying again: the failure may be the clock's");
+            let offset = |r: ClockReading| r.trusted.interval.midpoint() - r.device;
+            let before = offset(clock.read());
+            let report = sync(
+                &SyncOptions::new(args.ntp_servers.clone()),
+                Arc::new(SystemClock),
+            )
+            .await;
+            if let Ok(c) = report.result {
+                clock.update(TrustedTime {
+                    interval: c.interval,
+                    provenance: Provenance::Ntp,
+                });
+                let after = offset(clock.read());
+                if (after - before).abs() > trusttime_core::SignedDuration::from_secs(1) {
+                    result = attempt(Arc::clone(&clock)).await;
+                } else {
+                    eprintln!(
+                        "the time did not change: the certificate, not the clock, is at fault"
+                    );
+                }
+            }
+        }
+    }
+    match result {
         Ok(()) => {
             println!("published to {topic} on {}:{}", args.endpoint, args.port);
             ExitCode::from(EXIT_OK)
