@@ -561,6 +561,8 @@ impl Daemon {
             self.observe_only,
         );
         let mut burst_left = 3u8;
+        // NTS cookies carry over between polls: one key exchange per eight polls, not per poll.
+        let nts_cache: crate::sync::NtsCache = Arc::default();
         let mut notified = false;
         // Persist after the first consensus, then at most every 10 minutes: the interval
         // carried forward from a slightly older save is still honest (it only widens), and
@@ -610,6 +612,7 @@ impl Daemon {
                     order
                 };
                 opts.ca.clone_from(&nts_ca);
+                opts.nts_cache = Some(Arc::clone(&nts_cache));
                 opts.https_date.clone_from(&self.config.https_date);
                 opts.min_agree = Some(1);
                 opts.wait_for_all = true;

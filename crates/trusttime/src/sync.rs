@@ -201,6 +201,9 @@ pub struct SyncOptions {
     /// The interval certificates are checked against before the time is known; `None` means
     /// `[floor, floor + 5 years]`.
     pub bootstrap: Option<TimeInterval>,
+    /// NTS sessions kept between syncs (the daemon's): a source with cookies left skips
+    /// NTS-KE. `None`: every sync runs NTS-KE.
+    pub nts_cache: Option<NtsCache>,
     /// Sources that must agree; `None` means [`default_min_agree`].
     pub min_agree: Option<u8>,
     /// Give up on sources that have not answered after this long.
@@ -222,6 +225,7 @@ impl SyncOptions {
             roughtime: Vec::new(),
             https_date: Vec::new(),
             ca: Vec::new(),
+            nts_cache: None,
             bootstrap: None,
             min_agree: None,
             timeout: Duration::from_secs(5),
@@ -498,7 +502,9 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         let (tx, clock, spec, cfg) = (tx.clone(), Arc::clone(&clock), spec.clone(), opts.client);
         match kind {
             SourceKind::Ntp => {
-                tasks.spawn(async move { run_source(i, spec, cfg, clock, None, tx).await });
+                tasks.spawn(async move {
+                    run_source(i, spec, cfg, clock, None, tx).await;
+                });
             }
             SourceKind::Nts => {
                 let setup = nts_setup(opts);
@@ -817,6 +823,20 @@ pub fn read_pem_certificates(_: &std::path::Path) -> Result<Vec<Vec<u8>>, String
     Err("this build has no TLS (feature `tls`), which NTS needs".into())
 }
 
+/// NTS sessions by NTS-KE server, kept between syncs.
+pub type NtsCache = Arc<std::sync::Mutex<std::collections::HashMap<String, CachedNts>>>;
+
+/// An NTS session with cookies left, and what its key exchange said.
+#[derive(Clone, Debug)]
+pub struct CachedNts {
+    /// Keys and cookies.
+    pub session: NtsSession,
+    /// The NTP server the key exchange named.
+    pub ntp: ServerSpec,
+    /// The validity window of the NTS-KE server's certificate chain.
+    pub window: Option<TimeInterval>,
+}
+
 /// What an NTS source needs before its key exchange.
 #[derive(Clone, Debug)]
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
@@ -824,6 +844,7 @@ struct NtsSetup {
     ca: Vec<Vec<u8>>,
     bootstrap: Option<TimeInterval>,
     timeout: Duration,
+    cache: Option<NtsCache>,
 }
 
 fn nts_setup(opts: &SyncOptions) -> NtsSetup {
@@ -831,6 +852,7 @@ fn nts_setup(opts: &SyncOptions) -> NtsSetup {
         ca: opts.ca.clone(),
         bootstrap: opts.bootstrap,
         timeout: opts.timeout,
+        cache: opts.nts_cache.clone(),
     }
 }
 
@@ -861,7 +883,78 @@ async fn run_nts_source(
     setup: NtsSetup,
     tx: mpsc::Sender<Event>,
 ) {
-    use trusttime_tls::{bootstrap_interval, confirm, BootstrapVerifier, DEFAULT_HORIZON};
+    use trusttime_tls::confirm;
+    let key = spec.to_string();
+    let cached = setup
+        .cache
+        .as_ref()
+        .and_then(|c| c.lock().ok()?.remove(&key))
+        .filter(|c| c.session.cookies() > 0);
+    let ke = match cached {
+        Some(c) => {
+            tracing::debug!(server = %spec, cookies = c.session.cookies(), "NTS: reusing cookies, no key exchange");
+            c
+        }
+        None => match nts_key_exchange(i, &spec, cfg, setup.clone(), &tx).await {
+            Some(c) => c,
+            None => return,
+        },
+    };
+    let (tx2, mut rx2) = mpsc::channel(16);
+    let forward = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            while let Some(ev) = rx2.recv().await {
+                match ev {
+                    Event::Done(_, r) => last = Some(r),
+                    other => {
+                        let _ = tx.send(other).await;
+                    }
+                }
+            }
+            last
+        })
+    };
+    let session = run_source(i, ke.ntp.clone(), cfg, clock, Some(ke.session), tx2).await;
+    let Ok(Some(result)) = forward.await else {
+        return;
+    };
+    // The certificate that vouched for the keys must have been valid at the time obtained.
+    if let (Ok(sample), Some(window)) = (&result, ke.window) {
+        if let Err(why) = confirm(window, &sample.interval_at_receipt()) {
+            let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;
+            return;
+        }
+    }
+    // Keep the session for the next sync while it answers and has cookies left.
+    if let (Ok(_), Some(session), Some(cache)) = (&result, session, &setup.cache) {
+        if session.cookies() > 0 {
+            if let Ok(mut c) = cache.lock() {
+                c.insert(
+                    key,
+                    CachedNts {
+                        session,
+                        ntp: ke.ntp.clone(),
+                        window: ke.window,
+                    },
+                );
+            }
+        }
+    }
+    let _ = tx.send(Event::Done(i, result)).await;
+}
+
+/// NTS-KE for one source; failures are reported on `tx`.
+#[cfg(feature = "tls")]
+async fn nts_key_exchange(
+    i: usize,
+    spec: &ServerSpec,
+    cfg: ClientConfig,
+    setup: NtsSetup,
+    tx: &mpsc::Sender<Event>,
+) -> Option<CachedNts> {
+    use trusttime_tls::{bootstrap_interval, BootstrapVerifier, DEFAULT_HORIZON};
     let interval = setup
         .bootstrap
         .unwrap_or_else(|| bootstrap_interval(cfg.floor, DEFAULT_HORIZON));
@@ -880,45 +973,22 @@ async fn run_nts_source(
                     format!("trust anchors: {e}"),
                 ))
                 .await;
-            return;
+            return None;
         }
     };
-    let ke = match crate::nts::key_exchange(&spec, verifier, setup.timeout).await {
+    let ke = match crate::nts::key_exchange(spec, verifier, setup.timeout).await {
         Ok(k) => k,
         Err(why) => {
             let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;
-            return;
+            return None;
         }
     };
     tracing::debug!(server = %spec, ntp = %ke.ntp, cookies = ke.session.cookies(), "NTS-KE done");
-    let (tx2, mut rx2) = mpsc::channel(16);
-    let forward = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut last = None;
-            while let Some(ev) = rx2.recv().await {
-                match ev {
-                    Event::Done(_, r) => last = Some(r),
-                    other => {
-                        let _ = tx.send(other).await;
-                    }
-                }
-            }
-            last
-        })
-    };
-    run_source(i, ke.ntp.clone(), cfg, clock, Some(ke.session), tx2).await;
-    let Ok(Some(result)) = forward.await else {
-        return;
-    };
-    // The certificate that vouched for the keys must have been valid at the time obtained.
-    if let (Ok(sample), Some(window)) = (&result, ke.window) {
-        if let Err(why) = confirm(window, &sample.interval_at_receipt()) {
-            let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;
-            return;
-        }
-    }
-    let _ = tx.send(Event::Done(i, result)).await;
+    Some(CachedNts {
+        session: ke.session,
+        ntp: ke.ntp,
+        window: ke.window,
+    })
 }
 
 async fn run_source(
@@ -928,7 +998,7 @@ async fn run_source(
     clock: Arc<dyn LocalClock>,
     mut nts: Option<NtsSession>,
     tx: mpsc::Sender<Event>,
-) {
+) -> Option<NtsSession> {
     let literal = spec
         .host
         .parse::<std::net::IpAddr>()
@@ -946,12 +1016,12 @@ async fn run_source(
                             format!("DNS: no address for {}", spec.host),
                         ))
                         .await;
-                    return;
+                    return None;
                 }
             },
             Err(e) => {
                 let _ = tx.send(Event::Unreachable(i, format!("DNS: {e}"))).await;
-                return;
+                return None;
             }
         },
     };
@@ -970,14 +1040,14 @@ async fn run_source(
                     format!("cannot open a UDP socket: {e}"),
                 ))
                 .await;
-            return;
+            return None;
         }
     };
     if let Err(e) = sock.connect(addr).await {
         let _ = tx
             .send(Event::Unreachable(i, format!("cannot reach {addr}: {e}")))
             .await;
-        return;
+        return None;
     }
     let mut client = NtpClient::new(cfg);
     let mut out = [0u8; 48];
@@ -1004,7 +1074,7 @@ async fn run_source(
                             let _ = tx
                                 .send(Event::Failed(i, Verdict::Invalid, format!("NTS: {e}")))
                                 .await;
-                            return;
+                            return None;
                         }
                     }
                 }
@@ -1030,7 +1100,7 @@ async fn run_source(
                                 Ok(()) => {}
                                 Err(e @ trusttime_core::nts::NtsError::Nak) => {
                                     let _ = tx.send(Event::Failed(i, Verdict::Invalid, format!("NTS: {e}"))).await;
-                                    return;
+                                    return None;
                                 }
                                 Err(trusttime_core::nts::NtsError::NotRequested) => continue,
                                 Err(e) => {
@@ -1059,6 +1129,7 @@ async fn run_source(
     if let Some(r) = client.result() {
         let _ = tx.send(Event::Done(i, r)).await;
     }
+    nts
 }
 
 #[cfg(test)]

@@ -358,7 +358,9 @@ fn daemon_prefers_nts_names_the_shifted_ntp_source_and_gates_tls_on_authenticati
 
     let mut cmd =
         trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
-    cmd.args(["daemon", "--config"]).arg(&config);
+    cmd.args(["daemon", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "trusttime=debug");
     let daemon = Peer::spawn("trusttime-daemon-nts", cmd, None);
     let out = daemon_cli(&["wait", "--for", "tls", "--timeout", "5s"], &config);
     assert!(
@@ -386,6 +388,22 @@ fn daemon_prefers_nts_names_the_shifted_ntp_source_and_gates_tls_on_authenticati
     let nts = list.iter().find(|s| s["kind"] == "nts").unwrap();
     assert_eq!(ntp["verdict"], "falseticker", "{src}");
     assert_eq!(nts["verdict"], "agreed", "{src}");
+    // The next poll (2 s later at min-poll 1) reuses the cookies: no second key exchange.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !daemon.log_text().contains("reusing cookies") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        daemon.log_text().matches("NTS-KE done").count(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
     drop(daemon);
 
     // Only the shifted plain NTP source, but TLS requires authenticated time: the config is
