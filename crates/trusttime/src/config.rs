@@ -179,6 +179,9 @@ pub enum SourceConfig {
         address: String,
         /// The server's Ed25519 public key, hex or base64.
         public_key: String,
+        /// `draft` (default) or `google`.
+        #[serde(default)]
+        protocol: Option<String>,
     },
 }
 
@@ -418,10 +421,15 @@ impl Config {
                 SourceConfig::Roughtime {
                     address,
                     public_key,
+                    protocol,
                 } => {
-                    let r: RoughtimeSpec = format!("{address}={public_key}")
+                    let mut r: RoughtimeSpec = format!("{address}={public_key}")
                         .parse()
                         .map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                    if let Some(p) = protocol {
+                        r.version = crate::roughtime::parse_protocol(p)
+                            .map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                    }
                     sources.push(Source {
                         kind: SourceKind::Roughtime,
                         spec: r.server.clone(),

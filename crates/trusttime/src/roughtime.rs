@@ -45,6 +45,20 @@ pub struct BadRoughtimeSpec {
     why: String,
 }
 
+/// The Roughtime wire format by name: `draft` or `google`.
+///
+/// # Errors
+/// For any other name.
+pub fn parse_protocol(s: &str) -> Result<Version, String> {
+    match s {
+        "draft" => Ok(Version::Draft),
+        "google" => Ok(Version::Google),
+        other => Err(format!(
+            "unknown Roughtime protocol `{other}` (expected draft or google)"
+        )),
+    }
+}
+
 /// Decodes a 32-byte key from hex or base64.
 ///
 /// # Errors

@@ -245,6 +245,16 @@ fn roughtime_against_roughenough() {
     assert_eq!(v["sources"][0]["kind"], "roughtime");
     assert_eq!(v["sources"][0]["verdict"], "agreed");
 
+    // The same server in the original Google format.
+    let (code, v) = sync_json(&[
+        "--roughtime".into(),
+        format!("{addr}={key}"),
+        "--roughtime-protocol".into(),
+        "google".into(),
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert!((offset(&v) - 3600.0).abs() < 6.0, "{v}");
+
     // The wrong key: every reply fails verification.
     let wrong = format!(
         "{}{}",

@@ -50,6 +50,11 @@ pub struct Args {
     /// are asked as a chain, each nonce derived from the previous response.
     #[arg(long = "roughtime", value_name = "HOST:PORT=PUBKEY")]
     pub roughtime: Vec<crate::roughtime::RoughtimeSpec>,
+    /// The Roughtime wire format for every --roughtime: `draft` (IETF
+    /// draft-ietf-ntp-roughtime-14) or `google` (the original protocol, which older servers
+    /// still speak).
+    #[arg(long, value_name = "PROTOCOL", default_value = "draft", value_parser = parse_rt_protocol)]
+    pub roughtime_protocol: trusttime_core::roughtime::Version,
     /// An HTTPS URL whose Date header (from a server whose certificate verifies) constrains
     /// every answer: a source outside it is a falseticker. Coarse (about a second) but hard
     /// to forge without the server's key. Repeatable.
@@ -88,6 +93,9 @@ pub async fn run(args: Args) -> ExitCode {
     let mut opts = SyncOptions::new(servers);
     opts.nts = args.nts;
     opts.roughtime = args.roughtime;
+    for r in &mut opts.roughtime {
+        r.version = args.roughtime_protocol;
+    }
     opts.https_date = args.https_date;
     for path in &args.ca {
         match crate::sync::read_pem_certificates(path) {
@@ -303,6 +311,10 @@ fn warning(r: &SyncReport) -> Option<String> {
         ),
         _ => Some("plain NTP is unauthenticated: an attacker on the network path can shift this time".into()),
     }
+}
+
+fn parse_rt_protocol(s: &str) -> Result<trusttime_core::roughtime::Version, String> {
+    crate::roughtime::parse_protocol(s)
 }
 
 fn parse_nts(s: &str) -> Result<ServerSpec, String> {
