@@ -130,6 +130,7 @@ async fn fetch(
     let tcp = TcpStream::connect((spec.host.as_str(), spec.port))
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", spec.url))?;
+    let _ = tcp.set_nodelay(true);
     let mut tls = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await

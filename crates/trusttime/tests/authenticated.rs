@@ -265,6 +265,7 @@ fn roughtime_against_roughenough() {
     let (code, v) = sync_json(&["--roughtime".into(), format!("{addr}={wrong}")]);
     assert_eq!(code, 1, "{v}");
     assert_ne!(v["sources"][0]["verdict"], "agreed", "{v}");
+    assert!(v["provenance"].is_null() && v["offset_s"].is_null(), "{v}");
 }
 
 #[test]

@@ -193,7 +193,11 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
         "min_agree": r.min_agree,
         "elapsed_ms": r.elapsed.as_secs_f64() * 1e3,
         "authenticated": authenticated,
-        "provenance": if authenticated { "authenticated" } else { "ntp" },
+        "provenance": match (&r.result, authenticated) {
+            (Ok(_), true) => Some("authenticated"),
+            (Ok(_), false) => Some("ntp"),
+            (Err(_), _) => None,
+        },
         "warning": warning(r),
         "error": error,
         "chain_violations": r.chain_violations,
@@ -306,10 +310,11 @@ fn warning(r: &SyncReport) -> Option<String> {
             "{disagree} unauthenticated source(s) disagree with the authenticated consensus: something may be shifting plain NTP on the network path"
         )),
         Ok(c) if c.authenticated => None,
-        _ if r.sources.iter().any(|s| s.kind.is_authenticated()) => Some(
+        Err(_) => None,
+        Ok(_) if r.sources.iter().any(|s| s.kind.is_authenticated()) => Some(
             "no authenticated source answered: this time rests on plain NTP, which an attacker on the network path can shift".into(),
         ),
-        _ => Some("plain NTP is unauthenticated: an attacker on the network path can shift this time".into()),
+        Ok(_) => Some("plain NTP is unauthenticated: an attacker on the network path can shift this time".into()),
     }
 }
 
