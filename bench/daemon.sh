@@ -73,18 +73,22 @@ t1=$(now_ns)
 CH_READY_MS=$(( (t1 - t0) / 1000000 ))
 
 sleep "$DURATION"
-stat_of() { # pid -> "hwm_kib cpu_ms"
-  local hwm ticks
+stat_of() { # pid -> "hwm_kib cpu_ms anon_kib pss_kib"
+  local hwm ticks anon pss
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$1/status")
+  # Private memory (heap, stacks, data written): what the process itself costs, beside the
+  # file-backed pages of its binary and shared libraries that VmHWM also counts.
+  anon=$(awk '/RssAnon/ {print $2}' "/proc/$1/status")
+  pss=$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")
   ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
-  echo "$hwm $(( ticks * 1000 / $(getconf CLK_TCK) ))"
+  echo "$hwm $(( ticks * 1000 / $(getconf CLK_TCK) )) $anon $pss"
 }
-read -r TT_HWM TT_CPU < <(stat_of $TTPID)
-read -r CH_HWM CH_CPU < <(stat_of $CHPID)
+read -r TT_HWM TT_CPU TT_ANON TT_PSS < <(stat_of $TTPID)
+read -r CH_HWM CH_CPU CH_ANON CH_PSS < <(stat_of $CHPID)
 REQS=$("$TT" sources --json --config "$WORK/tt.toml" | python3 -c 'import json,sys; print(sum(s["requests"] for s in json.load(sys.stdin)["sources"]))')
-echo "| daemon | start to trusted, ms | peak RSS, KiB | CPU over ${DURATION} s, ms |"
-echo "|---|---:|---:|---:|"
-echo "| trusttime daemon (observe-only) | $TT_READY_MS | $TT_HWM | $TT_CPU |"
-echo "| chronyd -x (client, minsources 2) | $CH_READY_MS | $CH_HWM | $CH_CPU |"
+echo "| daemon | start to trusted, ms | peak RSS, KiB | private (RssAnon), KiB | PSS, KiB | CPU over ${DURATION} s, ms |"
+echo "|---|---:|---:|---:|---:|---:|"
+echo "| trusttime daemon (observe-only) | $TT_READY_MS | $TT_HWM | $TT_ANON | $TT_PSS | $TT_CPU |"
+echo "| chronyd -x (client, minsources 2) | $CH_READY_MS | $CH_HWM | $CH_ANON | $CH_PSS | $CH_CPU |"
 echo
-echo "poll interval 2^$MINPOLL s; trusttime sent $REQS exchanges in ${DURATION} s; RSS ratio $(awk -v a=$TT_HWM -v b=$CH_HWM 'BEGIN{printf "%.2f", a/b}')"
+echo "poll interval 2^$MINPOLL s; trusttime sent $REQS exchanges in ${DURATION} s; RSS ratio $(awk -v a=$TT_HWM -v b=$CH_HWM 'BEGIN{printf "%.2f", a/b}'); private memory ratio $(awk -v a=$TT_ANON -v b=$CH_ANON 'BEGIN{printf "%.2f", a/b}')"

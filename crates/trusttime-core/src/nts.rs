@@ -82,6 +82,11 @@ pub mod field {
     pub const AUTHENTICATOR: u16 = 0x0404;
 }
 
+/// The longest NTS reply accepted (a UDP payload); longer than plain NTP's limit, since eight
+/// cookies of the largest size do not fit in 1024 bytes. After [`NtsSession::open_reply`],
+/// give the NTP client the 48-byte header alone.
+pub const MAX_REPLY_LEN: usize = 65_507;
+
 /// Length of the unique identifier this client sends.
 pub const UNIQUE_ID_LEN: usize = 32;
 /// Length of the AES-SIV nonce this client sends.
@@ -601,8 +606,14 @@ impl NtsSession {
         let Some(uid) = self.pending else {
             return Err(NtsError::NotRequested);
         };
-        let (p, ext) = NtpPacket::parse(bytes).map_err(|_| NtsError::MalformedFields)?;
-        let mut fields = ExtensionFields::new(ext);
+        // NTS replies may exceed the plain-NTP datagram limit (eight large cookies): parse the
+        // header alone, then every extension field up to the largest UDP payload.
+        if bytes.len() > MAX_REPLY_LEN {
+            return Err(NtsError::MalformedFields);
+        }
+        let header = bytes.get(..HEADER_LEN).ok_or(NtsError::MalformedFields)?;
+        let (p, _) = NtpPacket::parse(header).map_err(|_| NtsError::MalformedFields)?;
+        let mut fields = ExtensionFields::new(&bytes[HEADER_LEN..]);
         let mut uid_seen = false;
         let mut auth = None;
         loop {
@@ -944,6 +955,31 @@ mod tests {
         // The same reply again: no request outstanding.
         assert_eq!(s.open_reply(&rep[..m]), Err(NtsError::NotRequested));
         assert_eq!(s.auth_failures(), 0);
+    }
+
+    #[test]
+    fn a_reply_longer_than_a_plain_ntp_datagram_opens() {
+        let mut s = session(1);
+        let (req, n) = request(&mut s);
+        let (_, ext) = NtpPacket::parse(&req[..n]).unwrap();
+        let uid = ExtensionFields::new(ext)
+            .flatten()
+            .find(|f| f.field_type == field::UNIQUE_ID)
+            .unwrap()
+            .value;
+        let mut b = [0u8; 4096];
+        b[..48].copy_from_slice(&GOLDEN_REPLY_FOR_TESTS);
+        let mut m = 48;
+        m += write_extension_field(&mut b[m..], field::UNIQUE_ID, uid).unwrap();
+        let mut plain = [0u8; 2048];
+        let mut p = 0;
+        for i in 0..8u8 {
+            p += write_extension_field(&mut plain[p..], field::COOKIE, &[i; 200]).unwrap();
+        }
+        let m = append_authenticator(&keys().s2c, &[3; NONCE_LEN], &plain[..p], &mut b, m).unwrap();
+        assert!(m > crate::ntp::MAX_DATAGRAM, "{m}");
+        assert_eq!(s.open_reply(&b[..m]), Ok(()));
+        assert_eq!(s.cookies(), 8);
     }
 
     #[test]

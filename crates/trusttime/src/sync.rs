@@ -1052,7 +1052,7 @@ async fn run_source(
     let mut client = NtpClient::new(cfg);
     let mut out = [0u8; 48];
     let mut wire = [0u8; 1500];
-    let mut buf = [0u8; 1500];
+    let mut buf = vec![0u8; if nts.is_some() { 65_536 } else { 1500 }];
     loop {
         let now = clock.now();
         client.handle_timeout(now);
@@ -1109,7 +1109,10 @@ async fn run_source(
                                 }
                             }
                         }
-                        if let Err(rej) = client.handle_datagram(now, &buf[..len]) {
+                        // An authenticated NTS reply may exceed the plain-NTP size limit: the
+                        // NTP client judges its header.
+                        let datagram = if nts.is_some() { &buf[..len.min(48)] } else { &buf[..len] };
+                        if let Err(rej) = client.handle_datagram(now, datagram) {
                             if !client.is_done() {
                                 let _ = tx.send(Event::Ignored(i, rej)).await;
                             }
