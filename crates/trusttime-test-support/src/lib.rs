@@ -62,6 +62,42 @@ pub fn chronyd_path() -> Option<PathBuf> {
     )
 }
 
+/// chronyd 4.6, built from Debian's source tarball by `scripts/install-peers`: it can send
+/// Kiss-o'-Death RATE (`ratelimit ... kod`), which Debian 12's chronyd 4.3 cannot.
+pub fn chronyd_kod_path() -> Option<PathBuf> {
+    let peers = peers_dir().join("chrony-4.6/chronyd");
+    let peers = peers.to_string_lossy().into_owned();
+    peer_or_skip(
+        "chronyd 4.6",
+        &[peers.as_str()],
+        "scripts/install-peers builds it from Debian's chrony 4.6.1 source",
+    )
+}
+
+/// Starts chronyd 4.6 as an NTP server at `addr` that rate-limits every client and answers
+/// some of the excess with Kiss-o'-Death RATE (`ratelimit interval 0 burst 1 kod 1`).
+pub fn chronyd_kod_server(addr: SocketAddr) -> Option<Peer> {
+    let chronyd = chronyd_kod_path()?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = no_clock_command(&chronyd, None);
+    cmd.args(["-x", "-d", "-f", "/dev/null"])
+        .arg(format!("port {}", addr.port()))
+        .arg(format!("bindaddress {}", addr.ip()))
+        .arg("local stratum 1")
+        .arg("allow 127.0.0.0/8")
+        .arg("cmdport 0")
+        .arg("bindcmdaddress /")
+        .arg("ratelimit interval 0 burst 1 leak 4 kod 1")
+        .arg(format!(
+            "pidfile {}",
+            dir.path().join("chronyd.pid").display()
+        ))
+        .arg(format!("driftfile {}", dir.path().join("drift").display()));
+    let peer = Peer::spawn(&format!("chronyd-4.6-{addr}"), cmd, Some(dir));
+    wait_for_ntp(addr, Duration::from_secs(10));
+    Some(peer)
+}
+
 /// The folder where `scripts/install-peers` unpacks peers (`$TRUSTTIME_PEERS_DIR`, default
 /// `target/peers` under the workspace root).
 pub fn peers_dir() -> PathBuf {

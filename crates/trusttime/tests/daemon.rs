@@ -253,3 +253,52 @@ fn validate_config_names_the_mistake() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// chronyd 4.6 rate-limits the daemon (`ratelimit interval 0 burst 1 kod 1`: one response per
+/// second, some of the excess answered with Kiss-o'-Death RATE). The daemon, started polling
+/// every 0.25 s, obeys: the poll interval doubles on each RATE until it is no faster than the
+/// server allows, and `sources` names the kiss code.
+#[test]
+fn kiss_o_death_rate_from_chronyd_makes_the_daemon_back_off() {
+    let addr = SocketAddr::from(([127, 0, 0, 44], free_port()));
+    let Some(_server) = trusttime_test_support::chronyd_kod_server(addr) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[addr], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "min-poll = 1\nmax-poll = 3\n",
+        "min-poll = -2\nmax-poll = 4\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = start_daemon(&config);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !dir.path().join("control.sock").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let src = loop {
+        let v = cli_json(&["sources"], &config);
+        let s = v["sources"][0].clone();
+        if s["kiss_code"] == "RATE" && s["poll"].as_i64().unwrap() >= 0 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no back-off after RATE: {v}\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // From 2^-2 s up to at least 2^0 s: the server's one response per second.
+    assert!(src["poll"].as_i64().unwrap() >= 0, "{src}");
+    assert!(
+        src["reason"].as_str().unwrap_or_default().contains("RATE")
+            || daemon.log_text().contains("RATE"),
+        "{src}"
+    );
+}
