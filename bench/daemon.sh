@@ -5,7 +5,8 @@
 # client with the same poll settings (-x: never steers the clock), and the time from start to
 # trusted/first selection. Runs both side by side in the same run.
 #
-# Usage: DURATION=600 bench/daemon.sh        (LEAN=1: the --no-default-features build)
+# Usage: DURATION=600 bench/daemon.sh   (LEAN=1: the --no-default-features build; MUSL=1: the
+#        same, static with musl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-600}"; MINPOLL="${MINPOLL:--2}"
@@ -13,8 +14,14 @@ FAKE=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 CHRONYD="${TRUSTTIME_CHRONYD:-$(pwd)/target/peers/chrony/usr/sbin/chronyd}"
 NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
 PORT=${PORT:-32123}
-# LEAN=1 measures the build without optional features (tls, web, mqtt).
-if [ "${LEAN:-0}" = 1 ]; then
+# LEAN=1 measures the build without optional features (tls, web, mqtt); MUSL=1 the same
+# build linked statically against musl (what a small device would ship).
+if [ "${MUSL:-0}" = 1 ]; then
+  rustup target list --installed | grep -q x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+  cargo build --release --locked -q -p trusttime --no-default-features \
+    --target x86_64-unknown-linux-musl --target-dir target/musl
+  TT=$(pwd)/target/musl/x86_64-unknown-linux-musl/release/trusttime
+elif [ "${LEAN:-0}" = 1 ]; then
   cargo build --release --locked -q -p trusttime --no-default-features --target-dir target/lean
   TT=$(pwd)/target/lean/release/trusttime
 else

@@ -130,7 +130,8 @@ impl ClockControl for LinuxClock {
         let now = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
         let to = now + i128::from(by.as_nanos());
         let new = libc::timespec {
-            tv_sec: (to.div_euclid(1_000_000_000)) as libc::time_t,
+            // `as _`: the field's own type (64-bit time_t on every 64-bit libc, glibc or musl).
+            tv_sec: (to.div_euclid(1_000_000_000)) as _,
             tv_nsec: (to.rem_euclid(1_000_000_000)) as libc::c_long,
         };
         // SAFETY: new is a valid timespec; the kernel checks permissions.
@@ -143,8 +144,8 @@ impl ClockControl for LinuxClock {
     fn slew(&self, by: SignedDuration) -> io::Result<()> {
         let us = by.as_nanos() / 1000;
         let tv = libc::timeval {
-            tv_sec: (us.div_euclid(1_000_000)) as libc::time_t,
-            tv_usec: (us.rem_euclid(1_000_000)) as libc::suseconds_t,
+            tv_sec: (us.div_euclid(1_000_000)) as _,
+            tv_usec: (us.rem_euclid(1_000_000)) as _,
         };
         // SAFETY: tv is a valid timeval; the old-delta pointer may be null.
         if unsafe { libc::adjtime(&tv, std::ptr::null_mut()) } != 0 {
