@@ -27,10 +27,20 @@ OFFSET=600; PORT=${PORT:-31323}; KEPORT=$((PORT + 1)); RTPORT=$((PORT + 2))
 NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
 FAKED=(env LD_PRELOAD=$FAKE FAKETIME="+$OFFSET" DONT_FAKE_MONOTONIC=1)
 
-cargo build --release --locked -q -p trusttime
+# MUSL=1: the static device build with NTS (`--no-default-features --features tls`, musl;
+# ring's C code needs musl-gcc: apt-get install musl-tools).
+if [ "${MUSL:-0}" = 1 ]; then
+  rustup target list --installed | grep -q x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+  CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked -q -p trusttime \
+    --no-default-features --features tls --target x86_64-unknown-linux-musl --target-dir target/musl-tls
+  BUILT=target/musl-tls/x86_64-unknown-linux-musl/release/trusttime
+else
+  cargo build --release --locked -q -p trusttime
+  BUILT=target/release/trusttime
+fi
 WORK=$(mktemp -d); PIDS=()
 # A copy, so that another build in the same tree during the run cannot swap the binary.
-TT=$WORK/trusttime; cp target/release/trusttime "$TT"
+TT=$WORK/trusttime; cp "$BUILT" "$TT"
 cleanup() { # the servers write their dump files on exit: wait for them before removing WORK
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
