@@ -47,16 +47,15 @@ pub struct BootstrapVerifier {
 }
 
 impl BootstrapVerifier {
-    /// Trusting `roots` (when empty, the Mozilla roots of `webpki-roots`), for time known to
-    /// lie in `interval`.
+    /// Trusting the Mozilla roots of `webpki-roots` plus the extra trust anchors `roots`, for
+    /// time known to lie in `interval`.
     ///
     /// # Errors
     /// When a root cannot be used.
     pub fn new(roots: Vec<CertificateDer<'static>>, interval: TimeInterval) -> Result<Self, Error> {
-        let mut store = RootCertStore::empty();
-        if roots.is_empty() {
-            store.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
-        }
+        let mut store = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
         for r in &roots {
             store.add(r.clone())?;
         }

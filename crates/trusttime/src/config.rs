@@ -227,7 +227,8 @@ pub struct ClockConfig {
     /// connections are refused.
     #[serde(default)]
     pub require_authenticated: Vec<String>,
-    /// Trust anchors (PEM) for NTS-KE certificates; the Mozilla roots when absent.
+    /// Extra trust anchors (PEM) for NTS-KE and HTTPS Date certificates, beside the Mozilla
+    /// roots.
     #[serde(default)]
     pub trust_anchors: Option<PathBuf>,
 }

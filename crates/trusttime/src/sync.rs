@@ -196,7 +196,7 @@ pub struct SyncOptions {
     /// HTTPS URLs whose `Date` header constrains every answer (OpenNTPD's constraints):
     /// a source outside the constraint is a falseticker.
     pub https_date: Vec<String>,
-    /// Extra trust anchors (DER) for NTS-KE and HTTPS Date; when empty, the Mozilla roots.
+    /// Extra trust anchors (DER) for NTS-KE and HTTPS Date, beside the Mozilla roots.
     pub ca: Vec<Vec<u8>>,
     /// The interval certificates are checked against before the time is known; `None` means
     /// `[floor, floor + 5 years]`.

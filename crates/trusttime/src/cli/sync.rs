@@ -60,8 +60,8 @@ pub struct Args {
     /// to forge without the server's key. Repeatable.
     #[arg(long = "https-date", value_name = "URL")]
     pub https_date: Vec<String>,
-    /// Trust anchors (PEM) for NTS-KE and HTTPS Date certificates: when given, only these
-    /// roots are trusted; otherwise the Mozilla roots.
+    /// Extra trust anchors (PEM) for NTS-KE and HTTPS Date certificates, trusted beside the
+    /// Mozilla roots (e.g. your own CA). Repeatable.
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<std::path::PathBuf>,
     /// NTP Pool zone used when no --server is given.
