@@ -78,24 +78,14 @@ pub fn chronyd_kod_path() -> Option<PathBuf> {
 /// some of the excess with Kiss-o'-Death RATE (`ratelimit interval 0 burst 1 kod 1`).
 pub fn chronyd_kod_server(addr: SocketAddr) -> Option<Peer> {
     let chronyd = chronyd_kod_path()?;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = no_clock_command(&chronyd, None);
-    cmd.args(["-x", "-d", "-f", "/dev/null"])
-        .arg(format!("port {}", addr.port()))
-        .arg(format!("bindaddress {}", addr.ip()))
-        .arg("local stratum 1")
-        .arg("allow 127.0.0.0/8")
-        .arg("cmdport 0")
-        .arg("bindcmdaddress /")
-        .arg("ratelimit interval 0 burst 1 leak 4 kod 1")
-        .arg(format!(
-            "pidfile {}",
-            dir.path().join("chronyd.pid").display()
-        ))
-        .arg(format!("driftfile {}", dir.path().join("drift").display()));
-    let peer = Peer::spawn(&format!("chronyd-4.6-{addr}"), cmd, Some(dir));
-    wait_for_ntp(addr, Duration::from_secs(10));
-    Some(peer)
+    let rate = ["ratelimit interval 0 burst 1 leak 4 kod 1".to_owned()];
+    Some(chronyd_server_with(
+        &chronyd,
+        "chronyd-4.6",
+        addr,
+        None,
+        &rate,
+    ))
 }
 
 /// The folder where `scripts/install-peers` unpacks peers (`$TRUSTTIME_PEERS_DIR`, default
@@ -236,8 +226,21 @@ pub fn no_clock_command(program: &Path, faketime: Option<&str>) -> Command {
 /// peers may be skipped and chronyd is missing.
 pub fn chronyd_server(addr: SocketAddr, faketime: Option<&str>, extra: &[String]) -> Option<Peer> {
     let chronyd = chronyd_path()?;
+    Some(chronyd_server_with(
+        &chronyd, "chronyd", addr, faketime, extra,
+    ))
+}
+
+/// chronyd `binary` as a stratum-1 server at `addr` (see [`chronyd_server`]).
+fn chronyd_server_with(
+    binary: &Path,
+    name: &str,
+    addr: SocketAddr,
+    faketime: Option<&str>,
+    extra: &[String],
+) -> Peer {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = no_clock_command(&chronyd, faketime);
+    let mut cmd = no_clock_command(binary, faketime);
     cmd.args(["-x", "-d", "-u", "root", "-f", "/dev/null"])
         .arg(format!("port {}", addr.port()))
         .arg(format!("bindaddress {}", addr.ip()))
@@ -253,9 +256,9 @@ pub fn chronyd_server(addr: SocketAddr, faketime: Option<&str>, extra: &[String]
     for e in extra {
         cmd.arg(e);
     }
-    let peer = Peer::spawn(&format!("chronyd-{addr}"), cmd, Some(dir));
+    let peer = Peer::spawn(&format!("{name}-{addr}"), cmd, Some(dir));
     wait_for_ntp(addr, Duration::from_secs(10));
-    Some(peer)
+    peer
 }
 
 /// Waits until something answers an NTP client request at `addr`.
