@@ -49,34 +49,34 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands. Each one's help (`trusttime CMD --help`) is the doc of its `Args`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Offline demo on loopback: three servers, one lying, and a device at the floor.
+    // Offline demo on loopback: three servers, one lying, and a device at the floor.
     Demo(demo::Args),
-    /// Ask several NTP servers at once and print the time the majority agrees on.
+    // Ask several NTP servers at once and print the time the majority agrees on.
     Sync(sync::Args),
-    /// Serve NTP from this machine's clock (optionally shifted).
+    // Serve NTP from this machine's clock (optionally shifted).
     Serve(serve::Args),
-    /// Fetch a server's certificate chain and judge it by trusted time, with a diagnosis.
+    // Fetch a server's certificate chain and judge it by trusted time, with a diagnosis.
     #[cfg(feature = "tls")]
     Check(check::Args),
-    /// Run the time daemon (see `trusttime daemon --help`).
+    // Run the time daemon (see `trusttime daemon --help`).
     Daemon(daemon::DaemonArgs),
-    /// Check a config file.
+    // Check a config file.
     ValidateConfig(daemon::ValidateArgs),
-    /// Show the daemon's trusted time and state.
+    // Show the daemon's trusted time and state.
     Status(daemon::StatusArgs),
     /// Show the daemon's sources and their verdicts.
     Sources(daemon::StatusArgs),
-    /// Block until the daemon's time is trusted (exit 0) or time out (exit 1).
+    // Block until the daemon's time is trusted (exit 0) or time out (exit 1).
     Wait(daemon::WaitArgs),
-    /// Set the daemon's time by hand (authenticated by the control socket's permissions).
+    // Set the daemon's time by hand (authenticated by the control socket's permissions).
     Set(daemon::SetArgs),
-    /// The local web page for setting the time: `trusttime web pairing-code`.
+    // The local web page for setting the time: `trusttime web pairing-code`.
     #[cfg(feature = "web")]
     Web(daemon::WebArgs),
-    /// Connect to an MQTT broker (AWS IoT Core) over TLS once the time is trusted, and publish.
+    // Connect to an MQTT broker (AWS IoT Core) over TLS once the time is trusted, and publish.
     #[cfg(feature = "mqtt")]
     Connect(connect::Args),
 }
@@ -140,4 +140,36 @@ fn init_tracing(filter: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `trusttime CMD --help` teaches: each command's long help (with its examples and exit
+    /// status) comes from its `Args` doc, not a one-line summary.
+    #[test]
+    fn long_help_keeps_examples_and_exit_status() {
+        let mut cli = super::Cli::command();
+        let mut with_examples = Vec::new();
+        for sub in cli.get_subcommands_mut() {
+            let name = sub.get_name().to_owned();
+            let help = sub.render_long_help().to_string();
+            if help.contains("Example") {
+                with_examples.push(name.clone());
+            }
+            if ["sync", "serve", "wait", "set"].contains(&name.as_str()) {
+                assert!(help.contains("Example"), "{name}: {help}");
+            }
+        }
+        assert!(with_examples.len() >= 4, "{with_examples:?}");
+        let sync = cli
+            .find_subcommand_mut("sync")
+            .map(|c| c.render_long_help().to_string());
+        let sync = sync.unwrap_or_default();
+        assert!(
+            sync.contains("Exit status") && sync.contains("--nts"),
+            "{sync}"
+        );
+    }
 }
