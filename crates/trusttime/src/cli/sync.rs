@@ -58,7 +58,7 @@ pub struct Args {
     /// An HTTPS URL whose Date header (from a server whose certificate verifies) constrains
     /// every answer: a source outside it is a falseticker. Coarse (about a second) but hard
     /// to forge without the server's key. Repeatable.
-    #[arg(long = "https-date", value_name = "URL")]
+    #[arg(long = "https-date", value_name = "URL", value_parser = parse_https_url)]
     pub https_date: Vec<String>,
     /// Extra trust anchors (PEM) for NTS-KE and HTTPS Date certificates, trusted beside the
     /// Mozilla roots (e.g. your own CA). Repeatable.
@@ -312,10 +312,21 @@ fn warning(r: &SyncReport) -> Option<String> {
         Ok(c) if c.authenticated => None,
         Err(_) => None,
         Ok(_) if r.sources.iter().any(|s| s.kind.is_authenticated()) => Some(
-            "no authenticated source answered: this time rests on plain NTP, which an attacker on the network path can shift".into(),
+            "the authenticated sources reached no consensus (see their reasons): this time rests on plain NTP, which an attacker on the network path can shift".into(),
         ),
         Ok(_) => Some("plain NTP is unauthenticated: an attacker on the network path can shift this time".into()),
     }
+}
+
+#[cfg(feature = "tls")]
+fn parse_https_url(s: &str) -> Result<String, String> {
+    s.parse::<crate::https_date::HttpsDateSpec>()
+        .map(|_| s.to_owned())
+}
+
+#[cfg(not(feature = "tls"))]
+fn parse_https_url(_: &str) -> Result<String, String> {
+    Err("--https-date needs TLS, which this build does not have (feature `tls`)".into())
 }
 
 fn parse_rt_protocol(s: &str) -> Result<trusttime_core::roughtime::Version, String> {
