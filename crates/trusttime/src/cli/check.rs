@@ -17,7 +17,8 @@ use trusttime_core::{
     floor, Human, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime,
 };
 use trusttime_tls::{
-    chain_info, ClockReading, FixedClock, Policy, TrustedTimeVerifier, UndeterminedPolicy, Verdict,
+    accepts_undetermined, ClockReading, FixedClock, Policy, TrustedTimeVerifier,
+    UndeterminedPolicy, Verdict,
 };
 
 use super::EXIT_USAGE;
@@ -58,14 +59,17 @@ pub struct Args {
     /// The name to verify (SNI and certificate name); default: HOST.
     #[arg(long, value_name = "NAME")]
     pub servername: Option<String>,
-    /// PEM file with the root certificates to trust (default: the Mozilla roots built in).
+    /// PEM file with the root certificates to trust. They replace the Mozilla roots built in
+    /// (default), as a device's own trust store would, and as `connect --ca` does; `sync --ca`
+    /// instead adds anchors beside the built-in roots. Each root's own validity is checked.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Judge at this time (RFC 3339) instead of syncing.
     #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time, conflicts_with = "no_sync")]
     pub at: Option<UnixTime>,
-    /// Uncertainty of --at (e.g. 30m).
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::duration::parse_signed, requires = "at")]
+    /// Uncertainty of --at (e.g. 30m; not negative): the time is judged over
+    /// [at - uncertainty, at + uncertainty].
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_uncertainty, requires = "at")]
     pub uncertainty: SignedDuration,
     /// Do not sync: judge by the device clock, which is untrusted.
     #[arg(long)]
@@ -80,7 +84,8 @@ pub struct Args {
     /// Maximum error of trusted time for the verdict.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::duration::parse)]
     pub max_error: Duration,
-    /// Accept a chain whose validity starts or ends inside the trusted interval.
+    /// Accept (exit 0) a chain that is valid for part of the trusted interval only (a validity
+    /// period starts or ends inside it); the output says that it was accepted and why.
     #[arg(long)]
     pub accept_undetermined: bool,
     /// Connection timeout.
@@ -89,6 +94,17 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A non-negative duration for --uncertainty.
+fn parse_uncertainty(s: &str) -> Result<SignedDuration, String> {
+    let d = crate::duration::parse_signed(s).map_err(|e| e.to_string())?;
+    if d.is_negative() {
+        return Err(format!(
+            "`{s}` is negative: an uncertainty is a half-width, 0s or more"
+        ));
+    }
+    Ok(d)
 }
 
 /// Records the chain the server sends, then stops the handshake: the judging happens offline.
@@ -300,19 +316,32 @@ pub async fn run(args: Args) -> ExitCode {
             if args.json {
                 println!(
                     "{}",
-                    json!({ "server": server.to_string(), "error": e, "verdict": null })
+                    json!({ "server": server.to_string(), "error": e, "verdict": null, "exit_code": EXIT_NETWORK })
                 );
             }
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_NETWORK);
         }
         Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({ "server": server.to_string(), "error": e.to_string(), "verdict": null, "exit_code": EXIT_NETWORK })
+                );
+            }
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_NETWORK);
         }
     };
     let diagnosis = verifier.diagnose_at(&leaf, &inter, &name, reading);
-    let chain = chain_info(&leaf, &inter, verifier.roots()).unwrap_or_default();
+    // The path judged, then what the server sent that is not on it.
+    let chain: Vec<_> = diagnosis
+        .chain
+        .iter()
+        .chain(diagnosis.also_sent.iter())
+        .cloned()
+        .collect();
+    let accepted = accepts_undetermined(&diagnosis, policy);
     let judge_at = if reading.is_trusted_within(policy.max_error) {
         reading.trusted.interval.midpoint()
     } else {
@@ -321,12 +350,7 @@ pub async fn run(args: Args) -> ExitCode {
     let code = match diagnosis.verdict {
         Verdict::Valid => EXIT_VALID,
         Verdict::Invalid => EXIT_INVALID,
-        Verdict::Undetermined
-            if args.accept_undetermined
-                && diagnosis.finding == trusttime_tls::Finding::Straddles =>
-        {
-            EXIT_VALID
-        }
+        Verdict::Undetermined if accepted => EXIT_VALID,
         Verdict::Undetermined => EXIT_UNDETERMINED,
     };
     let trusted = reading.is_trusted_within(policy.max_error);
@@ -341,7 +365,9 @@ pub async fn run(args: Args) -> ExitCode {
                     "issuer": c.issuer,
                     "not_before": c.not_before.to_string(),
                     "not_after": c.not_after.to_string(),
-                    "expires_in_s": (c.not_after - judge_at).as_secs(),
+                    "no_expiry": c.not_after.is_no_expiry(),
+                    "expires_in_s": (!c.not_after.is_no_expiry())
+                        .then(|| c.not_after.as_secs().saturating_sub(judge_at.as_secs())),
                 })
             })
             .collect();
@@ -349,6 +375,7 @@ pub async fn run(args: Args) -> ExitCode {
             "server": server.to_string(),
             "servername": name_str,
             "verdict": diagnosis.verdict,
+            "accepted_undetermined": accepted,
             "exit_code": code,
             "time": {
                 "device": reading.device.to_string(),
@@ -383,13 +410,20 @@ pub async fn run(args: Args) -> ExitCode {
         }
         println!("chain");
         for c in &chain {
-            let left = c.not_after - judge_at;
-            let expiry = if left.is_negative() {
+            let left =
+                SignedDuration::from_secs(c.not_after.as_secs().saturating_sub(judge_at.as_secs()));
+            let expiry = if c.not_after.is_no_expiry() {
+                "no expiry date".to_owned()
+            } else if left.is_negative() {
                 format!("expired {} ago", Human(left))
             } else {
                 format!("expires in {}", Human(left))
             };
-            println!("  {:<32} {}", c.role.to_string(), c.subject);
+            let role = match c.role {
+                trusttime_tls::CertRole::Sent(_) => format!("{} (not used)", c.role),
+                r => r.to_string(),
+            };
+            println!("  {role:<32} {}", c.subject);
             println!("  {:<32} issuer {}", "", c.issuer);
             println!(
                 "  {:<32} valid {} .. {} ({expiry})",
@@ -403,6 +437,11 @@ pub async fn run(args: Args) -> ExitCode {
         };
         println!("verdict    {verdict}");
         println!("why        {diagnosis}");
+        if accepted {
+            println!(
+                "accepted   exit 0 because of --accept-undetermined: the chain is valid for part of the trusted interval only, and accepted as if valid."
+            );
+        }
     }
     ExitCode::from(code)
 }
