@@ -183,7 +183,14 @@ fn chronyd_measures_trusttime_serve() {
     };
     let addr = SocketAddr::from(([127, 0, 0, 13], free_port()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
-    cmd.args(["serve", "--listen", &addr.to_string(), "--offset", "1h"]);
+    cmd.args([
+        "serve",
+        "--listen",
+        &addr.to_string(),
+        "--offset",
+        "1h",
+        "--trust-local-clock",
+    ]);
     let _server = Peer::spawn("trusttime-serve", cmd, None);
     trusttime_test_support::wait_for_ntp(addr, std::time::Duration::from_secs(10));
     let dir = tempfile_dir();
