@@ -72,8 +72,9 @@ pub struct Selection {
     pub count: u8,
     /// The intersection of the agreeing intervals: the true offset lies here if they are honest.
     pub interval: OffsetInterval,
-    /// The best single estimate: the mean of the agreeing sources' offsets, clamped into
-    /// `interval`.
+    /// The best single estimate: the centre of `interval`, so that `offset ± radius` is
+    /// exactly the interval reported (a mean of the sources' offsets could sit near one end
+    /// and make `offset ± error` exclude the truth).
     pub offset: SignedDuration,
 }
 
@@ -88,9 +89,10 @@ impl Selection {
 /// Why no consensus was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoConsensus {
-    /// Fewer sources answered than `min_agree` needs.
+    /// Fewer sources gave a usable answer than `min_agree` needs (sources still pending are
+    /// not counted: they have not answered).
     TooFewReplies {
-        /// Sources that answered.
+        /// Sources that gave a usable answer.
         replies: u8,
         /// Sources needed.
         needed: u8,
@@ -112,7 +114,10 @@ impl fmt::Display for NoConsensus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             NoConsensus::TooFewReplies { replies, needed } => {
-                write!(f, "only {replies} source(s) answered; {needed} must agree")
+                write!(
+                    f,
+                    "only {replies} source(s) gave a usable answer; {needed} must agree"
+                )
             }
             NoConsensus::Disagreement {
                 largest_group,
@@ -207,10 +212,7 @@ pub fn decide(outcomes: &[Outcome], min_agree: u8) -> Decision {
     // Even if every pending source joined the largest group it could not reach `needed`.
     if u16::from(count) + u16::from(pending) < u16::from(needed) {
         return Decision::Failed(if replies + pending < needed {
-            NoConsensus::TooFewReplies {
-                replies: replies + pending,
-                needed,
-            }
+            NoConsensus::TooFewReplies { replies, needed }
         } else {
             NoConsensus::Disagreement {
                 largest_group: count,
@@ -266,7 +268,6 @@ fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoCons
     let mut agreed = 0u32;
     let mut count = 0u8;
     let (mut lo, mut hi) = (i64::MIN, i64::MAX);
-    let mut sum: i128 = 0;
     for (i, o) in outcomes.iter().enumerate() {
         if let Outcome::Reply(iv) = o {
             let (a, b) = (
@@ -278,16 +279,14 @@ fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoCons
                 count += 1;
                 lo = lo.max(a);
                 hi = hi.min(b);
-                sum += i128::from(iv.midpoint().as_nanos());
             }
         }
     }
-    let mean = (sum / i128::from(count.max(1))) as i64;
-    let offset = SignedDuration::from_nanos(mean.clamp(lo, hi));
     let interval = OffsetInterval {
         lo: SignedDuration::from_nanos(lo),
         hi: SignedDuration::from_nanos(hi),
     };
+    let offset = interval.midpoint();
     Ok((
         Some(Selection {
             agreed,
@@ -324,7 +323,19 @@ mod tests {
                 hi: ms(1005)
             }
         );
+        // The centre of 997 .. 1005, not the mean 1001 of the two offsets.
         assert_eq!(s.offset, ms(1001));
+        // Asymmetric errors: the mean of the offsets (5) would sit at the interval's edge.
+        let s = select(&[reply(0, 10), reply(10, 1)], 2).unwrap();
+        assert_eq!(
+            s.interval,
+            OffsetInterval {
+                lo: ms(9),
+                hi: ms(10)
+            }
+        );
+        assert_eq!(s.offset, s.interval.midpoint());
+        assert_eq!(s.offset, SignedDuration::from_micros(9500));
     }
 
     #[test]
@@ -394,11 +405,12 @@ mod tests {
         assert_eq!(decide(&[reply(0, 1), reply(0, 1), p, p], 2), Decision::Wait);
         // Liar and honest disagree, one pending: wait for the tie-breaker.
         assert_eq!(decide(&[reply(0, 1), reply(3600, 1), p], 2), Decision::Wait);
-        // Two dead and one pending: two can never agree.
+        // Two dead and one pending: two can never agree; none has answered (the pending one
+        // is not counted as an answer).
         assert_eq!(
             decide(&[Outcome::Failed, Outcome::Failed, p], 2),
             Decision::Failed(NoConsensus::TooFewReplies {
-                replies: 1,
+                replies: 0,
                 needed: 2
             })
         );

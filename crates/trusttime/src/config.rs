@@ -105,6 +105,24 @@ fn default_report_interval() -> String {
     "5m".into()
 }
 
+/// True for a DNS name or an IP address, without scheme, port or path.
+#[must_use]
+pub fn is_host_name(h: &str) -> bool {
+    if h.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let h = h.strip_suffix('.').unwrap_or(h);
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 /// `[web]`: off by default, loopback unless configured.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -121,6 +139,11 @@ pub struct WebConfig {
     /// Length of the cooling-off period.
     #[serde(default = "default_cooling_off")]
     pub cooling_off: String,
+    /// Host names (or addresses) the page answers to besides the `listen` address, e.g.
+    /// `["device.local"]`: a request whose `Host` is none of these is refused (a defence
+    /// against DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 fn default_web_listen() -> std::net::SocketAddr {
@@ -140,6 +163,7 @@ impl Default for WebConfig {
             listen: default_web_listen(),
             max_failed_logins: default_max_failures(),
             cooling_off: default_cooling_off(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -503,6 +527,13 @@ impl Config {
             .map_err(|e| bad(format!("daemon.startup-delay: {e}")))?;
         crate::duration::parse(&self.web.cooling_off)
             .map_err(|e| bad(format!("web.cooling-off: {e}")))?;
+        for h in &self.web.allowed_hosts {
+            if !crate::config::is_host_name(h) {
+                return Err(bad(format!(
+                    "web.allowed-hosts: `{h}` is not a host name or address (no scheme, port or path)"
+                )));
+            }
+        }
         if let Some(r) = &self.report {
             crate::duration::parse(&r.interval)
                 .map_err(|e| bad(format!("report.interval: {e}")))?;

@@ -61,6 +61,8 @@ struct SourceRun {
     reason: String,
     kod: Option<KissCode>,
     requests: u64,
+    /// How it took part in its last poll.
+    answer: crate::tally::Answer,
 }
 
 /// Everything `status` and `sources` report.
@@ -82,6 +84,8 @@ struct Status {
     require_authenticated: Vec<String>,
     /// Unauthenticated sources that disagree with the authenticated consensus.
     disagreeing: Vec<String>,
+    /// The last poll round's answers, in the tally's words.
+    last_round: Option<String>,
 }
 
 /// Why a manual time was refused.
@@ -171,7 +175,8 @@ impl StatusHandle {
             "observe_only": s.observe_only,
             "notes": s.notes,
             "manual_changes": s.manual_log.iter().collect::<Vec<_>>(),
-            "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.floor, &s.disagreeing),
+            "last_round": s.last_round,
+            "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.floor, &s.disagreeing, s.last_round.as_deref()),
         })
     }
 
@@ -288,10 +293,12 @@ impl StatusHandle {
                     "next_poll_in_s": if r.policy.stopped_by().is_some() { None } else { Some(r.next_due.since(now.mono).as_secs_f64().max(0.0)) },
                     "kiss_code": r.kod.map(|k| k.to_string()),
                     "requests": r.requests,
+                    "answer": r.answer.as_str(),
+                    "rejected_why": r.answer.why(),
                 })
             })
             .collect();
-        json!({ "sources": list })
+        json!({ "sources": list, "last_round": s.last_round })
     }
 }
 
@@ -302,8 +309,12 @@ fn verdict_line(
     n: usize,
     floor: UnixTime,
     disagreeing: &[String],
+    last_round: Option<&str>,
 ) -> String {
     let mut line = verdict_words(state, t, agreed, n, floor);
+    if let (TrustState::Unknown | TrustState::Holdover, Some(round)) = (state, last_round) {
+        line.push_str(&format!(" Last poll: {round}."));
+    }
     if !disagreeing.is_empty() {
         line.push_str(&format!(
             " Unauthenticated source(s) {} disagree with the authenticated consensus: plain NTP may be shifted on the network path.",
@@ -462,6 +473,7 @@ impl Daemon {
                     reason: "not asked yet".into(),
                     kod: None,
                     requests: 0,
+                    answer: crate::tally::Answer::Silent,
                 }
             })
             .collect();
@@ -480,6 +492,7 @@ impl Daemon {
             control: (!self.observe_only).then(|| Arc::clone(&self.control)),
             require_authenticated: cfg.clock.require_authenticated.clone(),
             disagreeing: Vec::new(),
+            last_round: None,
         }));
         let handle = StatusHandle(status, Arc::clone(&self.local));
         let sock_path = cfg.daemon.control_socket.clone();
@@ -514,6 +527,7 @@ impl Daemon {
                     cooling,
                 ),
                 cfg.web.listen,
+                cfg.web.allowed_hosts.clone(),
             )
         });
         let metrics = cfg.daemon.metrics_listen;
@@ -530,9 +544,9 @@ impl Daemon {
                 });
             }
             #[cfg(feature = "web")]
-            if let Some((web, listen)) = web {
+            if let Some((web, listen, hosts)) = web {
                 tokio::spawn(async move {
-                    if let Err(e) = crate::web::serve(web, listen).await {
+                    if let Err(e) = crate::web::serve(web, listen, &hosts).await {
                         tracing::error!(%listen, error = %e, "cannot serve the web page");
                     }
                 });
@@ -628,10 +642,14 @@ impl Daemon {
                     Ok(s) => s,
                     Err(_) => return,
                 };
+                let round = report.tally().to_string();
+                tracing::info!(answers = %round, "poll round");
+                s.last_round = Some(round.clone());
                 for (k, &i) in due.iter().enumerate() {
                     let r = &report.sources[k];
                     let run = &mut s.sources[i];
                     run.requests += 1;
+                    run.answer = r.answer.clone();
                     run.auth_failures += r.auth_failures;
                     run.reach <<= 1;
                     match (&r.sample, r.kiss) {
@@ -745,7 +763,7 @@ impl Daemon {
                         }
                     }
                     Err(why) => {
-                        tracing::warn!(%why, "no consensus this round");
+                        tracing::warn!(%why, answers = %round, "no consensus this round");
                         for (r, o) in s.sources.iter_mut().zip(&outcomes) {
                             if matches!(o, Outcome::Reply(_)) {
                                 r.verdict = Verdict::Unconfirmed;

@@ -34,5 +34,6 @@ pub mod roughtime;
 pub mod serve;
 pub mod state;
 pub mod sync;
+pub mod tally;
 #[cfg(feature = "web")]
 pub mod web;

@@ -38,6 +38,7 @@ use trusttime_core::select::{
 use trusttime_core::{Now, SignedDuration, TimeInterval};
 
 use crate::clock::LocalClock;
+use crate::tally::{Answer, Tally};
 
 /// The NTP port.
 pub const NTP_PORT: u16 = 123;
@@ -309,12 +310,15 @@ pub struct SourceReport {
     pub reason: String,
     /// The Kiss-o'-Death code, when it sent one.
     pub kiss: Option<KissCode>,
+    /// Answered, rejected (why) or silent.
+    pub answer: Answer,
 }
 
 /// A consensus result.
 #[derive(Clone, Copy, Debug)]
 pub struct Consensus {
-    /// Server time minus local time: the best estimate.
+    /// True time minus local time at `at`: the centre of `interval`, so `offset ± radius` is
+    /// exactly `interval`.
     pub offset: SignedDuration,
     /// The offsets the agreeing sources allow.
     pub offset_interval: OffsetInterval,
@@ -348,6 +352,32 @@ pub struct SyncReport {
     /// What certificates (NTS-KE, HTTPS Date) were checked against before the time was known:
     /// `floor` (`[floor, floor + 5 years]`), `roughtime` (the Roughtime consensus), or `given`.
     pub bootstrap_from: &'static str,
+}
+
+impl SyncReport {
+    /// How the sources took part: answered, rejected (why), silent.
+    #[must_use]
+    pub fn tally(&self) -> Tally {
+        Tally::of(self.sources.iter().map(|s| &s.answer))
+    }
+
+    /// Why there is no consensus, with the tally; `None` when there is one.
+    #[must_use]
+    pub fn failure(&self) -> Option<String> {
+        self.result
+            .as_ref()
+            .err()
+            .map(|why| format!("{why} ({})", self.tally()))
+    }
+
+    /// The HTTPS Date constraints that were asked for but gave none (`url: why`).
+    #[must_use]
+    pub fn failed_constraints(&self) -> Vec<String> {
+        self.constraints
+            .iter()
+            .filter_map(|(url, c)| c.as_ref().err().map(|e| format!("{url}: {e}")))
+            .collect()
+    }
 }
 
 pub(crate) enum Event {
@@ -431,6 +461,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             verdict: Verdict::NoReply,
             reason: "no reply before the majority decided".into(),
             kiss: None,
+            answer: Answer::Silent,
         })
         .collect();
     if n == 0 || n > MAX_SOURCES {
@@ -546,6 +577,10 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             Some(Event::Failed(i, verdict, why)) => {
                 outcomes[i] = Outcome::Failed;
                 sources[i].verdict = verdict;
+                sources[i].answer = match verdict {
+                    Verdict::NoReply => Answer::Silent,
+                    _ => Answer::Rejected(short_why(&why)),
+                };
                 sources[i].reason = why;
             }
             Some(Event::ChainViolation(why)) => chain_violations.push(why),
@@ -560,6 +595,8 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                         Some(c) if iv.hi < c.lo || c.hi < iv.lo => {
                             outcomes[i] = Outcome::Failed;
                             sources[i].verdict = Verdict::Falseticker;
+                            sources[i].answer =
+                                Answer::Rejected("outside the HTTPS Date constraint".into());
                             sources[i].reason = format!(
                                 "offset {:+.6} s is outside the HTTPS Date constraint ({:+.3} s .. {:+.3} s)",
                                 s.offset.as_secs_f64(),
@@ -570,6 +607,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                         _ => {
                             outcomes[i] = Outcome::Reply(iv);
                             sources[i].sample = Some(s);
+                            sources[i].answer = Answer::Answered;
                         }
                     }
                 }
@@ -585,6 +623,10 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                     };
                     sources[i].verdict = verdict;
                     sources[i].kiss = kiss;
+                    sources[i].answer = match f {
+                        Failure::NoReply { .. } => Answer::Silent,
+                        Failure::Rejected(r) => Answer::rejected(&r),
+                    };
                     sources[i].reason = f.to_string();
                 }
             },
@@ -613,17 +655,21 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     if let Ok((_, false)) = decision {
         min_agree = min_plain;
     }
-    let result = decision.as_ref().map(|&(sel, authenticated)| Consensus {
-        authenticated,
-        offset: sel.offset,
-        offset_interval: sel.interval,
-        interval: TimeInterval {
+    let result = decision.as_ref().map(|&(sel, authenticated)| {
+        let interval = TimeInterval {
             earliest: at.wall + sel.interval.lo,
             latest: at.wall + sel.interval.hi,
         }
-        .clamp_to_floor(floor),
-        at,
-        agreed: sel.count,
+        .clamp_to_floor(floor);
+        Consensus {
+            authenticated,
+            // The centre of the interval reported (after the floor clamp).
+            offset: interval.midpoint() - at.wall,
+            offset_interval: sel.interval,
+            interval,
+            at,
+            agreed: sel.count,
+        }
     });
     let result = result.map_err(|e| *e);
     for (i, s) in sources.iter_mut().enumerate() {
@@ -738,6 +784,20 @@ async fn https_constraints(
         meet = None;
     }
     (results.into_iter().map(|(_, u, r)| (u, r)).collect(), meet)
+}
+
+/// The first clause of a failure reason, as the tally's "why".
+fn short_why(reason: &str) -> String {
+    let first = reason
+        .split([':', ';', '('])
+        .next()
+        .unwrap_or(reason)
+        .trim();
+    if first.is_empty() {
+        "invalid".into()
+    } else {
+        first.to_owned()
+    }
 }
 
 /// The verdict on a source outside the group that decided.

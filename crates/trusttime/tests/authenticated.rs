@@ -264,8 +264,49 @@ fn roughtime_against_roughenough() {
     assert_ne!(key, wrong);
     let (code, v) = sync_json(&["--roughtime".into(), format!("{addr}={wrong}")]);
     assert_eq!(code, 1, "{v}");
-    assert_ne!(v["sources"][0]["verdict"], "agreed", "{v}");
     assert!(v["provenance"].is_null() && v["offset_s"].is_null(), "{v}");
+    // Reported as what it is, not as a silent server.
+    let s = &v["sources"][0];
+    assert_eq!(s["verdict"], "invalid", "{v}");
+    assert!(
+        s["reason"].as_str().unwrap().starts_with("wrong key"),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 rejected (wrong key)"),
+        "{v}"
+    );
+    // Replies tampered with on the path (a flipped bit) or spoofed garbage: invalid, and
+    // said so; never a time.
+    for (tamper, ip) in [
+        (flip_a_bit as fn(&mut [u8]), [127, 0, 0, 6]),
+        (spoof_garbage as fn(&mut [u8]), [127, 0, 0, 7]),
+    ] {
+        let proxy = SocketAddr::from((ip, addr.port()));
+        udp_proxy(proxy, addr, tamper);
+        let (code, v) = sync_json(&["--roughtime".into(), format!("{proxy}={key}")]);
+        assert_eq!(code, 1, "{v}");
+        assert!(v["offset_s"].is_null(), "{v}");
+        let s = &v["sources"][0];
+        assert_eq!(s["verdict"], "invalid", "{v}");
+        assert!(
+            s["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("reply failed verification"),
+            "{v}"
+        );
+    }
+}
+
+/// Replaces a reply with bytes that are not a Roughtime message.
+fn spoof_garbage(b: &mut [u8]) {
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = (i as u8).wrapping_mul(37) ^ 0x5a;
+    }
 }
 
 #[test]
@@ -512,7 +553,9 @@ fn https_date_constraint_rules_out_a_shifted_ntp_server() {
     );
     assert!(offset(&v).abs() < 0.01, "{v}");
 
-    // A server whose certificate the device does not trust gives no constraint.
+    // A server whose certificate the device does not trust gives no constraint: the
+    // safeguard asked for is missing, so `sync` fails (exit 1) and says why, while still
+    // reporting what the sources said.
     let other = everyday_certs();
     let mut args = vec![
         "--server".to_owned(),
@@ -522,7 +565,14 @@ fn https_date_constraint_rules_out_a_shifted_ntp_server() {
     ];
     args.extend(ca_args(other.path()));
     let (code, v) = sync_json(&args);
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTPS Date constraint not obtained"),
+        "{v}"
+    );
     assert!(
         v["constraints"][0]["error"]
             .as_str()

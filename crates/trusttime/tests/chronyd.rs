@@ -183,7 +183,14 @@ fn chronyd_measures_trusttime_serve() {
     };
     let addr = SocketAddr::from(([127, 0, 0, 13], free_port()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
-    cmd.args(["serve", "--listen", &addr.to_string(), "--offset", "1h"]);
+    cmd.args([
+        "serve",
+        "--listen",
+        &addr.to_string(),
+        "--offset",
+        "1h",
+        "--trust-local-clock",
+    ]);
     let _server = Peer::spawn("trusttime-serve", cmd, None);
     trusttime_test_support::wait_for_ntp(addr, std::time::Duration::from_secs(10));
     let dir = tempfile_dir();
@@ -234,4 +241,52 @@ fn demo_names_the_liar() {
     );
     assert!(text.contains("server C said: falseticker"), "{text}");
     assert!(text.contains("2 of 3 servers agree"), "{text}");
+}
+
+/// One wording for how sources took part: answered, rejected (why), silent. Two servers in
+/// 2000 (below the floor) answer and are rejected, a third is silent: none gave a usable
+/// answer, and the message says so instead of "only 1 answered".
+#[test]
+fn no_consensus_counts_answered_rejected_and_silent() {
+    let Some((_a, a)) = chronyd([127, 0, 0, 14], Some("@2000-01-01 00:00:00")) else {
+        return;
+    };
+    let Some((_b, b)) = chronyd([127, 0, 0, 15], Some("@2000-01-01 00:00:00")) else {
+        return;
+    };
+    let dead = SocketAddr::from(([127, 0, 0, 16], free_port()));
+    let run = |servers: &[SocketAddr]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
+        cmd.args(["sync", "--timeout", "3s"]);
+        for s in servers {
+            cmd.args(["-s", &s.to_string()]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&[a, b, dead]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "only 0 source(s) gave a usable answer; 2 must agree (3 sources: 0 answered, 2 rejected (below the floor x2), 1 silent)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "answers        3 sources: 0 answered, 2 rejected (below the floor x2), 1 silent"
+        ),
+        "{stdout}"
+    );
+    // One server, which answered but is below the floor: it answered, and was rejected.
+    let (code, _, stderr) = run(&[a]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("(1 source: 0 answered, 1 rejected (below the floor), 0 silent)"),
+        "{stderr}"
+    );
 }

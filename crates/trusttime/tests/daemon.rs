@@ -299,3 +299,191 @@ fn kiss_o_death_rate_from_chronyd_makes_the_daemon_back_off() {
     // The kiss code stays on record after later replies are accepted again.
     assert_eq!(src["kiss_code"], "RATE", "{src}");
 }
+
+/// A request to `addr` from a plain UDP socket: the reply's leap indicator and stratum.
+fn raw_ntp(addr: SocketAddr) -> (u8, u8) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut req = [0u8; 48];
+    req[0] = 0x23; // LI 0, version 4, mode 3 (client)
+    req[40..48].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
+    sock.send_to(&req, addr).unwrap();
+    let mut buf = [0u8; 128];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert!(n >= 48, "short reply");
+    assert_eq!(&buf[24..32], &req[40..48], "origin must echo the request");
+    assert_eq!(buf[0] & 7, 4, "mode 4");
+    (buf[0] >> 6, buf[1])
+}
+
+/// chronyd -Q (a client we did not write) against `addr`: the offset it measured, or `None`
+/// when it found no usable source.
+fn chronyd_measures(addr: SocketAddr) -> Option<f64> {
+    let chronyd = trusttime_test_support::chronyd_path()?;
+    let dir = TempDir::new().unwrap();
+    let out = no_clock_command(&chronyd, None)
+        .args(["-Q", "-t", "4", "-u", "root", "-f", "/dev/null"])
+        .arg(format!(
+            "server {} port {} iburst minpoll -6 maxpoll -6",
+            addr.ip(),
+            addr.port()
+        ))
+        .args(["cmdport 0", "bindcmdaddress /", "port 0"])
+        .arg(format!("pidfile {}/q.pid", dir.path().display()))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = text
+        .split("System clock wrong by ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok());
+    if wrong.is_none() {
+        assert!(text.contains("No suitable source"), "{text}");
+    }
+    wrong
+}
+
+fn serve(addr: SocketAddr, faketime: Option<&str>, args: &[&str]) -> Peer {
+    let mut cmd = no_clock_command(bin(), faketime);
+    cmd.args(["serve", "--listen", &addr.to_string()])
+        .args(args)
+        .env("RUST_LOG", "info");
+    let p = Peer::spawn("trusttime-serve", cmd, None);
+    trusttime_test_support::wait_for_ntp(addr, std::time::Duration::from_secs(10));
+    p
+}
+
+/// `serve` hands out only trusted time: the daemon's while it has one, nothing good while it
+/// has none or is gone, and a clock vouched for by the operator only at or above the floor
+/// (a device in 2000 with a dead RTC must not serve 2000 to its LAN).
+#[test]
+fn serve_answers_unsynchronised_unless_its_time_is_trusted() {
+    // A clock below the floor, vouched for: leap indicator 3, stratum 16, and a real client
+    // (chronyd) refuses it, as does ours.
+    let y2k = SocketAddr::from(([127, 0, 0, 31], free_port()));
+    let _s = serve(y2k, Some("@2000-01-01 00:00:00"), &["--trust-local-clock"]);
+    assert_eq!(raw_ntp(y2k), (3, 16));
+    assert_eq!(chronyd_measures(y2k), None);
+    let out = Command::new(bin())
+        .args(["sync", "--json", "--timeout", "2s", "-s", &y2k.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sources"][0]["verdict"], "invalid", "{v}");
+    // The same vouched-for clock at today's time is served as synchronised.
+    let today = SocketAddr::from(([127, 0, 0, 32], free_port()));
+    let _t = serve(today, None, &["--trust-local-clock"]);
+    assert_eq!(raw_ntp(today), (0, 2));
+
+    // The daemon's time: unsynchronised until the daemon trusts its time, then served.
+    let upstream = SocketAddr::from(([127, 0, 0, 33], free_port()));
+    let Some(_chronyd) = chronyd_server(upstream, Some("+3600"), &[]) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[upstream], "");
+    let via_daemon = SocketAddr::from(([127, 0, 0, 34], free_port()));
+    let cfg = config.to_str().unwrap().to_owned();
+    let _v = serve(via_daemon, None, &["--config", &cfg]);
+    assert_eq!(raw_ntp(via_daemon), (3, 16), "no daemon yet");
+    let mut daemon = start_daemon(&config);
+    let out = Command::new(bin())
+        .args(["wait", "--for", "tls", "--timeout", "15s", "--config", &cfg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while raw_ntp(via_daemon).0 != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never followed the daemon"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(raw_ntp(via_daemon), (0, 2));
+    // The daemon trusts the upstream's time (an hour ahead of this machine): that is served.
+    if let Some(wrong) = chronyd_measures(via_daemon) {
+        assert!((wrong - 3600.0).abs() < 0.05, "chronyd measured {wrong}");
+    } else {
+        panic!("chronyd found serve unusable while the daemon trusts its time");
+    }
+    // The daemon stops: within a few seconds nothing good is served.
+    daemon.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while raw_ntp(via_daemon).0 != 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve kept serving without the daemon"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The daemon's log, `status` and `sources` count a round in the same words as `sync`.
+#[test]
+fn daemon_counts_answered_rejected_and_silent() {
+    let y2k = SocketAddr::from(([127, 0, 0, 35], free_port()));
+    let Some(_chronyd) = chronyd_server(y2k, Some("@2000-01-01 00:00:00"), &[]) else {
+        return;
+    };
+    let dead = SocketAddr::from(([127, 0, 0, 36], free_port()));
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[y2k, dead], "");
+    let daemon = start_daemon(&config);
+    let want = "2 sources: 0 answered, 1 rejected (below the floor), 1 silent";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        let out = Command::new(bin())
+            .args(["status", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
+            if v["last_round"].is_string() {
+                break v;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no round finished");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(status["last_round"], want, "{status}");
+    assert!(
+        status["verdict"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Last poll: {want}.")),
+        "{status}"
+    );
+    let sources = cli_json(&["sources"], &config);
+    assert_eq!(sources["last_round"], want, "{sources}");
+    assert_eq!(sources["sources"][0]["answer"], "rejected", "{sources}");
+    assert_eq!(
+        sources["sources"][0]["rejected_why"], "below the floor",
+        "{sources}"
+    );
+    assert_eq!(sources["sources"][1]["answer"], "silent", "{sources}");
+    let out = Command::new(bin())
+        .args(["sources", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("last poll: {want}")), "{text}");
+    let log = daemon.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("no consensus this round") && l.contains(want)),
+        "{log}"
+    );
+}

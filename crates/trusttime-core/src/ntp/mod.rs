@@ -3,7 +3,9 @@
 pub mod client;
 pub mod packet;
 
-pub use client::{ClientConfig, Failure, NtpClient, PollPolicy, Reject, Sample};
+pub use client::{
+    precision_duration, ClientConfig, Failure, NtpClient, PollPolicy, Reject, Sample,
+};
 pub use packet::{
     write_extension_field, ExtensionField, ExtensionFields, KissCode, LeapIndicator, Mode,
     NtpPacket, NtpShort, PacketError, HEADER_LEN, MAX_DATAGRAM,

@@ -285,6 +285,9 @@ pub async fn run_sources(args: StatusArgs) -> ExitCode {
                         s["reason"].as_str().unwrap_or_default()
                     );
                 }
+                if let Some(round) = v["last_round"].as_str() {
+                    println!("last poll: {round}");
+                }
             }
             ExitCode::from(EXIT_OK)
         }

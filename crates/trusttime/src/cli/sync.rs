@@ -28,7 +28,12 @@ use crate::sync::{pool_servers, sync, ServerSpec, SyncOptions, SyncReport};
 /// decide, and a plain NTP server that disagrees with them is named a falseticker. The JSON
 /// field "authenticated" is true only when the result rests on authenticated sources.
 ///
-/// Exit status: 0 consensus reached, 1 no consensus (the reason is on stderr), 2 usage error.
+/// A line on stderr counts the sources: answered (a usable reply), rejected (it replied and the
+/// reply was refused, with why) and silent (no reply).
+///
+/// Exit status: 0 consensus reached (and every --https-date constraint obtained), 1 no
+/// consensus or an --https-date constraint could not be obtained (the reason is on stderr),
+/// 2 usage error.
 ///
 /// Examples:
 ///   trusttime sync
@@ -135,13 +140,21 @@ pub async fn run(args: Args) -> ExitCode {
     } else {
         print!("{}", to_text(&report));
     }
-    match &report.result {
-        Ok(_) => ExitCode::from(EXIT_OK),
-        Err(why) => {
-            eprintln!("error: no consensus: {why}");
-            ExitCode::from(EXIT_FAIL)
-        }
+    if let Some(why) = report.failure() {
+        eprintln!("error: no consensus: {why}");
+        return ExitCode::from(EXIT_FAIL);
     }
+    let failed = report.failed_constraints();
+    if !failed.is_empty() {
+        // The constraint was asked for as a safeguard: without it the result is weaker
+        // than requested, so the exit status says so.
+        eprintln!(
+            "error: HTTPS Date constraint not obtained, so not applied: {}",
+            failed.join("; ")
+        );
+        return ExitCode::from(EXIT_FAIL);
+    }
+    ExitCode::from(EXIT_OK)
 }
 
 fn secs(d: SignedDuration) -> f64 {
@@ -181,8 +194,17 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
             c.agreed,
             None,
         ),
-        Err(e) => (false, None, None, None, 0, Some(e.to_string())),
+        Err(_) => (false, None, None, None, 0, r.failure()),
     };
+    let failed = r.failed_constraints();
+    let error = error.or_else(|| {
+        (!failed.is_empty()).then(|| {
+            format!(
+                "HTTPS Date constraint not obtained, so not applied: {}",
+                failed.join("; ")
+            )
+        })
+    });
     json!({
         "consensus": ok,
         "offset_s": offset,
@@ -250,6 +272,7 @@ pub fn to_text(r: &SyncReport) -> String {
             let _ = writeln!(o, "no consensus   {e}");
         }
     }
+    let _ = writeln!(o, "answers        {}", r.tally());
     let _ = writeln!(
         o,
         "sources        (need {} agreeing; decided in {:.1} ms)",
