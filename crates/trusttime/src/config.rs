@@ -38,6 +38,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::files::Links;
+
 use crate::roughtime::RoughtimeSpec;
 use crate::sync::{pool_servers, ServerSpec, SourceKind, NTS_KE_PORT};
 
@@ -332,6 +334,17 @@ impl Default for DaemonConfig {
     }
 }
 
+/// Lowest `daemon.min-poll` (log2 s): 64 s, the NTP Pool's floor.
+pub const MIN_POLL: i8 = 6;
+/// Highest `daemon.min-poll`: 1024 s.
+pub const MAX_MIN_POLL: i8 = 10;
+/// Highest `daemon.max-poll` (RFC 5905's MAXPOLL): 2^17 s, about 36 hours.
+pub const MAX_POLL: i8 = 17;
+/// Lowest `daemon.min-poll` when every source is on loopback (tests, a local lab): 1/16 s.
+pub const MIN_POLL_LOCAL: i8 = -4;
+/// Longest `daemon.startup-delay`.
+pub const MAX_STARTUP_DELAY: Duration = Duration::from_secs(3600);
+
 /// A config that cannot be used, with the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -351,14 +364,117 @@ pub enum ConfigError {
         /// The parser's message (with line and column).
         message: String,
     },
-    /// Parsed, but a value is wrong.
-    #[error("{path}: {message}")]
+    /// Parsed, but a value is wrong (or a file it names cannot be used).
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
         /// The file.
         path: PathBuf,
+        /// The line of the offending key or `[[source]]` (1-based), when known.
+        line: Option<usize>,
         /// What is wrong.
         message: String,
     },
+}
+
+/// One step of a key path (`source[1].address`, `daemon.min-poll`), to find its line.
+#[derive(Clone, Copy, Debug)]
+enum Seg {
+    Key(&'static str),
+    Index(usize),
+    /// A line already known.
+    Line(usize),
+}
+
+/// A value that is wrong, and where.
+type Bad = (Vec<Seg>, String);
+
+/// The first `[[source]]` that does not deserialize on its own, with the key named in the
+/// error (when it is one of the table's keys) and the message.
+fn source_error(text: &str) -> Option<Bad> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let list = doc.get("source")?.as_array()?;
+    for (i, v) in list.iter().enumerate() {
+        let Err(e) = v.clone().try_into::<SourceConfig>() else {
+            continue;
+        };
+        let message = e.message().trim_end().to_owned();
+        let named = message
+            .split('`')
+            .nth(1)
+            .filter(|k| v.get(*k).is_some())
+            .and_then(|k| v.as_table()?.keys().find(|x| x.as_str() == k));
+        let mut at = vec![Seg::Key("source"), Seg::Index(i)];
+        // Seg holds `&'static str`: map the few possible keys to static names.
+        if let Some(k) = named.and_then(|k| SOURCE_KEYS.iter().find(|s| **s == k.as_str())) {
+            at.push(Seg::Key(k));
+        } else if message.contains("unknown field") {
+            if let Some(k) = v
+                .as_table()
+                .and_then(|t| t.keys().find(|k| message.contains(&format!("`{k}`"))))
+            {
+                return Some((
+                    at_unknown(text, i, k),
+                    format!("source {}: {message}", i + 1),
+                ));
+            }
+        }
+        return Some((at, format!("source {}: {message}", i + 1)));
+    }
+    None
+}
+
+/// Keys a `[[source]]` may have.
+const SOURCE_KEYS: &[&str] = &[
+    "kind",
+    "address",
+    "zone",
+    "count",
+    "url",
+    "public-key",
+    "protocol",
+];
+
+/// The path to an unknown key of source `i` (its name is not static: point at the line by
+/// searching the table's keys in the parsed document).
+fn at_unknown(text: &str, i: usize, key: &str) -> Vec<Seg> {
+    // Find the line directly; fall back to the table.
+    let table_line = line_of(text, &[Seg::Key("source"), Seg::Index(i)]);
+    if let Some(start) = table_line {
+        for (n, l) in text.lines().enumerate().skip(start.saturating_sub(1)) {
+            let l = l.trim_start();
+            if l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+            {
+                return vec![Seg::Line(n + 1)];
+            }
+        }
+    }
+    vec![Seg::Key("source"), Seg::Index(i)]
+}
+
+/// The 1-based line where the key at `at` (or, failing that, its closest parent) is written.
+fn line_of(text: &str, at: &[Seg]) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut span = None;
+    let mut table = Some(doc.get_ref());
+    let mut array: Option<&toml::de::DeArray<'_>> = None;
+    if let [Seg::Line(n)] = at {
+        return Some(*n);
+    }
+    for seg in at {
+        let item = match (seg, table, array) {
+            (Seg::Key(k), Some(t), _) => t.get(*k),
+            (Seg::Index(i), _, Some(a)) => a.get(*i),
+            _ => None,
+        };
+        let Some(item) = item else { break };
+        // A `[[source]]` table's own span is its keys; a key's span is its value.
+        span = Some(item.span());
+        table = item.get_ref().as_table();
+        array = item.get_ref().as_array();
+    }
+    let start = span?.start;
+    Some(text.get(..start)?.matches('\n').count() + 1)
 }
 
 /// A checked config with values converted.
@@ -376,6 +492,10 @@ pub struct Checked {
     pub step_threshold: Duration,
     /// `daemon.startup-delay`.
     pub startup_delay: Duration,
+    /// The file's text (to point at lines in later checks).
+    text: String,
+    /// The file.
+    path: PathBuf,
 }
 
 impl Config {
@@ -384,11 +504,36 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] with line and column for syntax errors and unknown keys.
     pub fn parse(text: &str, path: &Path) -> Result<Checked, ConfigError> {
-        let raw: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+        let raw: Config = toml::from_str(text).map_err(|e| {
+            // Inside a `[[source]]`, the parser's position is that of the first one: find
+            // the table (and key) it is really about.
+            if let Some((at, message)) = source_error(text) {
+                return ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line: line_of(text, &at),
+                    message,
+                };
+            }
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            }
         })?;
-        raw.check(path)
+        if toml::de::DeTable::parse(text).is_ok_and(|t| t.get_ref().is_empty()) {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line: None,
+                message: "the file has no settings (empty, or only comments): add at least one [[source]] (or an explicit [daemon] section to run on the RTC, persisted state and manual time alone)".into(),
+            });
+        }
+        let mut c = raw.check().map_err(|(at, message)| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, &at),
+            message,
+        })?;
+        text.clone_into(&mut c.text);
+        path.clone_into(&mut c.path);
+        Ok(c)
     }
 
     /// Reads and parses a file.
@@ -396,28 +541,23 @@ impl Config {
     /// # Errors
     /// [`ConfigError`].
     pub fn load(path: &Path) -> Result<Checked, ConfigError> {
-        let meta = std::fs::metadata(path).map_err(|e| ConfigError::Read {
-            path: path.to_owned(),
-            source: e,
-        })?;
-        if meta.len() > 1 << 20 {
-            return Err(ConfigError::Invalid {
+        let text = crate::files::read_to_string(path, crate::files::MAX_CONFIG, Links::Follow)
+            .map_err(|e| ConfigError::Read {
                 path: path.to_owned(),
-                message: "larger than 1 MiB".into(),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_owned(),
-            source: e,
-        })?;
+                source: e,
+            })?;
         Config::parse(&text, path)
     }
 
-    fn check(self, path: &Path) -> Result<Checked, ConfigError> {
-        let bad = |message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        };
+    fn check(self) -> Result<Checked, Bad> {
+        use Seg::Key;
+        fn source(i: usize, key: &'static str, e: impl std::fmt::Display) -> Bad {
+            (
+                vec![Seg::Key("source"), Seg::Index(i), Seg::Key(key)],
+                format!("source {}: {e}", i + 1),
+            )
+        }
+        let at = |path: &[Seg], message: String| -> Bad { (path.to_vec(), message) };
         let mut servers = Vec::new();
         let mut sources = Vec::new();
         let mut https_date = Vec::new();
@@ -427,12 +567,12 @@ impl Config {
                     servers.push(
                         address
                             .parse::<ServerSpec>()
-                            .map_err(|e| bad(format!("source {}: {e}", i + 1)))?,
+                            .map_err(|e| source(i, "address", e))?,
                     );
                 }
                 SourceConfig::Nts { address } => {
                     let spec = ServerSpec::parse_with_default_port(address, NTS_KE_PORT)
-                        .map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                        .map_err(|e| source(i, "address", e))?;
                     sources.push(Source {
                         kind: SourceKind::Nts,
                         spec,
@@ -440,7 +580,7 @@ impl Config {
                     });
                 }
                 SourceConfig::HttpsDate { url } => {
-                    check_https_url(url).map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                    check_https_url(url).map_err(|e| source(i, "url", e))?;
                     https_date.push(url.clone());
                 }
                 SourceConfig::Roughtime {
@@ -448,12 +588,19 @@ impl Config {
                     public_key,
                     protocol,
                 } => {
-                    let mut r: RoughtimeSpec = format!("{address}={public_key}")
-                        .parse()
-                        .map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                    let mut r: RoughtimeSpec = format!("{address}={public_key}").parse().map_err(
+                        |e: crate::roughtime::BadRoughtimeSpec| {
+                            let key = if e.to_string().contains("key") {
+                                "public-key"
+                            } else {
+                                "address"
+                            };
+                            source(i, key, e)
+                        },
+                    )?;
                     if let Some(p) = protocol {
                         r.version = crate::roughtime::parse_protocol(p)
-                            .map_err(|e| bad(format!("source {}: {e}", i + 1)))?;
+                            .map_err(|e| source(i, "protocol", e))?;
                     }
                     sources.push(Source {
                         kind: SourceKind::Roughtime,
@@ -463,10 +610,14 @@ impl Config {
                 }
                 SourceConfig::Pool { zone, count } => {
                     if !(1..=4).contains(count) {
-                        return Err(bad(format!("source {}: pool count must be 1..=4 (the pool asks vendors for at most 4)", i + 1)));
+                        return Err(source(
+                            i,
+                            "count",
+                            "pool count must be 1..=4 (the pool asks vendors for at most 4)",
+                        ));
                     }
                     zone.parse::<ServerSpec>()
-                        .map_err(|e| bad(format!("source {}: zone: {e}", i + 1)))?;
+                        .map_err(|e| source(i, "zone", format!("zone: {e}")))?;
                     servers.extend(pool_servers(zone, *count));
                 }
             }
@@ -483,63 +634,128 @@ impl Config {
         let sources = all;
         for p in &self.clock.require_authenticated {
             if !matches!(p.as_str(), "tls" | "sigv4") {
-                return Err(bad(format!(
-                    "clock.require-authenticated: unknown purpose `{p}` (expected \"tls\" or \"sigv4\")"
-                )));
+                return Err(at(
+                    &[Key("clock"), Key("require-authenticated")],
+                    format!(
+                        "clock.require-authenticated: unknown purpose `{p}` (expected \"tls\" or \"sigv4\")"
+                    ),
+                ));
             }
         }
         if !self.clock.require_authenticated.is_empty()
             && !sources.iter().any(|s| s.kind.is_authenticated())
         {
-            return Err(bad(
+            return Err(at(
+                &[Key("clock"), Key("require-authenticated")],
                 "clock.require-authenticated needs at least one nts or roughtime source".into(),
             ));
         }
         if sources.len() > trusttime_core::select::MAX_SOURCES {
-            return Err(bad(format!(
-                "at most {} servers",
-                trusttime_core::select::MAX_SOURCES
-            )));
+            return Err(at(
+                &[Key("source")],
+                format!(
+                    "at most {} servers (pools count as their `count`)",
+                    trusttime_core::select::MAX_SOURCES
+                ),
+            ));
         }
         if let Some(n) = self.clock.min_agree {
             if n == 0 || usize::from(n) > sources.len().max(1) {
-                return Err(bad(format!(
-                    "clock.min-agree = {n} but {} source(s) are configured",
-                    sources.len()
-                )));
+                return Err(at(
+                    &[Key("clock"), Key("min-agree")],
+                    format!(
+                        "clock.min-agree = {n} but {} source(s) are configured",
+                        sources.len()
+                    ),
+                ));
             }
         }
         if !(1..=500_000).contains(&self.clock.drift_ppm) {
-            return Err(bad("clock.drift-ppm must be 1..=500000".into()));
-        }
-        let d = &self.daemon;
-        if !(-4..=17).contains(&d.min_poll)
-            || !(-4..=17).contains(&d.max_poll)
-            || d.min_poll > d.max_poll
-        {
-            return Err(bad(
-                "daemon.min-poll and max-poll must be in -4..=17 with min-poll <= max-poll".into(),
+            return Err(at(
+                &[Key("clock"), Key("drift-ppm")],
+                "clock.drift-ppm must be 1..=500000".into(),
             ));
         }
-        let step_threshold = crate::duration::parse(&self.clock.step_threshold)
-            .map_err(|e| bad(format!("clock.step-threshold: {e}")))?;
-        let startup_delay = crate::duration::parse(&d.startup_delay)
-            .map_err(|e| bad(format!("daemon.startup-delay: {e}")))?;
-        crate::duration::parse(&self.web.cooling_off)
-            .map_err(|e| bad(format!("web.cooling-off: {e}")))?;
+        let d = &self.daemon;
+        // 6..=10 (64..1024 s) is the documented range; faster polling is allowed only when
+        // every source is on this machine (tests, a local lab), never against real servers.
+        let all_local = sources.iter().all(|s| is_loopback(&s.spec))
+            && https_date.iter().all(|u| {
+                let authority = u.trim_start_matches("https://").split('/').next();
+                authority
+                    .and_then(|a| ServerSpec::parse_with_default_port(a, 443).ok())
+                    .is_some_and(|spec| is_loopback(&spec))
+            });
+        let lowest = if all_local { MIN_POLL_LOCAL } else { MIN_POLL };
+        if !(lowest..=MAX_MIN_POLL).contains(&d.min_poll) {
+            return Err(at(
+                &[Key("daemon"), Key("min-poll")],
+                format!(
+                    "daemon.min-poll = {} is out of range: {MIN_POLL}..={MAX_MIN_POLL} (log2 s: 64 s .. 1024 s){}",
+                    d.min_poll,
+                    if all_local {
+                        format!("; {MIN_POLL_LOCAL} is the least even for sources on this machine")
+                    } else {
+                        format!("; below {MIN_POLL} only when every source is on loopback")
+                    }
+                ),
+            ));
+        }
+        if !(d.min_poll..=MAX_POLL).contains(&d.max_poll) {
+            return Err(at(
+                &[Key("daemon"), Key("max-poll")],
+                format!(
+                    "daemon.max-poll = {} is out of range: min-poll ({}) ..= {MAX_POLL} (log2 s; 17 = 36 h)",
+                    d.max_poll, d.min_poll
+                ),
+            ));
+        }
+        let step_threshold = crate::duration::parse(&self.clock.step_threshold).map_err(|e| {
+            at(
+                &[Key("clock"), Key("step-threshold")],
+                format!("clock.step-threshold: {e}"),
+            )
+        })?;
+        let startup_delay = crate::duration::parse(&d.startup_delay).map_err(|e| {
+            at(
+                &[Key("daemon"), Key("startup-delay")],
+                format!("daemon.startup-delay: {e}"),
+            )
+        })?;
+        if startup_delay > MAX_STARTUP_DELAY {
+            return Err(at(
+                &[Key("daemon"), Key("startup-delay")],
+                "daemon.startup-delay must be at most 1h (it delays the first poll after boot)"
+                    .into(),
+            ));
+        }
+        crate::duration::parse(&self.web.cooling_off).map_err(|e| {
+            at(
+                &[Key("web"), Key("cooling-off")],
+                format!("web.cooling-off: {e}"),
+            )
+        })?;
         for h in &self.web.allowed_hosts {
             if !crate::config::is_host_name(h) {
-                return Err(bad(format!(
-                    "web.allowed-hosts: `{h}` is not a host name or address (no scheme, port or path)"
-                )));
+                return Err(at(
+                    &[Key("web"), Key("allowed-hosts")],
+                    format!(
+                        "web.allowed-hosts: `{h}` is not a host name or address (no scheme, port or path)"
+                    ),
+                ));
             }
         }
         if let Some(r) = &self.report {
-            crate::duration::parse(&r.interval)
-                .map_err(|e| bad(format!("report.interval: {e}")))?;
+            crate::duration::parse(&r.interval).map_err(|e| {
+                at(
+                    &[Key("report"), Key("interval")],
+                    format!("report.interval: {e}"),
+                )
+            })?;
             let tls = [r.ca.is_some(), r.cert.is_some(), r.key.is_some()];
             if tls.iter().any(|&x| x) && !tls.iter().all(|&x| x) {
-                return Err(bad(
+                return Err(at(
+                    &[Key("report")],
                     "report: give all of ca, cert and key for TLS, or none for plain MQTT".into(),
                 ));
             }
@@ -551,7 +767,139 @@ impl Config {
             raw: self,
             step_threshold,
             startup_delay,
+            text: String::new(),
+            path: PathBuf::new(),
         })
+    }
+}
+
+/// Whether a source is on this machine (a loopback address or `localhost`).
+fn is_loopback(spec: &ServerSpec) -> bool {
+    spec.host == "localhost"
+        || spec
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Checked {
+    /// Checks the files and devices the config names, as the daemon will use them: the trust
+    /// anchors and the report's certificates and key exist and parse, the
+    /// state directory and the control socket's directory are directories (or can be made).
+    /// `Config::load` does not do this, so that `trusttime status --config` works for a user
+    /// who may not read the key; the daemon and `validate-config` do.
+    ///
+    /// # Errors
+    /// The first problem, with the line of the key that names the file.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        use Seg::Key;
+        let err = |at: &[Seg], message: String| ConfigError::Invalid {
+            path: self.path.clone(),
+            line: line_of(&self.text, at),
+            message,
+        };
+        let c = &self.raw;
+        if let Some(p) = &c.clock.trust_anchors {
+            crate::sync::read_pem_certificates(p).map_err(|e| {
+                err(
+                    &[Key("clock"), Key("trust-anchors")],
+                    format!("clock.trust-anchors {}: {e}", p.display()),
+                )
+            })?;
+        }
+        if let Some(r) = &c.report {
+            #[cfg(feature = "tls")]
+            for (key, p) in [("ca", &r.ca), ("cert", &r.cert)] {
+                if let Some(p) = p {
+                    crate::files::pem_certificates(p).map_err(|e| {
+                        err(
+                            &[Key("report"), Key(key)],
+                            format!("report.{key} {}: {e}", p.display()),
+                        )
+                    })?;
+                }
+            }
+            #[cfg(feature = "tls")]
+            if let Some(p) = &r.key {
+                crate::files::pem_private_key(p).map_err(|e| {
+                    err(
+                        &[Key("report"), Key("key")],
+                        format!("report.key {}: {e}", p.display()),
+                    )
+                })?;
+            }
+            #[cfg(not(feature = "tls"))]
+            if r.ca.is_some() {
+                return Err(err(
+                    &[Key("report"), Key("ca")],
+                    "report over TLS needs the `tls` feature, which this build lacks".into(),
+                ));
+            }
+        }
+        let dir_ok = |p: &Path| -> Result<(), String> {
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => Err(format!("{} exists and is not a directory", p.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Created at start: its nearest existing ancestor must be a directory.
+                    match p.ancestors().skip(1).find(|a| a.exists()) {
+                        Some(a) if !a.is_dir() => {
+                            Err(format!("{} is not a directory", a.display()))
+                        }
+                        _ => Ok(()),
+                    }
+                }
+                Err(e) => Err(format!("{}: {e}", p.display())),
+            }
+        };
+        dir_ok(&c.daemon.state_dir).map_err(|e| {
+            err(
+                &[Key("daemon"), Key("state-dir")],
+                format!("daemon.state-dir: {e}"),
+            )
+        })?;
+        if let Some(dir) = c.daemon.control_socket.parent() {
+            if !dir.as_os_str().is_empty() {
+                dir_ok(dir).map_err(|e| {
+                    err(
+                        &[Key("daemon"), Key("control-socket")],
+                        format!("daemon.control-socket: {e}"),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the configured RTC (if any) can be read. Separate from
+    /// [`Checked::check_files`] because the daemon runs on without an RTC (and says so in
+    /// `status`), while `validate-config` reports it as an error.
+    ///
+    /// # Errors
+    /// When the RTC cannot be read.
+    pub fn check_rtc(&self) -> Result<(), ConfigError> {
+        use Seg::Key;
+        let err = |at: &[Seg], message: String| ConfigError::Invalid {
+            path: self.path.clone(),
+            line: line_of(&self.text, at),
+            message,
+        };
+        let c = &self.raw;
+        if let Some(p) = &c.clock.rtc {
+            use crate::platform::Rtc;
+            crate::platform::LinuxRtc::new(p).read().map_err(|e| {
+                err(
+                    &[Key("clock"), Key("rtc")],
+                    format!(
+                        "clock.rtc {}: cannot read the RTC: {e} (the daemon would run without it)",
+                        p.display()
+                    ),
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -658,6 +1006,155 @@ startup-delay = "0s"
             .to_string();
         assert!(e.contains("min-agree"), "{e}");
         assert!(parse("this is = = not toml").is_err());
+    }
+
+    /// Every error names the line of the key (or `[[source]]`) it is about, also in the
+    /// second source; unknown and duplicate keys are errors.
+    #[test]
+    fn errors_point_at_the_exact_line() {
+        let two =
+            "[[source]]\nkind = \"ntp\"\naddress = \"a.example\"\n\n[[source]]\nkind = \"ntp\"\n";
+        let e = parse(&format!("{two}addres = \"b.example\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("test.toml:7: source 2: unknown field `addres`"),
+            "{e}"
+        );
+        let e = parse(&format!("{two}address = \"b.example:0\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("test.toml:7: source 2:"), "{e}");
+        let e = parse("[[source]]\nkind = \"ntp\"\naddress = \"a\"\n[[source]]\nkind = \"nts\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("test.toml:4: source 2: missing field `address`"),
+            "{e}"
+        );
+        let e = parse("# c\n[clock]\n\ndrift-ppm = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("test.toml:4: clock.drift-ppm"), "{e}");
+        // Unknown keys anywhere, duplicate keys and tables.
+        let e = parse("[daemon]\nmin-pol = 6\n").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `min-pol`") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = parse("[clock]\ndrift-ppm = 5\ndrift-ppm = 6\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate key") && e.contains("line 3"), "{e}");
+        let e = parse("[clock]\ndrift-ppm = 5\n[clock]\nobserve-only = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate key") && e.contains("line 3"), "{e}");
+        let e = parse("[surprise]\nx = 1\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `surprise`"), "{e}");
+    }
+
+    /// The documented poll range holds (64..1024 s for min-poll); faster polling only when
+    /// every source is on this machine.
+    #[test]
+    fn poll_exponents_stay_in_the_documented_range() {
+        let with = |src: &str, daemon: &str| {
+            parse(&format!(
+                "[[source]]\nkind = \"ntp\"\naddress = \"{src}\"\n[daemon]\n{daemon}\n"
+            ))
+        };
+        for bad in [
+            "min-poll = 0",
+            "min-poll = 5",
+            "min-poll = 11",
+            "min-poll = -4",
+        ] {
+            let e = with("time.example", bad).unwrap_err().to_string();
+            assert!(e.contains("test.toml:5: daemon.min-poll"), "{bad}: {e}");
+        }
+        assert!(with("time.example", "min-poll = 6\nmax-poll = 10").is_ok());
+        assert!(with("time.example", "min-poll = 10\nmax-poll = 17").is_ok());
+        let e = with("time.example", "max-poll = 18")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("daemon.max-poll"), "{e}");
+        let e = with("time.example", "min-poll = 8\nmax-poll = 7")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("daemon.max-poll"), "{e}");
+        // Tests and labs: loopback servers may be polled fast, down to 1/16 s.
+        assert!(with("127.0.0.1:11123", "min-poll = 1\nmax-poll = 3").is_ok());
+        assert!(with("[::1]:11123", "min-poll = -4\nmax-poll = 3").is_ok());
+        assert!(with("localhost", "min-poll = 0").is_ok());
+        assert!(with("127.0.0.1", "min-poll = -5").is_err());
+        let e = with("127.0.0.1", "startup-delay = \"2h\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("startup-delay"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_file_is_an_error_and_a_section_is_enough() {
+        for text in ["", "\n\n", "# only a comment\n"] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains("no settings"), "{text:?}: {e}");
+        }
+        assert!(parse("[daemon]\n").is_ok());
+    }
+
+    /// Files the config names are checked as the daemon will use them.
+    #[test]
+    fn named_files_must_exist_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |clock: &str| {
+            parse(&format!(
+                "[[source]]\nkind = \"nts\"\naddress = \"127.0.0.1\"\n[clock]\n{clock}\n[daemon]\nstate-dir = \"{}\"\n",
+                dir.path().join("state").display()
+            ))
+            .unwrap()
+        };
+        let e = cfg("trust-anchors = \"/nonexistent/ca.pem\"")
+            .check_files()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":5: clock.trust-anchors") && e.contains("No such file"),
+            "{e}"
+        );
+        let e = cfg("trust-anchors = \"/dev/zero\"")
+            .check_files()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("character device"), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let e = cfg(&format!("trust-anchors = \"{}\"", junk.display()))
+            .check_files()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let e = cfg("rtc = \"/nonexistent/rtc9\"")
+            .check_rtc()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":5: clock.rtc") && e.contains("cannot read the RTC"),
+            "{e}"
+        );
+        // A regular file is no RTC.
+        let e = cfg(&format!("rtc = \"{}\"", junk.display()))
+            .check_rtc()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clock.rtc"), "{e}");
+        assert!(cfg("").check_files().is_ok());
+        // A state directory that is a file.
+        let e = parse(&format!("[daemon]\nstate-dir = \"{}\"\n", junk.display()))
+            .unwrap()
+            .check_files()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2: daemon.state-dir"), "{e}");
     }
 
     #[test]

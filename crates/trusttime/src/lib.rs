@@ -22,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod duration;
+pub mod files;
 #[cfg(feature = "tls")]
 pub mod https_date;
 pub mod metrics;

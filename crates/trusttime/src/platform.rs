@@ -110,6 +110,13 @@ pub fn has_cap_sys_time() -> bool {
         .is_some_and(|caps| caps & (1 << 25) != 0)
 }
 
+/// This process's effective user ID.
+#[must_use]
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The message for a process that may not set the clock.
 pub const NO_CAP_MESSAGE: &str = "this process lacks CAP_SYS_TIME and cannot set the clock. Run as root, grant the capability (systemd: AmbientCapabilities=CAP_SYS_TIME), or run observe-only: `--observe-only` or `[clock] observe-only = true`.";
 

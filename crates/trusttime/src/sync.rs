@@ -863,14 +863,7 @@ pub fn verdict_of(
 /// When the file cannot be read or holds no certificate.
 #[cfg(feature = "tls")]
 pub fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates: {e}"))?;
-    if certs.is_empty() {
-        return Err("holds no PEM certificate".into());
-    }
+    let certs = crate::files::pem_certificates(path)?;
     Ok(certs.into_iter().map(|c| c.to_vec()).collect())
 }
 

@@ -114,13 +114,17 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Err(e) = config.check_files() {
+        errln!("error: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let observe_only = args.observe_only || config.raw.clock.observe_only;
     if !observe_only && !has_cap_sys_time() {
-        eprintln!("error: {NO_CAP_MESSAGE}");
+        errln!("error: {NO_CAP_MESSAGE}");
         return ExitCode::from(EXIT_FAIL);
     }
     let rtc: Option<Arc<dyn Rtc>> = config
@@ -139,7 +143,7 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
     let (_handle, fut) = match daemon.start() {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(EXIT_FAIL);
         }
     };
@@ -147,7 +151,7 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot watch for SIGTERM: {e}");
+            errln!("error: cannot watch for SIGTERM: {e}");
             return ExitCode::from(EXIT_FAIL);
         }
     };
@@ -161,10 +165,15 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
 
 /// `trusttime validate-config`.
 pub fn run_validate(args: &ValidateArgs) -> ExitCode {
-    match Config::load(&args.file) {
+    let checked = Config::load(&args.file).and_then(|c| {
+        c.check_files()?;
+        c.check_rtc()?;
+        Ok(c)
+    });
+    match checked {
         Ok(c) => {
-            println!("{}: valid", args.file.display());
-            println!(
+            outln!("{}: valid", args.file.display());
+            outln!(
                 "  sources:       {}",
                 c.sources
                     .iter()
@@ -173,33 +182,42 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
                     .join(", ")
             );
             if !c.https_date.is_empty() {
-                println!("  https-date:    {}", c.https_date.join(", "));
+                outln!("  https-date:    {}", c.https_date.join(", "));
             }
             if !c.raw.clock.require_authenticated.is_empty() {
-                println!(
+                outln!(
                     "  authenticated time required for: {}",
                     c.raw.clock.require_authenticated.join(", ")
                 );
             }
-            println!("  observe-only:  {}", c.raw.clock.observe_only);
-            println!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);
-            println!(
+            outln!("  observe-only:  {}", c.raw.clock.observe_only);
+            outln!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);
+            outln!(
                 "  poll:          2^{} .. 2^{} s",
-                c.raw.daemon.min_poll, c.raw.daemon.max_poll
+                c.raw.daemon.min_poll,
+                c.raw.daemon.max_poll
             );
-            println!("  state dir:     {}", c.raw.daemon.state_dir.display());
-            println!("  control:       {}", c.raw.daemon.control_socket.display());
+            outln!("  state dir:     {}", c.raw.daemon.state_dir.display());
+            outln!("  control:       {}", c.raw.daemon.control_socket.display());
             if c.sources.is_empty() {
-                println!(
-                    "  note: no sources: the daemon will only hold over (RTC, persisted state)"
-                );
+                outln!("  note: no sources: the daemon will only hold over (RTC, persisted state)");
             }
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(EXIT_USAGE)
         }
+    }
+}
+
+/// Exit status for a failed request: 2 when only a change of permissions or config can help
+/// (permission denied, a socket owned by another user), else 1.
+fn exit_for(e: &crate::control::AskError) -> u8 {
+    if e.is_final() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAIL
     }
 }
 
@@ -207,7 +225,7 @@ async fn ask(at: &Where, command: &str) -> Result<serde_json::Value, (u8, String
     let sock = at.socket().map_err(|e| (EXIT_USAGE, e))?;
     crate::control::ask(&sock, command)
         .await
-        .map_err(|e| (EXIT_FAIL, e))
+        .map_err(|e| (exit_for(&e), e.to_string()))
 }
 
 /// `trusttime status`.
@@ -215,50 +233,177 @@ pub async fn run_status(args: StatusArgs) -> ExitCode {
     match ask(&args.at, "status").await {
         Ok(v) => {
             if args.json {
-                println!("{v}");
+                outln!("{v}");
             } else {
-                let g = |k: &str| {
-                    v.get(k)
-                        .map(|x| x.as_str().map_or_else(|| x.to_string(), ToOwned::to_owned))
-                        .unwrap_or_default()
-                };
-                println!("{}", g("verdict"));
-                println!("state        {}", g("state"));
-                println!("interval     {} .. {}", g("earliest"), g("latest"));
-                println!(
-                    "offset       {} s (true time minus system clock)",
-                    g("offset_s")
-                );
-                println!("uncertainty  {} s", g("uncertainty_s"));
-                println!("last sync    {}", g("last_sync"));
-                println!("next poll    in {} s", g("next_poll_in_s"));
-                println!(
-                    "frequency    {} ppm (drift bound {} ppm)",
-                    g("freq_ppm"),
-                    g("drift_bound_ppm")
-                );
-                println!("floor        {}", g("floor"));
-                println!(
-                    "clock        {}",
-                    if v["observe_only"] == true {
-                        "observe-only (never changed)"
-                    } else {
-                        "disciplined"
-                    }
-                );
-                if let Some(notes) = v["notes"].as_array() {
-                    for n in notes {
-                        println!("note         {}", n.as_str().unwrap_or_default());
-                    }
-                }
+                out!("{}", status_text(&v));
             }
             ExitCode::from(EXIT_OK)
         }
         Err((code, e)) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(code)
         }
     }
+}
+
+/// A duration in seconds in human units: `7.8 µs`, `1.1 ms`, `2.345 s`, `600.001 s (10
+/// minutes)`; the sign is kept.
+#[must_use]
+pub fn human_secs(s: f64) -> String {
+    let a = s.abs();
+    let sign = if s < 0.0 { "-" } else { "" };
+    if !s.is_finite() {
+        "unknown".into()
+    } else if a < 1e-3 {
+        format!("{sign}{:.1} µs", a * 1e6)
+    } else if a < 1.0 {
+        format!("{sign}{:.1} ms", a * 1e3)
+    } else if a < 60.0 {
+        format!("{sign}{a:.3} s")
+    } else {
+        let words = trusttime_core::Human(trusttime_core::SignedDuration::from_secs_f64(a));
+        format!("{sign}{a:.3} s ({words})")
+    }
+}
+
+fn text<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(serde_json::Value::as_str)
+}
+
+/// One manual change (an entry of `status`'s `manual_changes`, or `set`'s reply) in words.
+#[must_use]
+pub fn manual_change_text(c: &serde_json::Value) -> String {
+    let unc = c["uncertainty_ms"]
+        .as_f64()
+        .map_or_else(|| "?".into(), |ms| human_secs(ms / 1e3));
+    format!(
+        "{} ± {} (was {}), by {} at {}{}",
+        text(c, "new").unwrap_or("?"),
+        unc,
+        text(c, "old").unwrap_or("unknown"),
+        text(c, "who").unwrap_or("?"),
+        text(c, "at").unwrap_or("?"),
+        if c["forced"] == true {
+            ", forced over the network-trusted interval"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `status` as text: every line in words and human units; an unknown value says so.
+#[must_use]
+pub fn status_text(v: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    let _ = writeln!(o, "{}", text(v, "verdict").unwrap_or("(no verdict)"));
+    let _ = writeln!(
+        o,
+        "state        {} (provenance: {})",
+        text(v, "state").unwrap_or("unknown"),
+        text(v, "provenance").unwrap_or("none")
+    );
+    let _ = match (text(v, "earliest"), text(v, "latest")) {
+        (Some(e), Some(l)) => writeln!(o, "interval     {e} .. {l}"),
+        _ => writeln!(o, "interval     none yet (no trusted time)"),
+    };
+    let _ = match num("offset_s") {
+        Some(x) => writeln!(
+            o,
+            "offset       {}{} ({})",
+            if x >= 0.0 { "+" } else { "" },
+            human_secs(x),
+            if x >= 0.0 {
+                "the system clock is behind the true time"
+            } else {
+                "the system clock is ahead of the true time"
+            }
+        ),
+        None => writeln!(o, "offset       unknown"),
+    };
+    let _ = match num("uncertainty_s") {
+        Some(x) => writeln!(o, "uncertainty  ± {}", human_secs(x)),
+        None => writeln!(o, "uncertainty  unbounded"),
+    };
+    let _ = writeln!(
+        o,
+        "last sync    {}",
+        text(v, "last_sync").unwrap_or("never")
+    );
+    let _ = match num("next_poll_in_s") {
+        Some(x) => writeln!(o, "next poll    in {}", human_secs(x)),
+        None => writeln!(o, "next poll    none scheduled"),
+    };
+    let bound = num("drift_bound_ppm").map_or_else(|| "?".into(), |b| format!("{b}"));
+    let _ = match num("freq_ppm") {
+        Some(f) => writeln!(o, "frequency    {f:+.3} ppm (drift bound {bound} ppm)"),
+        None => writeln!(
+            o,
+            "frequency    not estimated yet (drift bound {bound} ppm)"
+        ),
+    };
+    let _ = writeln!(o, "floor        {}", text(v, "floor").unwrap_or("?"));
+    let _ = writeln!(
+        o,
+        "clock        {}",
+        if v["observe_only"] == true {
+            "observe-only (never changed)"
+        } else {
+            "disciplined"
+        }
+    );
+    if let Some(notes) = v["notes"].as_array() {
+        for n in notes {
+            let _ = writeln!(o, "note         {}", n.as_str().unwrap_or_default());
+        }
+    }
+    match v["manual_changes"].as_array() {
+        Some(list) if !list.is_empty() => {
+            let _ = writeln!(o, "set by hand  (oldest first)");
+            for c in list {
+                let _ = writeln!(o, "  {}", manual_change_text(c));
+            }
+        }
+        _ => {
+            let _ = writeln!(o, "set by hand  never since the daemon started");
+        }
+    }
+    o
+}
+
+/// The daemon's trusted time from its `status` reply, for `purpose` (`tls`, `sigv4`): `None`
+/// when it has none, or when its config requires authenticated time for that purpose and the
+/// time is not authenticated.
+#[must_use]
+pub fn trusted_from_status(
+    v: &serde_json::Value,
+    purpose: &str,
+) -> Option<trusttime_core::TrustedTime> {
+    use trusttime_core::{Provenance, TimeInterval, UnixTime};
+    let t = |k: &str| text(v, k).and_then(|s| UnixTime::parse_rfc3339(s).ok());
+    let (earliest, latest) = (t("earliest")?, t("latest")?);
+    if earliest > latest || text(v, "state").map_or(true, |s| s == "unknown") {
+        return None;
+    }
+    let authenticated = v["authenticated"] == true;
+    let required = v["require_authenticated"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == purpose));
+    if required && !authenticated {
+        return None;
+    }
+    let provenance = match text(v, "provenance") {
+        Some("authenticated") if authenticated => Provenance::Authenticated,
+        Some("ntp") => Provenance::Ntp,
+        Some("manual") => Provenance::Manual,
+        Some("rtc") => Provenance::Rtc,
+        _ => Provenance::Persisted,
+    };
+    Some(trusttime_core::TrustedTime {
+        interval: TimeInterval { earliest, latest },
+        provenance,
+    })
 }
 
 /// `trusttime sources`.
@@ -266,14 +411,18 @@ pub async fn run_sources(args: StatusArgs) -> ExitCode {
     match ask(&args.at, "sources").await {
         Ok(v) => {
             if args.json {
-                println!("{v}");
+                outln!("{v}");
             } else if let Some(list) = v["sources"].as_array() {
-                println!(
+                outln!(
                     "{:<28} {:<13} {:>5} {:>4} {:>14}  reason",
-                    "address", "verdict", "reach", "poll", "offset s"
+                    "address",
+                    "verdict",
+                    "reach",
+                    "poll",
+                    "offset s"
                 );
                 for s in list {
-                    println!(
+                    outln!(
                         "{:<28} {:<13} {:>5} {:>4} {:>14}  {}",
                         s["address"].as_str().unwrap_or_default(),
                         s["verdict"].as_str().unwrap_or_default(),
@@ -286,13 +435,13 @@ pub async fn run_sources(args: StatusArgs) -> ExitCode {
                     );
                 }
                 if let Some(round) = v["last_round"].as_str() {
-                    println!("last poll: {round}");
+                    outln!("last poll: {round}");
                 }
             }
             ExitCode::from(EXIT_OK)
         }
         Err((code, e)) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(code)
         }
     }
@@ -320,16 +469,22 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
     let sock = match args.at.socket() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();
     let mut last = String::from("no answer from the daemon yet");
-    while start.elapsed() < args.timeout {
-        match crate::control::ask(&sock, "status").await {
-            Ok(v) => {
+    let within = format!("± {}", human_secs(max_error.as_secs_f64()));
+    loop {
+        let left = args.timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, crate::control::ask(&sock, "status")).await {
+            Err(_) => break,
+            Ok(Ok(v)) => {
                 let state = v["state"].as_str().unwrap_or("unknown").to_owned();
                 let unc = v["uncertainty_s"].as_f64();
                 let needs_auth = purpose.is_some_and(|p| {
@@ -343,9 +498,9 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
                     && unc.is_some_and(|u| u <= max_error.as_secs_f64())
                 {
                     if tty {
-                        eprintln!(
-                            "\rtime trusted ({state}, ± {:.3} s) after {:.1} s                ",
-                            unc.unwrap_or_default(),
+                        errln!(
+                            "\rtime trusted ({state}, ± {}) after {:.1} s                ",
+                            human_secs(unc.unwrap_or_default()),
                             start.elapsed().as_secs_f64()
                         );
                     }
@@ -353,7 +508,7 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
                 }
                 last = format!(
                     "state {state}, uncertainty {}{}",
-                    unc.map_or_else(|| "unbounded".into(), |u| format!("{u:.3} s")),
+                    unc.map_or_else(|| "unbounded".into(), |u| format!("± {}", human_secs(u))),
                     if auth_ok {
                         ""
                     } else {
@@ -361,23 +516,31 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
                     }
                 );
             }
-            Err(e) => last = e,
+            // Waiting cannot fix permissions or a socket owned by someone else.
+            Ok(Err(e)) if e.is_final() => {
+                if tty {
+                    errln!();
+                }
+                errln!("error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            Ok(Err(e)) => last = e.to_string(),
         }
         if tty {
-            eprint!(
-                "\rwaiting for trusted time (± {:?}): {last} [{:.0} s]   ",
-                max_error,
+            err!(
+                "\rwaiting for trusted time ({within}): {last} [{:.0} s]   ",
                 start.elapsed().as_secs_f64()
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let left = args.timeout.saturating_sub(start.elapsed());
+        tokio::time::sleep(left.min(Duration::from_millis(50))).await;
     }
     if tty {
-        eprintln!();
+        errln!();
     }
-    eprintln!(
-        "error: time not trusted to ± {max_error:?} within {:?}: {last}",
-        args.timeout
+    errln!(
+        "error: timed out after {}: time not trusted to {within}; last: {last}",
+        human_secs(args.timeout.as_secs_f64())
     );
     ExitCode::from(EXIT_FAIL)
 }
@@ -411,7 +574,7 @@ pub async fn run_set(args: SetArgs) -> ExitCode {
     let sock = match args.at.socket() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -423,12 +586,13 @@ pub async fn run_set(args: SetArgs) -> ExitCode {
     };
     match crate::control::ask_request(&sock, &req).await {
         Ok(v) => {
-            println!("time set: {}", v["change"]);
+            outln!("time set: {}", manual_change_text(&v["change"]));
+            outln!("(logged; `trusttime status` lists the manual changes)");
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_FAIL)
+            errln!("error: {e}");
+            ExitCode::from(exit_for(&e))
         }
     }
 }
@@ -461,17 +625,17 @@ pub fn run_web(args: WebArgs) -> ExitCode {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
             match crate::web::new_pairing_code(&cfg.raw.daemon.state_dir) {
                 Ok(code) => {
-                    println!("{code}");
+                    outln!("{code}");
                     ExitCode::from(EXIT_OK)
                 }
                 Err(e) => {
-                    eprintln!(
+                    errln!(
                         "error: cannot store the pairing code in {}: {e}",
                         cfg.raw.daemon.state_dir.display()
                     );
@@ -479,5 +643,93 @@ pub fn run_web(args: WebArgs) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_are_in_human_units() {
+        assert_eq!(human_secs(7.759e-6), "7.8 µs");
+        assert_eq!(human_secs(0.0011), "1.1 ms");
+        assert_eq!(human_secs(-0.25), "-250.0 ms");
+        assert_eq!(human_secs(2.5), "2.500 s");
+        assert_eq!(human_secs(600.0012), "600.001 s (10 minutes)");
+        assert_eq!(human_secs(f64::NAN), "unknown");
+    }
+
+    /// No `null`, no raw JSON, no scientific notation; unknown values say so in words, and
+    /// the manual changes the README promises are listed.
+    #[test]
+    fn status_text_has_no_nulls_and_lists_manual_changes() {
+        let unknown = json!({
+            "state": "unknown", "provenance": "none", "authenticated": false,
+            "earliest": null, "latest": null, "offset_s": null, "uncertainty_s": null,
+            "floor": "2026-11-01T00:00:00Z", "system_time": "2026-11-23T08:00:00Z",
+            "last_sync": null, "next_poll_in_s": null, "freq_ppm": null,
+            "drift_bound_ppm": 50, "agreed": 0, "require_authenticated": [],
+            "unauthenticated_disagree": [], "observe_only": true, "notes": [],
+            "manual_changes": [], "verdict": "time unknown: no source has answered yet"
+        });
+        let t = status_text(&unknown);
+        assert!(!t.contains("null"), "{t}");
+        assert!(t.contains("interval     none yet"), "{t}");
+        assert!(
+            t.contains("frequency    not estimated yet (drift bound 50 ppm)"),
+            "{t}"
+        );
+        assert!(t.contains("last sync    never"), "{t}");
+
+        let mut synced = unknown.clone();
+        synced["state"] = json!("manual");
+        synced["earliest"] = json!("2026-11-23T08:29:00Z");
+        synced["latest"] = json!("2026-11-23T08:31:00Z");
+        synced["offset_s"] = json!(-7.759e-6);
+        synced["uncertainty_s"] = json!(60.0);
+        synced["freq_ppm"] = json!(-1.5);
+        synced["manual_changes"] = json!([{
+            "at": "2026-11-23T08:30:00Z", "who": "control socket, uid 0",
+            "old": null, "new": "2026-11-23T08:30:00Z", "uncertainty_ms": 60000,
+            "forced": false
+        }]);
+        let t = status_text(&synced);
+        assert!(
+            !t.contains("null") && !t.contains("e-6") && !t.contains('{'),
+            "{t}"
+        );
+        assert!(
+            t.contains("offset       -7.8 µs (the system clock is ahead"),
+            "{t}"
+        );
+        assert!(t.contains("uncertainty  ± 60.000 s (1 minute)"), "{t}");
+        assert!(t.contains("frequency    -1.500 ppm"), "{t}");
+        assert!(
+            t.contains("2026-11-23T08:30:00Z ± 60.000 s (1 minute) (was unknown), by control socket, uid 0"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn the_daemon_time_is_used_only_when_it_is_trusted_for_the_purpose() {
+        let v = json!({
+            "state": "synced", "provenance": "ntp", "authenticated": false,
+            "earliest": "2026-11-23T08:00:00Z", "latest": "2026-11-23T08:00:01Z",
+            "require_authenticated": []
+        });
+        let t = trusted_from_status(&v, "tls").unwrap();
+        assert_eq!(t.provenance, trusttime_core::Provenance::Ntp);
+        let mut strict = v.clone();
+        strict["require_authenticated"] = json!(["tls"]);
+        assert!(trusted_from_status(&strict, "tls").is_none());
+        assert!(trusted_from_status(&strict, "sigv4").is_some());
+        let mut unknown = v.clone();
+        unknown["state"] = json!("unknown");
+        assert!(trusted_from_status(&unknown, "tls").is_none());
+        let mut reversed = v;
+        reversed["earliest"] = json!("2026-11-23T09:00:00Z");
+        assert!(trusted_from_status(&reversed, "tls").is_none());
     }
 }

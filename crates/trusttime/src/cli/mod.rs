@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[macro_use]
+pub mod output;
 #[cfg(feature = "tls")]
 pub mod check;
 #[cfg(feature = "mqtt")]
@@ -83,6 +85,7 @@ pub enum Command {
 
 /// Parses the command line, sets up logging and runs the chosen command.
 pub fn main() -> ExitCode {
+    output::ensure_standard_fds();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -95,14 +98,14 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_tracing(cli.log.as_deref());
+    output::init_logging(cli.log.as_deref());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_FAIL);
         }
     };
@@ -127,19 +130,6 @@ async fn run(command: Command) -> ExitCode {
         #[cfg(feature = "mqtt")]
         Command::Connect(a) => connect::run(a).await,
     }
-}
-
-/// Logs go to stderr, so `--json` output on stdout stays clean.
-fn init_tracing(filter: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match filter {
-        Some(f) => EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new("warn")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ pub async fn run(args: Args) -> ExitCode {
         let socket = match args.at.socket() {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return ExitCode::from(EXIT_USAGE);
             }
         };
@@ -85,7 +85,7 @@ pub async fn run(args: Args) -> ExitCode {
     let server = match Server::bind(args.listen, clock, opts).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            errln!("error: cannot listen on {}: {e}", args.listen);
             return ExitCode::from(EXIT_FAIL);
         }
     };
@@ -93,7 +93,7 @@ pub async fn run(args: Args) -> ExitCode {
         .local_addr()
         .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
     tracing::info!(%addr, offset = %args.offset, "serving NTP");
-    eprintln!(
+    errln!(
         "serving NTP on {addr} from {from} (offset {}); Ctrl-C stops",
         args.offset
     );

@@ -106,7 +106,7 @@ pub async fn run(args: Args) -> ExitCode {
         match crate::sync::read_pem_certificates(path) {
             Ok(mut ders) => opts.ca.append(&mut ders),
             Err(why) => {
-                eprintln!("error: --ca {}: {why}", path.display());
+                errln!("error: --ca {}: {why}", path.display());
                 return ExitCode::from(EXIT_USAGE);
             }
         }
@@ -121,13 +121,13 @@ pub async fn run(args: Args) -> ExitCode {
         .len()
         .max(opts.nts.len() + opts.roughtime.len());
     if let Some(m) = opts.min_agree.filter(|&m| usize::from(m) > largest_group) {
-        eprintln!(
+        errln!(
             "error: --min-agree {m} needs at least that many servers of one kind (authenticated or not); at most {largest_group} given",
         );
         return ExitCode::from(EXIT_USAGE);
     }
     if opts.source_count() > trusttime_core::select::MAX_SOURCES {
-        eprintln!(
+        errln!(
             "error: at most {} servers",
             trusttime_core::select::MAX_SOURCES
         );
@@ -136,19 +136,19 @@ pub async fn run(args: Args) -> ExitCode {
     let clock: Arc<dyn LocalClock> = Arc::new(SystemClock);
     let report = sync(&opts, clock).await;
     if args.json {
-        println!("{}", to_json(&report));
+        outln!("{}", to_json(&report));
     } else {
-        print!("{}", to_text(&report));
+        out!("{}", to_text(&report));
     }
     if let Some(why) = report.failure() {
-        eprintln!("error: no consensus: {why}");
+        errln!("error: no consensus: {why}");
         return ExitCode::from(EXIT_FAIL);
     }
     let failed = report.failed_constraints();
     if !failed.is_empty() {
         // The constraint was asked for as a safeguard: without it the result is weaker
         // than requested, so the exit status says so.
-        eprintln!(
+        errln!(
             "error: HTTPS Date constraint not obtained, so not applied: {}",
             failed.join("; ")
         );

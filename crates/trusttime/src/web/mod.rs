@@ -45,6 +45,8 @@ use crate::state::hex;
 pub const MAX_BODY: usize = 4096;
 /// The pairing-hash file inside the state directory.
 pub const PAIRING_FILE: &str = "web-pairing.sha256";
+/// Largest pairing-hash file read (it holds 64 hex digits).
+const MAX_PAIRING_FILE: u64 = 1024;
 const SESSION_LIFETIME: Duration = Duration::from_secs(3600);
 /// Addresses whose failed logins are tracked at once.
 const MAX_TRACKED_ADDRESSES: usize = 4096;
@@ -69,20 +71,11 @@ pub fn new_pairing_code(state_dir: &Path) -> std::io::Result<String> {
         .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
         .collect();
     std::fs::create_dir_all(state_dir)?;
-    let tmp = state_dir.join(format!("{PAIRING_FILE}.tmp"));
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(hex(&Sha256::digest(code.as_bytes())).as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, state_dir.join(PAIRING_FILE))?;
+    crate::files::write_atomic(
+        &state_dir.join(PAIRING_FILE),
+        hex(&Sha256::digest(code.as_bytes())).as_bytes(),
+        0o600,
+    )?;
     Ok(code)
 }
 
@@ -487,7 +480,11 @@ async fn login(
         Ok(x) => x,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let Ok(stored) = std::fs::read_to_string(&web.pairing_file) else {
+    let Ok(stored) = crate::files::read_to_string(
+        &web.pairing_file,
+        MAX_PAIRING_FILE,
+        crate::files::Links::Refuse,
+    ) else {
         return error(
             StatusCode::UNAUTHORIZED,
             "no pairing code is set on this device: run `trusttime web pairing-code` on it",
