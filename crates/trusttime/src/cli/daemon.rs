@@ -136,7 +136,7 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
         rtc,
         observe_only,
     };
-    let (_handle, fut) = match daemon.start() {
+    let (handle, fut) = match daemon.start() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
@@ -153,9 +153,10 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
     };
     tokio::select! {
         () = fut => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => handle.shutdown(),
+        _ = term.recv() => handle.shutdown(),
     }
+    tracing::info!("trusttime daemon stopped; state saved");
     ExitCode::from(EXIT_OK)
 }
 
@@ -381,24 +382,35 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
 
 /// Set the daemon's time by hand: TIME (RFC 3339) ± --uncertainty.
 ///
-/// Refused below the floor, and outside a network-trusted interval unless --force and the
-/// config allows it ([clock] allow-manual-force). The change is logged and shown in `status`.
-/// Manual time holds over like any other: its uncertainty grows with the drift bound.
+/// Refused below the floor; refused outside the network-trusted interval (the last network
+/// consensus, widened by the drift bound) and when less precise than the network time it
+/// would replace, unless --force and the config allows it ([clock] allow-manual-force). With
+/// no network time, it is used as `manual` holdover: a hint that the next network consensus
+/// overrides, and it never raises the floor. The change is logged and shown in `status`.
+///
+/// --reset-floor (root only, logged) puts the floor back to the build time and forgets every
+/// trusted time: the recovery for a device whose floor was raised by a wrong authenticated
+/// time. Given with TIME, that time is then set.
 ///
 /// Examples:
 ///   trusttime set 2026-11-23T08:30:00Z --uncertainty 1m
+///   sudo trusttime set --reset-floor
+///   sudo trusttime set --reset-floor 2026-11-23T08:30:00Z --uncertainty 1m
 #[derive(Debug, ClapArgs)]
 #[command(verbatim_doc_comment)]
 pub struct SetArgs {
     /// The time, RFC 3339 (e.g. 2026-11-23T08:30:00Z).
-    #[arg(value_name = "TIME", value_parser = crate::duration::parse_time)]
-    pub time: trusttime_core::UnixTime,
+    #[arg(value_name = "TIME", value_parser = crate::duration::parse_time, required_unless_present = "reset_floor")]
+    pub time: Option<trusttime_core::UnixTime>,
     /// How far off TIME may be.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::duration::parse)]
     pub uncertainty: Duration,
     /// Override a network-trusted interval (only if the config allows it).
     #[arg(long)]
     pub force: bool,
+    /// Reset the floor to the build time and forget every trusted time first (root only).
+    #[arg(long)]
+    pub reset_floor: bool,
     #[command(flatten)]
     pub at: Where,
 }
@@ -414,13 +426,18 @@ pub async fn run_set(args: SetArgs) -> ExitCode {
     };
     let req = crate::control::Request {
         command: "set".into(),
-        unix_ms: Some(args.time.as_millis()),
+        unix_ms: args.time.map(trusttime_core::UnixTime::as_millis),
         uncertainty_ms: Some(i64::try_from(args.uncertainty.as_millis()).unwrap_or(i64::MAX)),
         force: Some(args.force),
+        reset_floor: args.reset_floor.then_some(true),
     };
     match crate::control::ask_request(&sock, &req).await {
         Ok(v) => {
-            println!("time set: {}", v["change"]);
+            if args.time.is_some() {
+                println!("time set: {}", v["change"]);
+            } else {
+                println!("floor reset: {}", v["change"]);
+            }
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
