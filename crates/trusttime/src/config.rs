@@ -352,6 +352,8 @@ pub struct Checked {
     pub step_threshold: Duration,
     /// `daemon.startup-delay`.
     pub startup_delay: Duration,
+    /// Things that are allowed but probably not meant (a source listed twice).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -456,7 +458,23 @@ impl Config {
             })
             .collect();
         all.extend(sources);
-        let sources = all;
+        // One server is one vote, however often it is listed.
+        let mut warnings = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut sources = Vec::with_capacity(all.len());
+        for s in all {
+            if seen.insert((s.kind.as_str(), s.spec.to_string())) {
+                sources.push(s);
+            } else {
+                warnings.push(format!(
+                    "{} source {} is listed more than once; it counts once",
+                    s.kind.as_str(),
+                    s.spec
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        servers.retain(|s| seen.insert(s.to_string()));
         for p in &self.clock.require_authenticated {
             if !matches!(p.as_str(), "tls" | "sigv4") {
                 return Err(bad(format!(
@@ -520,6 +538,7 @@ impl Config {
             raw: self,
             step_threshold,
             startup_delay,
+            warnings,
         })
     }
 }
@@ -540,6 +559,22 @@ mod tests {
 
     fn parse(s: &str) -> Result<Checked, ConfigError> {
         Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn a_source_listed_twice_counts_once_with_a_warning() {
+        let c = parse(
+            "[[source]]\nkind = \"ntp\"\naddress = \"192.0.2.1\"\n[[source]]\nkind = \"ntp\"\naddress = \"192.0.2.1:123\"\n[[source]]\nkind = \"nts\"\naddress = \"192.0.2.1\"\n[[source]]\nkind = \"ntp\"\naddress = \"192.0.2.2\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 3, "{:?}", c.sources);
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("ntp source 192.0.2.1 "),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

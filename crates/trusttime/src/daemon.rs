@@ -427,6 +427,10 @@ impl Daemon {
         // file and the control socket. The lock is released when the process exits.
         let lock = take_lock(&state_dir)?;
         let mut notes = Vec::new();
+        for w in &self.config.warnings {
+            tracing::warn!("{w}");
+            notes.push(w.clone());
+        }
         let persisted = match state::load(&state_dir) {
             Ok(s) => s,
             Err(e) => {

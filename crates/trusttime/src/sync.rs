@@ -245,6 +245,25 @@ impl SyncOptions {
         let n = self.nts.len() + self.roughtime.len();
         self.min_agree.unwrap_or_else(|| default_min_agree(n))
     }
+    /// Drops sources listed more than once (same kind, same host and port): one server is
+    /// one vote however often it is written down. Returns a warning per dropped entry.
+    pub fn dedup(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut keep = |kind: &str, spec: &ServerSpec| {
+            let fresh = seen.insert((kind.to_owned(), spec.to_string()));
+            if !fresh {
+                warnings.push(format!(
+                    "{kind} server {spec} is listed more than once; it counts once"
+                ));
+            }
+            fresh
+        };
+        self.servers.retain(|s| keep("ntp", s));
+        self.nts.retain(|s| keep("nts", s));
+        self.roughtime.retain(|r| keep("roughtime", &r.server));
+        warnings
+    }
     /// Every source, in report order: NTP, then NTS, then Roughtime.
     #[must_use]
     pub fn source_count(&self) -> usize {
@@ -267,6 +286,8 @@ pub enum Verdict {
     KissOfDeath,
     /// Its reply was malformed or unusable.
     Invalid,
+    /// The same server as another source of the same kind (same address): counted once.
+    Duplicate,
 }
 
 impl Verdict {
@@ -280,6 +301,7 @@ impl Verdict {
             Verdict::NoReply => "no_reply",
             Verdict::KissOfDeath => "kiss_of_death",
             Verdict::Invalid => "invalid",
+            Verdict::Duplicate => "duplicate",
         }
     }
 }
@@ -445,6 +467,9 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         };
     }
     let mut outcomes = vec![Outcome::Pending; n];
+    // Sources that resolved to the address of an earlier source of the same kind: one
+    // server, one vote.
+    let mut duplicate = vec![false; n];
     let mut chain_violations = Vec::new();
     let (tx, mut rx) = mpsc::channel(4 * n + 8);
     // Roughtime needs no certificate: when it is configured beside sources that do (NTS-KE,
@@ -534,8 +559,39 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             ev = rx.recv() => ev,
             () = tokio::time::sleep_until(deadline) => None,
         };
+        let index = match &ev {
+            Some(
+                Event::Resolved(i, _)
+                | Event::Ignored(i, _)
+                | Event::Done(i, _)
+                | Event::Unreachable(i, _)
+                | Event::Failed(i, _, _)
+                | Event::AuthFailed(i, _),
+            ) => Some(*i),
+            _ => None,
+        };
+        if index.is_some_and(|i| duplicate[i]) {
+            continue;
+        }
         match ev {
-            Some(Event::Resolved(i, a)) => sources[i].address = Some(a),
+            Some(Event::Resolved(i, a)) => {
+                sources[i].address = Some(a);
+                let twin = (0..n).find(|&j| {
+                    j != i
+                        && !duplicate[j]
+                        && sources[j].kind == sources[i].kind
+                        && sources[j].address == Some(a)
+                });
+                if let Some(j) = twin {
+                    duplicate[i] = true;
+                    outcomes[i] = Outcome::Failed;
+                    sources[i].verdict = Verdict::Duplicate;
+                    sources[i].reason = format!(
+                        "same address {a} as {}: one server counts once",
+                        sources[j].server
+                    );
+                }
+            }
             Some(Event::Ignored(i, r)) => {
                 tracing::debug!(server = %sources[i].server, reason = %r, "ignored datagram");
             }

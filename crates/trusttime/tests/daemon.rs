@@ -432,3 +432,35 @@ fn kiss_o_death_rate_from_chronyd_makes_the_daemon_back_off() {
     // The kiss code stays on record after later replies are accepted again.
     assert_eq!(src["kiss_code"], "RATE", "{src}");
 }
+
+/// The same `[[source]]` written three times is one source: `validate-config` warns, and the
+/// daemon counts one vote.
+#[test]
+fn duplicate_sources_count_once_and_validate_config_warns() {
+    let a = SocketAddr::from(([127, 0, 0, 54], free_port()));
+    let Some(_p) = chronyd_server(a, Some("+600"), &[]) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[a, a, a], "");
+    let out = Command::new(bin())
+        .args(["validate-config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("listed more than once"), "{text}");
+    let daemon = start_daemon(&config);
+    let out = Command::new(bin())
+        .args(["wait", "--for", "tls", "--timeout", "10s", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", daemon.log_text());
+    let st = cli_json(&["status"], &config);
+    assert_eq!(st["agreed"], 1, "{st}");
+    assert!(st["verdict"].as_str().unwrap().contains("1 of 1"), "{st}");
+    let src = cli_json(&["sources"], &config);
+    assert_eq!(src["sources"].as_array().unwrap().len(), 1, "{src}");
+}

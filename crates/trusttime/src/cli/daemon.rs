@@ -165,6 +165,9 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
     match Config::load(&args.file) {
         Ok(c) => {
             println!("{}: valid", args.file.display());
+            for w in &c.warnings {
+                println!("  warning:       {w}");
+            }
             println!(
                 "  sources:       {}",
                 c.sources

@@ -97,6 +97,9 @@ pub async fn run(args: Args) -> ExitCode {
         r.version = args.roughtime_protocol;
     }
     opts.https_date = args.https_date;
+    for w in opts.dedup() {
+        eprintln!("warning: {w}");
+    }
     for path in &args.ca {
         match crate::sync::read_pem_certificates(path) {
             Ok(mut ders) => opts.ca.append(&mut ders),
