@@ -1065,3 +1065,159 @@ pub fn sd_notify(msg: &str) {
         tracing::warn!(error = %e, "cannot notify systemd");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// A device clock that steps when told to: wall = base + offset.
+    #[derive(Debug)]
+    struct FakeClock {
+        base: UnixTime,
+        offset_ns: AtomicI64,
+        rtc_ns: Mutex<Option<UnixTime>>,
+    }
+
+    impl LocalClock for FakeClock {
+        fn now(&self) -> trusttime_core::Now {
+            trusttime_core::Now {
+                mono: crate::clock::mono_now(),
+                wall: self.base + SignedDuration::from_nanos(self.offset_ns.load(Ordering::SeqCst)),
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct Control(Arc<FakeClock>);
+
+    impl ClockControl for Control {
+        fn step(&self, by: SignedDuration) -> std::io::Result<()> {
+            self.0.offset_ns.fetch_add(by.as_nanos(), Ordering::SeqCst);
+            Ok(())
+        }
+        fn slew(&self, _: SignedDuration) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Rtc for Control {
+        fn read(&self) -> std::io::Result<UnixTime> {
+            Err(std::io::Error::other("dead battery"))
+        }
+        fn set(&self, t: UnixTime) -> std::io::Result<()> {
+            if let Ok(mut r) = self.0.rtc_ns.lock() {
+                *r = Some(t);
+            }
+            Ok(())
+        }
+    }
+
+    fn daemon(dir: &std::path::Path, clock: &Arc<FakeClock>) -> Daemon {
+        let text = format!(
+            "[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\n",
+            dir.join("state").display(),
+            dir.join("control.sock").display()
+        );
+        let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let c = Arc::new(Control(Arc::clone(clock)));
+        Daemon {
+            config,
+            local: Arc::clone(clock) as Arc<dyn LocalClock>,
+            control: Arc::clone(&c) as Arc<dyn ClockControl>,
+            rtc: Some(c as Arc<dyn Rtc>),
+            observe_only: false,
+        }
+    }
+
+    fn run_with_sample(handle: &StatusHandle, offset: SignedDuration) {
+        let mut s = handle.0.lock().unwrap();
+        let now = handle.1.now();
+        s.sources.push(SourceRun {
+            spec: "192.0.2.1".parse().unwrap(),
+            kind: SourceKind::Ntp,
+            roughtime: None,
+            auth_failures: 0,
+            policy: PollPolicy::default(),
+            next_due: MonoInstant::ZERO,
+            last: Some((
+                OffsetInterval::around(offset, SignedDuration::from_millis(1)),
+                now.mono,
+                SignedDuration::from_millis(1),
+            )),
+            reach: 1,
+            verdict: Verdict::Agreed,
+            reason: String::new(),
+            kod: None,
+            requests: 1,
+        });
+    }
+
+    /// A hand-set time that steps the clock shifts the stored samples like a network step.
+    #[tokio::test]
+    async fn a_manual_step_shifts_stored_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock {
+            base: floor::build_time() + SignedDuration::from_secs(86_400),
+            offset_ns: AtomicI64::new(0),
+            rtc_ns: Mutex::new(None),
+        });
+        let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
+        // A source measured the truth 1 h ahead of the device clock (no consensus yet).
+        let hour = SignedDuration::from_secs(3600);
+        run_with_sample(&handle, hour);
+        let truth = handle.1.now().wall + hour;
+        handle
+            .set_manual(truth.as_millis(), 1000, false, "test")
+            .unwrap();
+        // The clock was stepped by an hour, and the sample now says ~0.
+        let stepped = SignedDuration::from_nanos(clock.offset_ns.load(Ordering::SeqCst));
+        assert!(
+            (stepped - hour).abs() < SignedDuration::from_secs(1),
+            "{stepped:?}"
+        );
+        let s = handle.0.lock().unwrap();
+        let (iv, _, _) = s.sources[0].last.unwrap();
+        assert!(
+            iv.midpoint().abs() < SignedDuration::from_secs(1),
+            "sample still measured against the old clock: {iv:?}"
+        );
+        drop(s);
+        // Persisted as a hand-set hint: the floor is untouched.
+        let st = state::load(&dir.path().join("state")).unwrap().unwrap();
+        assert_eq!(st.provenance, "manual");
+        assert_eq!(st.floor_ns, Some(floor::build_time().as_nanos()));
+    }
+
+    /// After a network step the RTC gets the true time, not the stepped clock plus the step.
+    #[tokio::test]
+    async fn the_rtc_is_written_with_the_true_time_after_a_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock {
+            base: floor::build_time() + SignedDuration::from_secs(86_400),
+            offset_ns: AtomicI64::new(0),
+            rtc_ns: Mutex::new(None),
+        });
+        let d = daemon(dir.path(), &clock);
+        let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
+        let step = SignedDuration::from_secs(20 * 365 * 86_400);
+        let now = handle.1.now();
+        let truth = now.wall + step;
+        if let Ok(mut s) = handle.0.lock() {
+            s.sys.on_consensus(
+                now,
+                OffsetInterval::around(step, SignedDuration::from_millis(2)),
+                false,
+            );
+        }
+        d.apply(Action::Step(step), &handle);
+        carry_out(&handle);
+        let written = clock.rtc_ns.lock().unwrap().unwrap();
+        assert!(
+            (written - truth).abs() < SignedDuration::from_secs(1),
+            "RTC written with {written}, true time {truth}"
+        );
+        let st = state::load(&dir.path().join("state")).unwrap().unwrap();
+        assert_eq!(st.rtc_set_ns, Some(written.as_nanos()));
+    }
+}
