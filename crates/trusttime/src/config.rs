@@ -227,6 +227,11 @@ pub struct ClockConfig {
     /// connections are refused.
     #[serde(default)]
     pub require_authenticated: Vec<String>,
+    /// With NTS or Roughtime sources configured, TLS readiness (`wait --for tls`, the daemon's
+    /// own TLS connections) requires authenticated time unless this is true: then plain NTP
+    /// counts for TLS when the authenticated sources reach no consensus.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
     /// Extra trust anchors (PEM) for NTS-KE and HTTPS Date certificates, beside the Mozilla
     /// roots.
     #[serde(default)]
@@ -250,6 +255,7 @@ impl Default for ClockConfig {
             min_agree: None,
             allow_manual_force: false,
             require_authenticated: Vec::new(),
+            allow_unauthenticated: false,
             trust_anchors: None,
         }
     }
@@ -354,6 +360,21 @@ pub struct Checked {
     pub startup_delay: Duration,
     /// Things that are allowed but probably not meant (a source listed twice).
     pub warnings: Vec<String>,
+}
+
+impl Checked {
+    /// The purposes for which only authenticated time counts: `clock.require-authenticated`,
+    /// plus `tls` whenever an NTS or Roughtime source is configured, unless
+    /// `clock.allow-unauthenticated` (no silent downgrade to plain NTP).
+    #[must_use]
+    pub fn require_authenticated(&self) -> Vec<String> {
+        let mut v = self.raw.clock.require_authenticated.clone();
+        let auth = self.sources.iter().any(|s| s.kind.is_authenticated());
+        if auth && !self.raw.clock.allow_unauthenticated && !v.iter().any(|p| p == "tls") {
+            v.push("tls".into());
+        }
+        v
+    }
 }
 
 impl Config {
@@ -487,6 +508,14 @@ impl Config {
         {
             return Err(bad(
                 "clock.require-authenticated needs at least one nts or roughtime source".into(),
+            ));
+        }
+        if self.clock.allow_unauthenticated
+            && self.clock.require_authenticated.iter().any(|p| p == "tls")
+        {
+            return Err(bad(
+                "clock.allow-unauthenticated contradicts clock.require-authenticated = [\"tls\"]"
+                    .into(),
             ));
         }
         if sources.len() > trusttime_core::select::MAX_SOURCES {

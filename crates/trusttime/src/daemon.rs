@@ -546,7 +546,7 @@ impl Daemon {
             state_dir: state_dir.clone(),
             control: (!self.observe_only).then(|| Arc::clone(&self.control)),
             rtc: self.rtc.clone().filter(|_| !self.observe_only),
-            require_authenticated: cfg.clock.require_authenticated.clone(),
+            require_authenticated: self.config.require_authenticated(),
             disagreeing: Vec::new(),
         }));
         let handle = StatusHandle(status, Arc::clone(&self.local));

@@ -179,11 +179,9 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
             if !c.https_date.is_empty() {
                 println!("  https-date:    {}", c.https_date.join(", "));
             }
-            if !c.raw.clock.require_authenticated.is_empty() {
-                println!(
-                    "  authenticated time required for: {}",
-                    c.raw.clock.require_authenticated.join(", ")
-                );
+            let required = c.require_authenticated();
+            if !required.is_empty() {
+                println!("  authenticated time required for: {}", required.join(", "));
             }
             println!("  observe-only:  {}", c.raw.clock.observe_only);
             println!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);

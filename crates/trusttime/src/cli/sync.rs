@@ -28,7 +28,13 @@ use crate::sync::{pool_servers, sync, ServerSpec, SyncOptions, SyncReport};
 /// decide, and a plain NTP server that disagrees with them is named a falseticker. The JSON
 /// field "authenticated" is true only when the result rests on authenticated sources.
 ///
-/// Exit status: 0 consensus reached, 1 no consensus (the reason is on stderr), 2 usage error.
+/// Combination policy: when NTS or Roughtime sources are given and they reach no consensus,
+/// a result resting on plain NTP is printed (labelled unauthenticated) but refused: exit 1,
+/// unless --allow-unauthenticated. --require-authenticated refuses any result that does not
+/// rest on authenticated sources. The JSON field "refused" says why a result was refused.
+///
+/// Exit status: 0 consensus reached (and accepted by the policy above), 1 no consensus or
+/// refused (the reason is on stderr), 2 usage error.
 ///
 /// Examples:
 ///   trusttime sync
@@ -81,6 +87,33 @@ pub struct Args {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Exit 1 unless the result rests on authenticated sources (NTS, Roughtime).
+    #[arg(long, conflicts_with = "allow_unauthenticated")]
+    pub require_authenticated: bool,
+    /// When NTS or Roughtime sources are given but reach no consensus, accept a result from
+    /// plain NTP (exit 0). Without it such a fallback exits 1.
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+}
+
+/// Why an unauthenticated result is refused by the combination policy, if it is.
+#[must_use]
+pub fn refusal(
+    r: &SyncReport,
+    require_authenticated: bool,
+    allow_unauthenticated: bool,
+) -> Option<String> {
+    let c = r.result.as_ref().ok()?;
+    if c.authenticated {
+        return None;
+    }
+    if require_authenticated {
+        return Some("the result rests on plain NTP, not on authenticated sources, and --require-authenticated was given".into());
+    }
+    let configured = r.sources.iter().any(|s| s.kind.is_authenticated());
+    (configured && !allow_unauthenticated).then(|| {
+        "the authenticated sources reached no consensus, and falling back to plain NTP (which an attacker on the network path can shift) is not allowed: pass --allow-unauthenticated to accept it".into()
+    })
 }
 
 /// Runs `sync`.
@@ -133,10 +166,21 @@ pub async fn run(args: Args) -> ExitCode {
     }
     let clock: Arc<dyn LocalClock> = Arc::new(SystemClock);
     let report = sync(&opts, clock).await;
+    let refused = refusal(
+        &report,
+        args.require_authenticated,
+        args.allow_unauthenticated,
+    );
     if args.json {
-        println!("{}", to_json(&report));
+        let mut v = to_json(&report);
+        v["refused"] = json!(refused);
+        println!("{v}");
     } else {
         print!("{}", to_text(&report));
+    }
+    if let Some(why) = refused {
+        eprintln!("error: refused: {why}");
+        return ExitCode::from(EXIT_FAIL);
     }
     match &report.result {
         Ok(_) => ExitCode::from(EXIT_OK),
@@ -308,7 +352,20 @@ fn warning(r: &SyncReport) -> Option<String> {
         .iter()
         .filter(|s| !s.kind.is_authenticated() && s.verdict == crate::sync::Verdict::Falseticker)
         .count();
+    let auth_answered = r
+        .sources
+        .iter()
+        .filter(|s| s.kind.is_authenticated() && s.sample.is_some())
+        .count();
+    let plain_answered = r
+        .sources
+        .iter()
+        .filter(|s| !s.kind.is_authenticated() && s.sample.is_some())
+        .count();
     match &r.result {
+        Ok(c) if c.authenticated && auth_answered == 1 && disagree >= 2 && disagree == plain_answered => Some(format!(
+            "a single authenticated source contradicts all {disagree} other sources: either it or the network path lies; configure at least two authenticated sources so that one cannot decide alone"
+        )),
         Ok(c) if c.authenticated && disagree > 0 => Some(format!(
             "{disagree} unauthenticated source(s) disagree with the authenticated consensus: something may be shifting plain NTP on the network path"
         )),
