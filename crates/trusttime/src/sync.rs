@@ -367,9 +367,48 @@ pub struct SyncReport {
     /// The HTTPS Date constraints asked for: URL and the offset interval it allows, or why
     /// it gave none.
     pub constraints: Vec<(String, Result<OffsetInterval, String>)>,
+    /// What was made of the constraints together.
+    pub constraint: ConstraintDecision,
     /// What certificates (NTS-KE, HTTPS Date) were checked against before the time was known:
     /// `floor` (`[floor, floor + 5 years]`), `roughtime` (the Roughtime consensus), or `given`.
     pub bootstrap_from: &'static str,
+}
+
+/// How the HTTPS Date constraints were combined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConstraintDecision {
+    /// None were configured.
+    NotAsked,
+    /// None gave a usable answer: no constraint applied.
+    NoneAnswered,
+    /// The constraints of a strict majority agree: their common interval was applied; the
+    /// others (URLs) were outvoted.
+    Applied {
+        /// The offsets they allow together.
+        interval: OffsetInterval,
+        /// How many agree.
+        agreeing: usize,
+        /// How many answered.
+        answered: usize,
+        /// URLs outside the agreeing group.
+        outvoted: Vec<String>,
+    },
+    /// They contradict each other with no majority: plain NTP is refused this round (an
+    /// attacker who controls one web server must not make the result less safe).
+    Refused(String),
+}
+
+impl ConstraintDecision {
+    /// A word for the JSON.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ConstraintDecision::NotAsked => "not_asked",
+            ConstraintDecision::NoneAnswered => "none_answered",
+            ConstraintDecision::Applied { .. } => "applied",
+            ConstraintDecision::Refused(_) => "refused",
+        }
+    }
 }
 
 pub(crate) enum Event {
@@ -463,6 +502,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             elapsed: started.elapsed(),
             chain_violations: Vec::new(),
             constraints: Vec::new(),
+            constraint: ConstraintDecision::NotAsked,
             bootstrap_from: "floor",
         };
     }
@@ -517,10 +557,18 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     if opts.bootstrap.is_some() && bootstrap_from == "floor" {
         bootstrap_from = "given";
     }
-    let (constraints, constraint) = if opts.https_date.is_empty() {
-        (Vec::new(), None)
+    let (constraints, constraint_decision) = if opts.https_date.is_empty() {
+        (Vec::new(), ConstraintDecision::NotAsked)
     } else {
         https_constraints(opts, &clock).await
+    };
+    let constraint = match &constraint_decision {
+        ConstraintDecision::Applied { interval, .. } => Some(*interval),
+        _ => None,
+    };
+    let refused = match &constraint_decision {
+        ConstraintDecision::Refused(why) => Some(why.clone()),
+        _ => None,
     };
     let mut tasks = JoinSet::new();
     for (i, (kind, spec)) in specs.iter().enumerate() {
@@ -610,6 +658,15 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                 tracing::warn!(server = %sources[i].server, reason = %why, "dropped a reply that failed authentication");
             }
             Some(Event::Done(i, r)) => match r {
+                Ok(s) if refused.is_some() && !sources[i].kind.is_authenticated() => {
+                    outcomes[i] = Outcome::Failed;
+                    sources[i].verdict = Verdict::Unconfirmed;
+                    sources[i].reason = format!(
+                        "offset {:+.6} s not used: {}",
+                        s.offset.as_secs_f64(),
+                        refused.as_deref().unwrap_or_default()
+                    );
+                }
                 Ok(s) => {
                     let iv = OffsetInterval::around(s.offset, s.error_bound());
                     match constraint {
@@ -711,6 +768,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         elapsed: started.elapsed(),
         chain_violations,
         constraints,
+        constraint: constraint_decision,
         bootstrap_from,
     }
 }
@@ -722,7 +780,7 @@ async fn https_constraints(
     clock: &Arc<dyn LocalClock>,
 ) -> (
     Vec<(String, Result<OffsetInterval, String>)>,
-    Option<OffsetInterval>,
+    ConstraintDecision,
 ) {
     let mut results = Vec::new();
     #[cfg(feature = "tls")]
@@ -772,28 +830,58 @@ async fn https_constraints(
         ));
     }
     let _ = clock;
-    let mut meet: Option<OffsetInterval> = None;
-    let mut contradiction = false;
-    for (_, _, r) in &results {
-        if let Ok(iv) = r {
-            meet = match meet {
-                None => Some(*iv),
-                Some(m) if m.lo <= iv.hi && iv.lo <= m.hi => Some(OffsetInterval {
-                    lo: m.lo.max(iv.lo),
-                    hi: m.hi.min(iv.hi),
-                }),
-                Some(m) => {
-                    contradiction = true;
-                    Some(m)
-                }
-            };
+    let results: Vec<(String, Result<OffsetInterval, String>)> =
+        results.into_iter().map(|(_, u, r)| (u, r)).collect();
+    let decision = combine_constraints(&results);
+    match &decision {
+        ConstraintDecision::Refused(why) => tracing::warn!(%why, "HTTPS Date constraints refused"),
+        ConstraintDecision::Applied { outvoted, .. } if !outvoted.is_empty() => {
+            tracing::warn!(?outvoted, "HTTPS Date constraints outvoted by the others");
         }
+        _ => {}
     }
-    if contradiction {
-        tracing::warn!("HTTPS Date constraints contradict each other; none is applied");
-        meet = None;
+    (results, decision)
+}
+
+/// Combines HTTPS Date constraints by agreement: the common interval of a strict majority of
+/// those that answered, or a refusal when there is none. Never drops one silently.
+#[must_use]
+pub fn combine_constraints(
+    results: &[(String, Result<OffsetInterval, String>)],
+) -> ConstraintDecision {
+    let answered: Vec<(&String, OffsetInterval)> = results
+        .iter()
+        .filter_map(|(u, r)| r.as_ref().ok().map(|iv| (u, *iv)))
+        .collect();
+    if answered.is_empty() {
+        return ConstraintDecision::NoneAnswered;
     }
-    (results.into_iter().map(|(_, u, r)| (u, r)).collect(), meet)
+    let outcomes: Vec<Outcome> = answered.iter().map(|(_, iv)| Outcome::Reply(*iv)).collect();
+    match trusttime_core::select::select(&outcomes, 1) {
+        Ok(sel) => ConstraintDecision::Applied {
+            interval: sel.interval,
+            agreeing: usize::from(sel.count),
+            answered: answered.len(),
+            outvoted: answered
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| !sel.is_member(*k))
+                .map(|(_, (u, _))| (*u).clone())
+                .collect(),
+        },
+        Err(_) => ConstraintDecision::Refused(format!(
+            "the HTTPS Date constraints ({}) contradict each other and no majority of them agrees",
+            answered
+                .iter()
+                .map(|(u, iv)| format!(
+                    "{u}: {:+.3} s .. {:+.3} s",
+                    iv.lo.as_secs_f64(),
+                    iv.hi.as_secs_f64()
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
 }
 
 /// The verdict on a source outside the group that decided.
@@ -1242,6 +1330,47 @@ mod tests {
             assert!(p(bad).is_err(), "{bad:?} should not parse");
         }
         assert!(p("x:0").unwrap_err().to_string().contains("port must be"));
+    }
+
+    #[test]
+    fn constraints_combine_by_agreement_or_are_refused() {
+        let c = |lo: i64, hi: i64| {
+            Ok(OffsetInterval {
+                lo: SignedDuration::from_secs(lo),
+                hi: SignedDuration::from_secs(hi),
+            })
+        };
+        let url = |k: u8| format!("https://{k}.example/");
+        assert_eq!(combine_constraints(&[]), ConstraintDecision::NoneAnswered);
+        let two = [(url(1), c(0, 1)), (url(2), c(86_400, 86_401))];
+        assert!(matches!(
+            combine_constraints(&two),
+            ConstraintDecision::Refused(_)
+        ));
+        let three = [
+            (url(1), c(0, 2)),
+            (url(2), c(86_400, 86_401)),
+            (url(3), c(1, 3)),
+        ];
+        match combine_constraints(&three) {
+            ConstraintDecision::Applied {
+                interval,
+                agreeing,
+                answered,
+                outvoted,
+            } => {
+                assert_eq!((agreeing, answered), (2, 3));
+                assert_eq!(outvoted, [url(2)]);
+                assert_eq!(interval.lo, SignedDuration::from_secs(1));
+                assert_eq!(interval.hi, SignedDuration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let with_error = [(url(1), c(0, 1)), (url(2), Err("TLS".to_owned()))];
+        assert!(matches!(
+            combine_constraints(&with_error),
+            ConstraintDecision::Applied { agreeing: 1, .. }
+        ));
     }
 
     #[test]

@@ -666,3 +666,78 @@ fn nts_blocked_while_plain_ntp_is_shifted_is_no_silent_downgrade() {
         daemon.log_text()
     );
 }
+
+/// Two HTTPS Date constraints that disagree (one web server a day ahead, like the shifted
+/// plain NTP) are not both dropped, which would hand the decision to the shifted NTP: the
+/// plain NTP result is refused. With a third, honest, constraint the majority applies, the
+/// liar is named as outvoted and the shifted NTP server is a falseticker.
+#[test]
+fn two_disagreeing_https_date_constraints_with_shifted_ntp_are_refused() {
+    let upstream = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_u) = chronyd_server(upstream, None, &[]) else {
+        return;
+    };
+    let honest = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_h) = chronyd_server(honest, None, &[]) else {
+        return;
+    };
+    let shifted = SocketAddr::from(([127, 0, 0, 9], upstream.port()));
+    udp_proxy(shifted, upstream, shift_ntp_reply_by_a_day);
+    let dir = everyday_certs();
+    let (good, bad, good2) = (free_port(), free_port(), free_port());
+    let Some(_w1) = trusttime_test_support::python_https_server(dir.path(), good, None) else {
+        return;
+    };
+    let Some(_w2) = trusttime_test_support::python_https_server(dir.path(), bad, Some("+86400"))
+    else {
+        return;
+    };
+    let mut args = vec![
+        "--server".to_owned(),
+        shifted.to_string(),
+        "--https-date".into(),
+        format!("https://localhost:{good}/"),
+        "--https-date".into(),
+        format!("https://localhost:{bad}/"),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 1, "the shifted NTP time was taken: {v}");
+    assert_eq!(v["constraint"]["decision"], "refused", "{v}");
+    assert!(v["offset_s"].is_null(), "{v}");
+    assert!(
+        v["sources"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("contradict"),
+        "{v}"
+    );
+
+    let Some(_w3) = trusttime_test_support::python_https_server(dir.path(), good2, None) else {
+        return;
+    };
+    let mut args = vec![
+        "--server".to_owned(),
+        honest.to_string(),
+        "--server".into(),
+        shifted.to_string(),
+        "--https-date".into(),
+        format!("https://localhost:{good}/"),
+        "--https-date".into(),
+        format!("https://localhost:{bad}/"),
+        "--https-date".into(),
+        format!("https://localhost:{good2}/"),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["constraint"]["decision"], "applied", "{v}");
+    assert_eq!(v["constraint"]["agreeing"], 2, "{v}");
+    assert_eq!(
+        v["constraint"]["outvoted"][0],
+        format!("https://localhost:{bad}/"),
+        "{v}"
+    );
+    assert_eq!(v["sources"][1]["verdict"], "falseticker", "{v}");
+    assert!(offset(&v).abs() < 0.01, "{v}");
+}

@@ -10,7 +10,7 @@ use trusttime_core::{Human, SignedDuration, UnixTime};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::clock::{LocalClock, SystemClock};
-use crate::sync::{pool_servers, sync, ServerSpec, SyncOptions, SyncReport};
+use crate::sync::{pool_servers, sync, ConstraintDecision, ServerSpec, SyncOptions, SyncReport};
 
 /// Ask several time servers at once and print the time the majority agrees on.
 ///
@@ -178,6 +178,12 @@ pub async fn run(args: Args) -> ExitCode {
     } else {
         print!("{}", to_text(&report));
     }
+    if let ConstraintDecision::Refused(why) = &report.constraint {
+        eprintln!("error: refused: {why}");
+        if report.result.as_ref().map_or(true, |c| !c.authenticated) {
+            return ExitCode::from(EXIT_FAIL);
+        }
+    }
     if let Some(why) = refused {
         eprintln!("error: refused: {why}");
         return ExitCode::from(EXIT_FAIL);
@@ -253,6 +259,21 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
             Ok(iv) => json!({"url": url, "offset_lo_s": secs(iv.lo), "offset_hi_s": secs(iv.hi)}),
             Err(e) => json!({"url": url, "error": e}),
         }).collect::<Vec<_>>(),
+        "constraint": match &r.constraint {
+            ConstraintDecision::Applied { interval, agreeing, answered, outvoted } => json!({
+                "decision": r.constraint.as_str(),
+                "offset_lo_s": secs(interval.lo),
+                "offset_hi_s": secs(interval.hi),
+                "agreeing": agreeing,
+                "answered": answered,
+                "outvoted": outvoted,
+            }),
+            ConstraintDecision::Refused(why) => json!({
+                "decision": r.constraint.as_str(),
+                "reason": why,
+            }),
+            other => json!({ "decision": other.as_str() }),
+        },
         "sources": sources,
     })
 }
