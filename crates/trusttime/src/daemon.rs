@@ -322,7 +322,12 @@ fn verdict_line(
     disagreeing: &[String],
 ) -> String {
     let mut line = verdict_words(state, t, agreed, n, floor);
-    if !disagreeing.is_empty() {
+    if agreed == 1 && disagreeing.len() >= 2 {
+        line.push_str(&format!(
+            " A single authenticated source contradicts the unauthenticated sources {}: either it or the network path lies; configure at least two authenticated sources.",
+            disagreeing.join(", ")
+        ));
+    } else if !disagreeing.is_empty() {
         line.push_str(&format!(
             " Unauthenticated source(s) {} disagree with the authenticated consensus: plain NTP may be shifted on the network path.",
             disagreeing.join(", ")

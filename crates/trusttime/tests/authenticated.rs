@@ -741,3 +741,40 @@ fn two_disagreeing_https_date_constraints_with_shifted_ntp_are_refused() {
     assert_eq!(v["sources"][1]["verdict"], "falseticker", "{v}");
     assert!(offset(&v).abs() < 0.01, "{v}");
 }
+
+/// One NTS source that contradicts two agreeing plain NTP servers decides (authenticated
+/// first), and the warning says that a single authenticated source stands against every other
+/// source, instead of blaming the network path.
+#[test]
+fn a_lone_authenticated_source_contradicting_all_others_is_reported_as_such() {
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_a) = chronyd_server(a, None, &[]) else {
+        return;
+    };
+    let b = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_b) = chronyd_server(b, None, &[]) else {
+        return;
+    };
+    let dir = everyday_certs();
+    let Some((_p, ke)) = nts_server([127, 0, 0, 1], Some("+600"), dir.path(), None) else {
+        return;
+    };
+    let mut args = vec![
+        "--nts".to_owned(),
+        ke,
+        "--server".into(),
+        a.to_string(),
+        "--server".into(),
+        b.to_string(),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["authenticated"], true, "{v}");
+    let w = v["warning"].as_str().unwrap();
+    assert!(
+        w.contains("single authenticated source contradicts all 2 other sources"),
+        "{w}"
+    );
+    assert!(w.contains("at least two authenticated sources"), "{w}");
+}
