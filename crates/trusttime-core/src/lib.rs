@@ -51,6 +51,7 @@ pub mod nts;
 #[cfg(feature = "roughtime")]
 pub mod roughtime;
 pub mod select;
+pub mod system;
 pub mod time;
 pub mod trust;
 

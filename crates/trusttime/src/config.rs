@@ -253,6 +253,11 @@ pub struct ClockConfig {
     /// connections are refused.
     #[serde(default)]
     pub require_authenticated: Vec<String>,
+    /// With NTS or Roughtime sources configured, TLS readiness (`wait --for tls`, the daemon's
+    /// own TLS connections) requires authenticated time unless this is true: then plain NTP
+    /// counts for TLS when the authenticated sources reach no consensus.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
     /// Extra trust anchors (PEM) for NTS-KE and HTTPS Date certificates, beside the Mozilla
     /// roots.
     #[serde(default)]
@@ -276,6 +281,7 @@ impl Default for ClockConfig {
             min_agree: None,
             allow_manual_force: false,
             require_authenticated: Vec::new(),
+            allow_unauthenticated: false,
             trust_anchors: None,
         }
     }
@@ -496,6 +502,23 @@ pub struct Checked {
     text: String,
     /// The file.
     path: PathBuf,
+    /// Things that are allowed but probably not meant (a source listed twice).
+    pub warnings: Vec<String>,
+}
+
+impl Checked {
+    /// The purposes for which only authenticated time counts: `clock.require-authenticated`,
+    /// plus `tls` whenever an NTS or Roughtime source is configured, unless
+    /// `clock.allow-unauthenticated` (no silent downgrade to plain NTP).
+    #[must_use]
+    pub fn require_authenticated(&self) -> Vec<String> {
+        let mut v = self.raw.clock.require_authenticated.clone();
+        let auth = self.sources.iter().any(|s| s.kind.is_authenticated());
+        if auth && !self.raw.clock.allow_unauthenticated && !v.iter().any(|p| p == "tls") {
+            v.push("tls".into());
+        }
+        v
+    }
 }
 
 impl Config {
@@ -631,7 +654,23 @@ impl Config {
             })
             .collect();
         all.extend(sources);
-        let sources = all;
+        // One server is one vote, however often it is listed.
+        let mut warnings = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut sources = Vec::with_capacity(all.len());
+        for s in all {
+            if seen.insert((s.kind.as_str(), s.spec.to_string())) {
+                sources.push(s);
+            } else {
+                warnings.push(format!(
+                    "{} source {} is listed more than once; it counts once",
+                    s.kind.as_str(),
+                    s.spec
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        servers.retain(|s| seen.insert(s.to_string()));
         for p in &self.clock.require_authenticated {
             if !matches!(p.as_str(), "tls" | "sigv4") {
                 return Err(at(
@@ -648,6 +687,15 @@ impl Config {
             return Err(at(
                 &[Key("clock"), Key("require-authenticated")],
                 "clock.require-authenticated needs at least one nts or roughtime source".into(),
+            ));
+        }
+        if self.clock.allow_unauthenticated
+            && self.clock.require_authenticated.iter().any(|p| p == "tls")
+        {
+            return Err(at(
+                &[Key("clock"), Key("allow-unauthenticated")],
+                "clock.allow-unauthenticated contradicts clock.require-authenticated = [\"tls\"]"
+                    .into(),
             ));
         }
         if sources.len() > trusttime_core::select::MAX_SOURCES {
@@ -769,6 +817,7 @@ impl Config {
             startup_delay,
             text: String::new(),
             path: PathBuf::new(),
+            warnings,
         })
     }
 }
@@ -919,6 +968,22 @@ mod tests {
 
     fn parse(s: &str) -> Result<Checked, ConfigError> {
         Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn a_source_listed_twice_counts_once_with_a_warning() {
+        let c = parse(
+            "[[source]]\nkind = \"ntp\"\naddress = \"192.0.2.1\"\n[[source]]\nkind = \"ntp\"\naddress = \"192.0.2.1:123\"\n[[source]]\nkind = \"nts\"\naddress = \"192.0.2.1\"\n[[source]]\nkind = \"ntp\"\naddress = \"192.0.2.2\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 3, "{:?}", c.sources);
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("ntp source 192.0.2.1 "),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct Request {
     /// For `set`: allow a time outside a network-trusted interval (if the config permits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
+    /// For `set`: first reset the floor to the build time and forget every trusted time
+    /// (root only; the recovery for a floor raised by a wrong time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_floor: Option<bool>,
 }
 
 impl Request {
@@ -40,6 +44,7 @@ impl Request {
             unix_ms: None,
             uncertainty_ms: None,
             force: None,
+            reset_floor: None,
         }
     }
 }
@@ -98,7 +103,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, FrameError> {
     let r: Request = serde_json::from_slice(body).map_err(|e| FrameError::Bad(e.to_string()))?;
     match r.command.as_str() {
         "status" | "sources" => Ok(r),
-        "set" if r.unix_ms.is_some() => Ok(r),
+        "set" if r.unix_ms.is_some() || r.reset_floor == Some(true) => Ok(r),
         "set" => Err(FrameError::Bad("`set` needs `unix_ms`".into())),
         other => Err(FrameError::Bad(format!(
             "unknown command `{other}` (status, sources, set)"
@@ -122,6 +127,12 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(l)
+}
+
+/// True when `who` (as passed to the `answer` of [`serve`]) is root.
+#[must_use]
+pub fn is_root(who: &str) -> bool {
+    who.ends_with(", uid 0")
 }
 
 /// Accepts connections and answers each request with `answer(request, who)`, where `who`
@@ -323,6 +334,11 @@ mod tests {
         assert!(parse_request(br#"{"command":"set"}"#).is_err());
         assert!(parse_request(br#"{"command":"set","unix_ms":1,"force":true}"#).is_ok());
         assert!(parse_request(br#"{"command":"status","x":1}"#).is_err());
+        assert!(parse_request(br#"{"command":"set","reset_floor":true}"#).is_ok());
+        assert!(parse_request(br#"{"command":"set","reset_floor":false}"#).is_err());
+        assert!(is_root("control socket, uid 0"));
+        assert!(!is_root("control socket, uid 1000"));
+        assert!(!is_root("control socket"));
         assert!(parse_request(b"\xff\x00").is_err());
     }
 

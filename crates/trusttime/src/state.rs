@@ -36,6 +36,16 @@ pub struct State {
     pub freq_ppb: Option<i64>,
     /// True time when the RTC was last written (Unix ns).
     pub rtc_set_ns: Option<i64>,
+    /// The floor (Unix ns): the build time, raised only by authenticated time. Absent in
+    /// files from older versions.
+    #[serde(default)]
+    pub floor_ns: Option<i64>,
+    /// `/proc/sys/kernel/random/boot_id` when saved: tells a restart from a reboot.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// The boot clock (time since boot, ns) when saved.
+    #[serde(default)]
+    pub boot_ns: Option<i64>,
     /// Per source.
     pub sources: Vec<SourceState>,
 }
@@ -157,6 +167,9 @@ mod tests {
             provenance: "ntp".into(),
             freq_ppb: Some(-12_000),
             rtc_set_ns: None,
+            floor_ns: None,
+            boot_id: None,
+            boot_ns: None,
             sources: vec![SourceState {
                 address: "127.0.0.1:123".into(),
                 poll: 6,

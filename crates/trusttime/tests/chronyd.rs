@@ -290,3 +290,35 @@ fn no_consensus_counts_answered_rejected_and_silent() {
         "{stderr}"
     );
 }
+
+/// One server written three times (twice as the same address, once by a name that resolves
+/// to it) is one vote: `sync` says 1 agreed, not 3.
+#[test]
+fn the_same_server_listed_three_times_counts_once() {
+    let Some((_p, a)) = chronyd([127, 0, 0, 1], Some("+600")) else {
+        return;
+    };
+    use std::net::ToSocketAddrs;
+    let by_name = format!("localhost:{}", a.port());
+    let name_is_twin = by_name.to_socket_addrs().ok().and_then(|mut it| it.next()) == Some(a);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
+    cmd.args(["sync", "--json", "--timeout", "3s"]);
+    cmd.args(["--server", &a.to_string(), "--server", &a.to_string()]);
+    if name_is_twin {
+        cmd.args(["--server", &by_name]);
+    }
+    let out = cmd.output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listed more than once"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["agreed"], 1, "{v}");
+    let sources = v["sources"].as_array().unwrap();
+    assert_eq!(sources[0]["verdict"], "agreed", "{v}");
+    if name_is_twin {
+        assert_eq!(sources.len(), 2, "{v}");
+        assert_eq!(sources[1]["verdict"], "duplicate", "{v}");
+    } else {
+        assert_eq!(sources.len(), 1, "{v}");
+    }
+}

@@ -140,7 +140,7 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
         rtc,
         observe_only,
     };
-    let (_handle, fut) = match daemon.start() {
+    let (handle, fut) = match daemon.start() {
         Ok(x) => x,
         Err(e) => {
             errln!("error: {e}");
@@ -157,9 +157,10 @@ pub async fn run_daemon(args: DaemonArgs) -> ExitCode {
     };
     tokio::select! {
         () = fut => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => handle.shutdown(),
+        _ = term.recv() => handle.shutdown(),
     }
+    tracing::info!("trusttime daemon stopped; state saved");
     ExitCode::from(EXIT_OK)
 }
 
@@ -173,6 +174,9 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
     match checked {
         Ok(c) => {
             outln!("{}: valid", args.file.display());
+            for w in &c.warnings {
+                outln!("  warning:       {w}");
+            }
             outln!(
                 "  sources:       {}",
                 c.sources
@@ -184,11 +188,9 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
             if !c.https_date.is_empty() {
                 outln!("  https-date:    {}", c.https_date.join(", "));
             }
-            if !c.raw.clock.require_authenticated.is_empty() {
-                outln!(
-                    "  authenticated time required for: {}",
-                    c.raw.clock.require_authenticated.join(", ")
-                );
+            let required = c.require_authenticated();
+            if !required.is_empty() {
+                outln!("  authenticated time required for: {}", required.join(", "));
             }
             outln!("  observe-only:  {}", c.raw.clock.observe_only);
             outln!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);
@@ -273,6 +275,15 @@ fn text<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
 /// One manual change (an entry of `status`'s `manual_changes`, or `set`'s reply) in words.
 #[must_use]
 pub fn manual_change_text(c: &serde_json::Value) -> String {
+    if let Some(r) = c.get("reset_floor").filter(|r| r.is_object()) {
+        return format!(
+            "floor reset from {} to {} (every trusted time forgotten), by {} at {}",
+            text(r, "old").unwrap_or("?"),
+            text(r, "new").unwrap_or("?"),
+            text(c, "who").unwrap_or("?"),
+            text(c, "at").unwrap_or("?"),
+        );
+    }
     let unc = c["uncertainty_ms"]
         .as_f64()
         .map_or_else(|| "?".into(), |ms| human_secs(ms / 1e3));
@@ -547,24 +558,35 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
 
 /// Set the daemon's time by hand: TIME (RFC 3339) ± --uncertainty.
 ///
-/// Refused below the floor, and outside a network-trusted interval unless --force and the
-/// config allows it ([clock] allow-manual-force). The change is logged and shown in `status`.
-/// Manual time holds over like any other: its uncertainty grows with the drift bound.
+/// Refused below the floor; refused outside the network-trusted interval (the last network
+/// consensus, widened by the drift bound) and when less precise than the network time it
+/// would replace, unless --force and the config allows it ([clock] allow-manual-force). With
+/// no network time, it is used as `manual` holdover: a hint that the next network consensus
+/// overrides, and it never raises the floor. The change is logged and shown in `status`.
+///
+/// --reset-floor (root only, logged) puts the floor back to the build time and forgets every
+/// trusted time: the recovery for a device whose floor was raised by a wrong authenticated
+/// time. Given with TIME, that time is then set.
 ///
 /// Examples:
 ///   trusttime set 2026-11-23T08:30:00Z --uncertainty 1m
+///   sudo trusttime set --reset-floor
+///   sudo trusttime set --reset-floor 2026-11-23T08:30:00Z --uncertainty 1m
 #[derive(Debug, ClapArgs)]
 #[command(verbatim_doc_comment)]
 pub struct SetArgs {
     /// The time, RFC 3339 (e.g. 2026-11-23T08:30:00Z).
-    #[arg(value_name = "TIME", value_parser = crate::duration::parse_time)]
-    pub time: trusttime_core::UnixTime,
+    #[arg(value_name = "TIME", value_parser = crate::duration::parse_time, required_unless_present = "reset_floor")]
+    pub time: Option<trusttime_core::UnixTime>,
     /// How far off TIME may be.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::duration::parse)]
     pub uncertainty: Duration,
     /// Override a network-trusted interval (only if the config allows it).
     #[arg(long)]
     pub force: bool,
+    /// Reset the floor to the build time and forget every trusted time first (root only).
+    #[arg(long)]
+    pub reset_floor: bool,
     #[command(flatten)]
     pub at: Where,
 }
@@ -580,13 +602,18 @@ pub async fn run_set(args: SetArgs) -> ExitCode {
     };
     let req = crate::control::Request {
         command: "set".into(),
-        unix_ms: Some(args.time.as_millis()),
+        unix_ms: args.time.map(trusttime_core::UnixTime::as_millis),
         uncertainty_ms: Some(i64::try_from(args.uncertainty.as_millis()).unwrap_or(i64::MAX)),
         force: Some(args.force),
+        reset_floor: args.reset_floor.then_some(true),
     };
     match crate::control::ask_request(&sock, &req).await {
         Ok(v) => {
-            outln!("time set: {}", manual_change_text(&v["change"]));
+            if args.time.is_some() {
+                outln!("time set: {}", manual_change_text(&v["change"]));
+            } else {
+                outln!("floor reset: {}", manual_change_text(&v["change"]));
+            }
             outln!("(logged; `trusttime status` lists the manual changes)");
             ExitCode::from(EXIT_OK)
         }
