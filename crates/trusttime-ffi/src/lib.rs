@@ -40,6 +40,7 @@ compile_error!("`panic-handler` is for builds without std: disable default featu
 
 use core::ffi::c_char;
 use core::mem::{align_of, size_of};
+use core::ptr::addr_of_mut;
 
 use trusttime_core::ntp::{ClientConfig, Failure, KissCode, NtpClient, Reject};
 use trusttime_core::select::{self, Decision, NoConsensus, OffsetInterval, Outcome};
@@ -643,25 +644,39 @@ pub unsafe extern "C" fn trusttime_init(
     } else {
         c.min_agree
     };
-    let value = Ctx {
-        magic: MAGIC,
-        n: c.server_count,
-        min_agree,
-        phase: Phase::InProgress,
-        stopped: 0,
-        agreed: 0,
-        agreed_count: 0,
-        offset: OffsetInterval::around(SignedDuration::ZERO, SignedDuration::ZERO),
-        next_round: MonoInstant::ZERO,
-        poll_interval: SignedDuration::from_secs(i64::from(c.poll_interval_s.max(16))),
-        retry_interval: SignedDuration::from_secs(i64::from(c.retry_interval_s.max(1))),
-        client_config,
-        trust: TrustMachine::new(trust),
-        outcomes: [Outcome::Pending; TRUSTTIME_MAX_SERVERS],
-        clients: core::array::from_fn(|_| NtpClient::new(client_config)),
-    };
-    // SAFETY: checked non-null and aligned; the storage is large enough (const assert).
-    ctx.cast::<Ctx>().write(value);
+    // Built field by field in place: a `Ctx` value would first be assembled on the stack
+    // (about 1.5 KiB on Cortex-M), which a small task stack cannot spare.
+    let p = ctx.cast::<Ctx>();
+    // SAFETY: `p` is non-null and aligned and the storage is large enough (const asserts);
+    // every field is written before the magic marks the context initialised.
+    unsafe {
+        addr_of_mut!((*p).magic).write(0);
+        addr_of_mut!((*p).n).write(c.server_count);
+        addr_of_mut!((*p).min_agree).write(min_agree);
+        addr_of_mut!((*p).phase).write(Phase::InProgress);
+        addr_of_mut!((*p).stopped).write(0);
+        addr_of_mut!((*p).agreed).write(0);
+        addr_of_mut!((*p).agreed_count).write(0);
+        addr_of_mut!((*p).offset).write(OffsetInterval::around(
+            SignedDuration::ZERO,
+            SignedDuration::ZERO,
+        ));
+        addr_of_mut!((*p).next_round).write(MonoInstant::ZERO);
+        addr_of_mut!((*p).poll_interval).write(SignedDuration::from_secs(i64::from(
+            c.poll_interval_s.max(16),
+        )));
+        addr_of_mut!((*p).retry_interval).write(SignedDuration::from_secs(i64::from(
+            c.retry_interval_s.max(1),
+        )));
+        addr_of_mut!((*p).client_config).write(client_config);
+        addr_of_mut!((*p).trust).write(TrustMachine::new(trust));
+        addr_of_mut!((*p).outcomes).write([Outcome::Pending; TRUSTTIME_MAX_SERVERS]);
+        let clients = addr_of_mut!((*p).clients).cast::<NtpClient>();
+        for i in 0..TRUSTTIME_MAX_SERVERS {
+            clients.add(i).write(NtpClient::new(client_config));
+        }
+        addr_of_mut!((*p).magic).write(MAGIC);
+    }
     TrusttimeError::Ok
 }
 
