@@ -5,44 +5,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use trusttime_test_support as ts;
 
-/// The static library cargo built for this test run (the newest one in `deps/`).
-pub fn static_lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let mut libs: Vec<_> = std::fs::read_dir(deps)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("libtrusttime_ffi-") && n.ends_with(".a")
-        })
-        .collect();
-    libs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    libs.pop()
-        .expect("libtrusttime_ffi-*.a next to the test binary (cargo builds it with the tests)")
-}
+mod common;
 
 fn compile(out: &Path, extra: &[&str]) {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("gcc")
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-O1"])
-        .args(extra)
-        .arg("-I")
-        .arg(crate_dir.join("include"))
-        .arg(crate_dir.join("examples/c/sync.c"))
-        .arg(static_lib())
-        .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s", "-o"])
-        .arg(out)
-        .status()
-        .expect("gcc (apt-get install gcc)");
-    assert!(status.success(), "gcc failed for {extra:?}");
+    common::compile(out, &["examples/c/sync.c"], extra, &[]);
 }
 
 fn unix_ns() -> i64 {
@@ -67,14 +39,7 @@ fn c_example_excludes_the_liar_with_and_without_sanitizers() {
     let plain = dir.path().join("sync");
     let sanitized = dir.path().join("sync-asan");
     compile(&plain, &[]);
-    compile(
-        &sanitized,
-        &[
-            "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=all",
-            "-fno-omit-frame-pointer",
-        ],
-    );
+    compile(&sanitized, common::SANITIZE);
     for bin in [&plain, &sanitized] {
         let before = unix_ns();
         let out = Command::new(bin)
