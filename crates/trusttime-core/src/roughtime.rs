@@ -754,18 +754,20 @@ fn merkle_root(leaf: &[u8], mut index: u32, path: &[u8]) -> Result<[u8; 64], Rou
     let mut h = Sha512::new();
     h.update([LEAF_TWEAK]);
     h.update(leaf);
-    hash.copy_from_slice(&h.finalize());
+    h.finalize_into((&mut hash).into());
     for node in path.chunks_exact(64) {
         let mut h = Sha512::new();
         h.update([NODE_TWEAK]);
-        if index & 1 == 0 {
-            h.update(hash);
-            h.update(node);
+        // One pair of updates with the operands swapped by the index bit: half the code on a
+        // microcontroller, where each update is inlined.
+        let (left, right): (&[u8], &[u8]) = if index & 1 == 0 {
+            (&hash, node)
         } else {
-            h.update(node);
-            h.update(hash);
-        }
-        hash.copy_from_slice(&h.finalize());
+            (node, &hash)
+        };
+        h.update(left);
+        h.update(right);
+        h.finalize_into((&mut hash).into());
         index >>= 1;
     }
     if index != 0 {

@@ -229,40 +229,34 @@ fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoCons
     if outcomes.is_empty() || outcomes.len() > MAX_SOURCES {
         return Err(NoConsensus::BadSourceCount);
     }
-    // Endpoints: (value, kind) with kind 0 = start, 1 = end, so that at equal values starts
-    // sort first and touching intervals count as overlapping.
-    let mut points = [(0i64, 0u8); 2 * MAX_SOURCES];
-    let mut n = 0;
+    // The point covered by the most intervals is the low end of one of them (moving a point
+    // down to the nearest low end never leaves an interval that covers it). For each low end,
+    // count the intervals containing it (touching intervals overlap); the smallest of the
+    // deepest wins. Quadratic in the replies (at most 32), but with no sort and no endpoint
+    // array: small code and a small stack, which is what a microcontroller needs.
+    let bounds = |o: &Outcome| match o {
+        Outcome::Reply(iv) => Some((
+            iv.lo.as_nanos().min(iv.hi.as_nanos()),
+            iv.lo.as_nanos().max(iv.hi.as_nanos()),
+        )),
+        _ => None,
+    };
     let mut replies = 0u8;
-    for o in outcomes {
-        if let Outcome::Reply(iv) = o {
-            let (lo, hi) = if iv.lo <= iv.hi {
-                (iv.lo, iv.hi)
-            } else {
-                (iv.hi, iv.lo)
-            };
-            points[n] = (lo.as_nanos(), 0);
-            points[n + 1] = (hi.as_nanos(), 1);
-            n += 2;
-            replies += 1;
+    let (mut best_depth, mut best_at) = (0u8, 0i64);
+    for (v, _) in outcomes.iter().filter_map(bounds) {
+        replies += 1;
+        let depth = outcomes
+            .iter()
+            .filter_map(bounds)
+            .filter(|&(a, b)| a <= v && v <= b)
+            .count() as u8;
+        if depth > best_depth || (depth == best_depth && v < best_at) {
+            best_depth = depth;
+            best_at = v;
         }
     }
     if replies == 0 {
         return Ok((None, 0));
-    }
-    let points = &mut points[..n];
-    points.sort_unstable();
-    let (mut depth, mut best_depth, mut best_at) = (0u8, 0u8, 0i64);
-    for &(v, kind) in points.iter() {
-        if kind == 0 {
-            depth += 1;
-            if depth > best_depth {
-                best_depth = depth;
-                best_at = v;
-            }
-        } else {
-            depth = depth.saturating_sub(1);
-        }
     }
     // Members: the intervals containing the best point.
     let mut agreed = 0u32;
@@ -419,6 +413,83 @@ mod tests {
             decide(&[reply(0, 1), reply(3600, 1), Outcome::Failed], 2),
             Decision::Failed(NoConsensus::Disagreement { .. })
         ));
+    }
+
+    /// The sweep over sorted endpoints (starts before ends at equal values): the textbook
+    /// Marzullo, as an oracle for the sort-free scan.
+    fn sweep_best_point(outcomes: &[Outcome]) -> Option<(u8, i64)> {
+        let mut points = [(0i64, 0u8); 2 * MAX_SOURCES];
+        let mut n = 0;
+        for o in outcomes {
+            if let Outcome::Reply(iv) = o {
+                let (a, b) = (iv.lo.min(iv.hi), iv.lo.max(iv.hi));
+                points[n] = (a.as_nanos(), 0);
+                points[n + 1] = (b.as_nanos(), 1);
+                n += 2;
+            }
+        }
+        let points = &mut points[..n];
+        points.sort_unstable();
+        let (mut depth, mut best) = (0u8, None);
+        for &(v, kind) in points.iter() {
+            if kind == 0 {
+                depth += 1;
+                match best {
+                    Some((d, _)) if depth <= d => {}
+                    _ => best = Some((depth, v)),
+                }
+            } else {
+                depth -= 1;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_scan_finds_the_same_point_and_group_as_the_sorted_sweep() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let n = (next() % 12 + 1) as usize;
+            let mut o = [Outcome::Pending; 12];
+            for slot in o.iter_mut().take(n) {
+                *slot = match next() % 6 {
+                    0 => Outcome::Failed,
+                    1 => Outcome::Pending,
+                    // Small values so that ties and touching intervals are common.
+                    _ => Outcome::Reply(OffsetInterval::around(
+                        ms((next() % 40) as i64 - 20),
+                        ms((next() % 8) as i64),
+                    )),
+                };
+            }
+            let o = &o[..n];
+            let (sel, _) = largest_group(o).unwrap();
+            match (sel, sweep_best_point(o)) {
+                (None, None) => {}
+                (Some(s), Some((depth, at))) => {
+                    assert_eq!(s.count, depth, "{o:?}");
+                    let mut members = 0u32;
+                    for (i, x) in o.iter().enumerate() {
+                        if let Outcome::Reply(iv) = x {
+                            let (a, b) = (iv.lo.min(iv.hi), iv.lo.max(iv.hi));
+                            if a.as_nanos() <= at && at <= b.as_nanos() {
+                                members |= 1 << i;
+                            }
+                        }
+                    }
+                    assert_eq!(s.agreed, members, "{o:?}");
+                    assert!(s.interval.lo.as_nanos() <= at && at <= s.interval.hi.as_nanos());
+                    assert!(s.interval.lo <= s.offset && s.offset <= s.interval.hi);
+                }
+                other => panic!("{other:?} for {o:?}"),
+            }
+        }
     }
 
     #[test]
