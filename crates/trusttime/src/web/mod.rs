@@ -655,6 +655,60 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_judged_by_the_listen_address_and_the_list() {
+        let names = ["device.local".to_owned(), "10.0.0.9".to_owned()];
+        let lo = HostPolicy::new("127.0.0.1".parse().unwrap(), &names);
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:8123",
+            "localhost:8123",
+            "Device.Local.",
+            "device.local:80",
+            "10.0.0.9:1",
+        ] {
+            assert!(lo.allows(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "127.0.0.2",
+            "device.local.evil",
+            "127.0.0.1:x",
+            "127.0.0.1:70000",
+            "[::1]",
+            "user@127.0.0.1",
+            "127.0.0.1/",
+            "local host",
+        ] {
+            assert!(!lo.allows(bad), "{bad}");
+        }
+        // Listening everywhere: any address literal (never a rebinding name), and localhost.
+        let any = HostPolicy::new("::".parse().unwrap(), &[]);
+        for ok in ["192.168.1.20", "[fe80::1]:8123", "[::1]", "localhost"] {
+            assert!(any.allows(ok), "{ok}");
+        }
+        assert!(!any.allows("device.local") && !any.allows("[::1"));
+        // A LAN address: only itself (and the list), not localhost.
+        let lan = HostPolicy::new("192.168.1.20".parse().unwrap(), &[]);
+        assert!(lan.allows("192.168.1.20:8123") && !lan.allows("localhost"));
+        // Seeded random header values never panic.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5000 {
+            let len = (seed % 24) as usize;
+            let v: String = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    b"[]:.0127abcdelo-x"[(seed % 17) as usize] as char
+                })
+                .collect();
+            let _ = lo.allows(&v);
+            let _ = any.allows(&v);
+        }
+    }
+
+    #[test]
     fn pairing_codes_are_stored_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let code = new_pairing_code(dir.path()).unwrap();
