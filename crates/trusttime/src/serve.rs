@@ -89,7 +89,9 @@ pub async fn follow_daemon(
             Ok(v) => {
                 let state = v["state"].as_str().unwrap_or("unknown").to_owned();
                 let parse = |k: &str| v[k].as_str().and_then(|t| UnixTime::parse_rfc3339(t).ok());
-                let now = clock.now().wall;
+                // The daemon's own reading of the system clock at that moment (the same clock
+                // this process reads), so the IPC delay does not enter the offset; else now.
+                let now = parse("system_time").unwrap_or_else(|| clock.now().wall);
                 let reading = match (state.as_str(), parse("earliest"), parse("latest")) {
                     ("unknown", _, _) | (_, None, _) | (_, _, None) => None,
                     (_, Some(e), Some(l)) if e <= l => {

@@ -5,10 +5,10 @@
 //! without `force`). Every change is logged and shown in `status`.
 //!
 //! Hardened for a hostile LAN and a hostile page in the phone's browser:
-//! - at most [`MAX_CONNECTIONS`] connections at once; when full, the oldest connection not in
-//!   the middle of a request is closed to make room, so idle connections cannot lock the page
-//!   out (nor use up the daemon's file descriptors, which it needs for NTP and the control
-//!   socket);
+//! - at most [`MAX_CONNECTIONS`] connections at once; when full, the address holding the most
+//!   connections loses its oldest one not in the middle of a request, so idle connections
+//!   cannot lock the page out (nor use up the daemon's file descriptors, which it needs for NTP
+//!   and the control socket), and a flooding neighbour cannot push out a phone;
 //! - request headers must arrive within [`HEADER_TIMEOUT`] (also the keep-alive idle limit),
 //!   a request must be answered within [`REQUEST_TIMEOUT`] (slow bodies included), and no
 //!   connection lives longer than [`MAX_CONNECTION_LIFETIME`];
@@ -302,6 +302,7 @@ async fn guard(State(hosts): State<Arc<HostPolicy>>, req: Request, next: Next) -
 #[derive(Debug)]
 struct Slot {
     id: u64,
+    peer: IpAddr,
     /// Requests being handled on it right now.
     busy: Arc<std::sync::atomic::AtomicUsize>,
     close: Arc<tokio::sync::Notify>,
@@ -327,7 +328,8 @@ pub async fn serve(
 }
 
 /// The accept loop: at most [`MAX_CONNECTIONS`] connections, each with header, request and
-/// lifetime limits; when full, the oldest idle connection (else the oldest) makes room.
+/// lifetime limits; when full, the address holding the most connections loses its oldest idle
+/// one (else its oldest).
 async fn serve_on(listener: tokio::net::TcpListener, app: Router) {
     use std::sync::atomic::Ordering;
     let slots: Arc<Mutex<Vec<Slot>>> = Arc::new(Mutex::new(Vec::new()));
@@ -348,10 +350,21 @@ async fn serve_on(listener: tokio::net::TcpListener, app: Router) {
         let close = Arc::new(tokio::sync::Notify::new());
         if let Ok(mut s) = slots.lock() {
             if s.len() >= MAX_CONNECTIONS {
-                // Slots are in age order: the oldest idle one, else the oldest.
+                // Room is made at the expense of the address holding the most connections
+                // (so one neighbour flooding the page cannot push out a phone's connection):
+                // its oldest idle one, else its oldest. Slots are in age order.
+                let mut per_peer: HashMap<IpAddr, usize> = HashMap::new();
+                for x in s.iter() {
+                    *per_peer.entry(x.peer).or_default() += 1;
+                }
+                let greediest = per_peer
+                    .into_iter()
+                    .max_by_key(|&(_, n)| n)
+                    .map_or(peer.ip(), |(ip, _)| ip);
                 let victim = s
                     .iter()
-                    .position(|x| x.busy.load(Ordering::Relaxed) == 0)
+                    .position(|x| x.peer == greediest && x.busy.load(Ordering::Relaxed) == 0)
+                    .or_else(|| s.iter().position(|x| x.peer == greediest))
                     .unwrap_or(0);
                 let old = s.remove(victim);
                 old.close.notify_one();
@@ -362,6 +375,7 @@ async fn serve_on(listener: tokio::net::TcpListener, app: Router) {
             }
             s.push(Slot {
                 id,
+                peer: peer.ip(),
                 busy: Arc::clone(&busy),
                 close: Arc::clone(&close),
             });
