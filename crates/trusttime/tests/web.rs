@@ -647,7 +647,8 @@ fn foreign_hosts_cross_site_writes_and_plain_text_are_refused() {
     // Cross-site writes, even with the right pairing code: refused before the code is tried.
     for origin in [
         "Origin: http://evil.example\r\n".to_owned(),
-        format!("Origin: https://127.0.0.1:{port}\r\n"),
+        format!("Origin: http://127.0.0.1:{}\r\n", port + 1),
+        format!("Origin: http://device.test:{port}\r\n"),
         "Origin: null\r\n".into(),
         "Sec-Fetch-Site: cross-site\r\n".into(),
     ] {

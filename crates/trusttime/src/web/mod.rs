@@ -14,7 +14,8 @@
 //!   connection lives longer than [`MAX_CONNECTION_LIFETIME`];
 //! - a request whose `Host` is neither the `listen` address nor a name in
 //!   `[web] allowed-hosts` is refused (421): a DNS-rebinding page cannot reach the API;
-//! - a write whose `Origin` (or `Sec-Fetch-Site`) is not this page is refused (403), and
+//! - a write whose `Origin` (or `Sec-Fetch-Site`) is not this page (`http://` or, behind a TLS
+//!   proxy, `https://` + the `Host`) is refused (403), and
 //!   writes must be `Content-Type: application/json` (415), which a cross-site form cannot send.
 //!
 //! API (what the page uses): `GET /api/status`; `POST /api/login {"pairing_code": "..."}`
@@ -260,7 +261,10 @@ async fn guard(State(hosts): State<Arc<HostPolicy>>, req: Request, next: Next) -
             let same = origin
                 .to_str()
                 .ok()
-                .and_then(|o| o.strip_prefix("http://"))
+                .and_then(|o| {
+                    o.strip_prefix("http://")
+                        .or_else(|| o.strip_prefix("https://"))
+                })
                 .is_some_and(|o| o.eq_ignore_ascii_case(host));
             if !same {
                 tracing::warn!(?origin, "cross-site write refused");
