@@ -250,7 +250,7 @@ async fn guard(State(hosts): State<Arc<HostPolicy>>, req: Request, next: Next) -
         .authority()
         .map_or(true, |a| hosts.allows(a.as_str()));
     let Some(host) = host.filter(|h| hosts.allows(h) && authority_ok) else {
-        tracing::warn!(host = ?headers.get(header::HOST), "web request for another host refused");
+        tracing::debug!(host = ?headers.get(header::HOST), "web request for another host refused");
         return error(
             StatusCode::MISDIRECTED_REQUEST,
             "this page does not answer to that host name: use the device's address, or add the name to [web] allowed-hosts",
@@ -267,7 +267,7 @@ async fn guard(State(hosts): State<Arc<HostPolicy>>, req: Request, next: Next) -
                 })
                 .is_some_and(|o| o.eq_ignore_ascii_case(host));
             if !same {
-                tracing::warn!(?origin, "cross-site write refused");
+                tracing::debug!(?origin, "cross-site write refused");
                 return error(
                     StatusCode::FORBIDDEN,
                     "cross-site request refused: the Origin is not this page",
