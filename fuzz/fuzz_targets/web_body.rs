@@ -13,7 +13,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(host) = std::str::from_utf8(data) {
         let names = ["device.local".to_owned()];
         for listen in ["127.0.0.1", "0.0.0.0", "::"] {
-            let policy = HostPolicy::new(listen.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), &names);
+            let policy = HostPolicy::new(
+                listen
+                    .parse()
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                &names,
+            );
             if policy.allows(host) {
                 assert!(!host.trim().contains(['/', '@', ' ', '?', '#']), "{host:?}");
             }
