@@ -282,6 +282,17 @@ fn no_consensus_counts_answered_rejected_and_silent() {
         ),
         "{stdout}"
     );
+    // The same words in the JSON, per source too.
+    let (code, v) = sync_json(&[a, b, dead], &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        v["answers"], "3 sources: 0 answered, 2 rejected (below the floor x2), 1 silent",
+        "{v}"
+    );
+    assert_eq!(v["sources"][0]["answer"], "rejected", "{v}");
+    assert_eq!(v["sources"][0]["rejected_why"], "below the floor", "{v}");
+    assert_eq!(v["sources"][2]["answer"], "silent", "{v}");
+    assert!(v["sources"][2]["rejected_why"].is_null(), "{v}");
     // One server, which answered but is below the floor: it answered, and was rejected.
     let (code, _, stderr) = run(&[a]);
     assert_eq!(code, Some(1));
