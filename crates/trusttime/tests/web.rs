@@ -735,6 +735,7 @@ fn a_thousand_idle_connections_do_not_stop_the_page_or_the_daemon() {
         .unwrap()
         .count();
     assert!(fds < 200, "the daemon holds {fds} descriptors");
+    eprintln!("with 1100 idle connections: a normal request took {took:?}; the daemon holds {fds} descriptors");
     // The control socket answers, and NTP polling goes on: the time becomes trusted.
     let out = Command::new(bin())
         .args(["wait", "--for", "tls", "--timeout", "10s", "--config"])
