@@ -724,7 +724,7 @@ impl Daemon {
                     Err(_) => return,
                 };
                 let round = report.tally().to_string();
-                tracing::info!(answers = %round, "poll round");
+                tracing::debug!(answers = %round, "poll round");
                 s.last_round = Some(round.clone());
                 for (k, &i) in due.iter().enumerate() {
                     let r = &report.sources[k];

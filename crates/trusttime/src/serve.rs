@@ -34,8 +34,14 @@ pub const DAEMON_STALE_AFTER: std::time::Duration = std::time::Duration::from_se
 #[derive(Clone, Debug)]
 pub enum Trust {
     /// The daemon's trusted time (kept fresh by the caller, e.g. [`follow_daemon`]); while
-    /// there is no fresh trusted reading, replies say unsynchronised.
-    Daemon(Arc<Mutex<Option<DaemonTime>>>),
+    /// there is no fresh trusted reading, or its uncertainty exceeds `max_error` (many SNTP
+    /// clients ignore the error an NTP reply states), replies say unsynchronised.
+    Daemon {
+        /// The latest reading.
+        link: Arc<Mutex<Option<DaemonTime>>>,
+        /// The largest uncertainty served as synchronised.
+        max_error: SignedDuration,
+    },
     /// The local clock, which the operator vouches for (it is disciplined by something else);
     /// still refused while it reads below `floor`.
     LocalClock {
@@ -58,10 +64,13 @@ impl Trust {
         match self {
             Trust::Unsynchronized => (local, None),
             Trust::LocalClock { floor } => (local, (local >= *floor).then_some(dispersion)),
-            Trust::Daemon(link) => {
+            Trust::Daemon { link, max_error } => {
                 let reading = link.lock().ok().and_then(|g| *g);
                 match reading {
-                    Some(d) if d.read_at.elapsed() <= DAEMON_STALE_AFTER => {
+                    Some(d)
+                        if d.read_at.elapsed() <= DAEMON_STALE_AFTER
+                            && d.uncertainty <= *max_error =>
+                    {
                         // Widen by what the reading may have aged (a generous 100 ppm).
                         let age = SignedDuration::from_std(d.read_at.elapsed()).mul_ppm(100);
                         (
@@ -89,7 +98,9 @@ pub async fn follow_daemon(
             Ok(v) => {
                 let state = v["state"].as_str().unwrap_or("unknown").to_owned();
                 let parse = |k: &str| v[k].as_str().and_then(|t| UnixTime::parse_rfc3339(t).ok());
-                let now = clock.now().wall;
+                // The daemon's own reading of the system clock at that moment (the same clock
+                // this process reads), so the IPC delay does not enter the offset; else now.
+                let now = parse("system_time").unwrap_or_else(|| clock.now().wall);
                 let reading = match (state.as_str(), parse("earliest"), parse("latest")) {
                     ("unknown", _, _) | (_, None, _) | (_, _, None) => None,
                     (_, Some(e), Some(l)) if e <= l => {
@@ -325,7 +336,10 @@ mod tests {
         // The daemon: nothing read yet, then a trusted reading, then a stale one.
         let link = Arc::new(Mutex::new(None));
         let opts = ServeOptions {
-            trust: Trust::Daemon(Arc::clone(&link)),
+            trust: Trust::Daemon {
+                link: Arc::clone(&link),
+                max_error: SignedDuration::from_secs(1),
+            },
             ..ServeOptions::default()
         };
         assert_eq!(opts.trust.judge(later, SignedDuration::ZERO).1, None);
@@ -344,6 +358,10 @@ mod tests {
             NtpPacket::parse(&reply_to(&req, t, (t, Some(bound)), &opts).unwrap()).unwrap();
         assert_eq!(p.leap, LeapIndicator::NoWarning);
         assert!(p.root_dispersion.to_duration() >= SignedDuration::from_millis(20));
+        // Trusted, but too uncertain to hand to clients that ignore the stated error.
+        link.lock().unwrap().as_mut().unwrap().uncertainty = SignedDuration::from_secs(2);
+        assert_eq!(opts.trust.judge(later, SignedDuration::ZERO).1, None);
+        link.lock().unwrap().as_mut().unwrap().uncertainty = SignedDuration::from_millis(20);
         if let Some(old) = std::time::Instant::now().checked_sub(DAEMON_STALE_AFTER * 2) {
             link.lock().unwrap().as_mut().unwrap().read_at = old;
             assert_eq!(opts.trust.judge(later, SignedDuration::ZERO).1, None);

@@ -282,6 +282,17 @@ fn no_consensus_counts_answered_rejected_and_silent() {
         ),
         "{stdout}"
     );
+    // The same words in the JSON, per source too.
+    let (code, v) = sync_json(&[a, b, dead], &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        v["answers"], "3 sources: 0 answered, 2 rejected (below the floor x2), 1 silent",
+        "{v}"
+    );
+    assert_eq!(v["sources"][0]["answer"], "rejected", "{v}");
+    assert_eq!(v["sources"][0]["rejected_why"], "below the floor", "{v}");
+    assert_eq!(v["sources"][2]["answer"], "silent", "{v}");
+    assert!(v["sources"][2]["rejected_why"].is_null(), "{v}");
     // One server, which answered but is below the floor: it answered, and was rejected.
     let (code, _, stderr) = run(&[a]);
     assert_eq!(code, Some(1));
@@ -320,5 +331,36 @@ fn the_same_server_listed_three_times_counts_once() {
         assert_eq!(sources[1]["verdict"], "duplicate", "{v}");
     } else {
         assert_eq!(sources.len(), 1, "{v}");
+    }
+}
+
+/// A server whose clock has a coarse precision (chronyd `clockprecision 0.5`: its timestamps
+/// are only good to half a second, and it says so in the precision field): the error bound
+/// carries that precision and the interval holds the true time (this machine's clock, which
+/// the server reads too), where a bound of root dispersion alone (~0.1 ms) would miss it.
+#[test]
+fn a_low_precision_servers_interval_contains_the_truth() {
+    let addr = SocketAddr::from(([127, 0, 0, 17], free_port()));
+    let Some(_p) = chronyd_server(addr, None, &["clockprecision 0.5".into()]) else {
+        return;
+    };
+    for _ in 0..5 {
+        let (code, v) = sync_json(&[addr], &[]);
+        assert_eq!(code, 0, "{v}");
+        let (offset, error) = (offset(&v), v["error_s"].as_f64().unwrap());
+        assert!(error >= 0.5, "{v}");
+        assert!(
+            offset.abs() <= error,
+            "the truth (offset 0) is outside: {v}"
+        );
+        // offset_s is the centre of earliest .. latest.
+        let secs = |k: &str| {
+            trusttime_core::UnixTime::parse_rfc3339(v[k].as_str().unwrap())
+                .unwrap()
+                .as_nanos() as f64
+                / 1e9
+        };
+        let width = secs("latest") - secs("earliest");
+        assert!((width / 2.0 - error).abs() < 1e-6, "{v}");
     }
 }

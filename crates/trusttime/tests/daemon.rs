@@ -613,12 +613,19 @@ fn daemon_counts_answered_rejected_and_silent() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("last poll: {want}")), "{text}");
-    let log = daemon.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("no consensus this round") && l.contains(want)),
-        "{log}"
-    );
+    // The log line follows the round (it may land just after `status` saw the round).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log = daemon.log_text();
+        if log
+            .lines()
+            .any(|l| l.contains("no consensus this round") && l.contains(want))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// The same `[[source]]` written three times is one source: `validate-config` warns, and the

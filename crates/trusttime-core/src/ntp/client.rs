@@ -93,7 +93,8 @@ pub enum Reject {
         /// The limit.
         limit: SignedDuration,
     },
-    /// The server sent its reply before it received the request (T3 < T2).
+    /// The server sent its reply before it received the request (T3 < T2 by more than its
+    /// precision).
     TimestampsReversed,
     /// The server's clock was last set after it sent this reply (reference time later than
     /// transmit time): RFC 5905 refuses such a packet.
@@ -442,7 +443,9 @@ impl NtpClient {
         if t3 < floor {
             return Err(Reject::BelowFloor { claimed: t3, floor });
         }
-        if t3 < t2 {
+        // A server fills the bits below its precision with noise (chronyd does), so T3 may
+        // precede T2 by up to one tick; more than that is a contradiction.
+        if t2 - t3 > precision {
             return Err(Reject::TimestampsReversed);
         }
         // A zero reference time means "never set" (some servers send it); otherwise the
@@ -780,6 +783,19 @@ mod tests {
                 r[16..24].copy_from_slice(&later.to_be_bytes());
             }),
             Err(Reject::ReferenceAfterTransmit)
+        );
+        // Within one tick of a coarse clock, T3 < T2 is noise, not a contradiction.
+        assert_eq!(
+            reject_with(|r| {
+                r[3] = (-4i8) as u8; // 1/16 s
+                let t3 = NtpTimestamp::from_unix(
+                    UnixTime::from_secs(FLOOR + 1000) - SignedDuration::from_millis(50),
+                )
+                .to_bits();
+                r[40..48].copy_from_slice(&t3.to_be_bytes());
+                r[16..24].copy_from_slice(&t3.to_be_bytes());
+            }),
+            Ok(())
         );
         // A zero reference time ("never set") is not a contradiction.
         assert_eq!(reject_with(|r| r[16..24].fill(0)), Ok(()));

@@ -16,8 +16,8 @@ use crate::serve::{follow_daemon, ServeOptions, Server, Trust};
 /// What is served, and whether it is trusted:
 ///   - by default, the running daemon's trusted time (asked over its control socket every
 ///     second; --config or --socket say where). While the daemon is not running, not
-///     reachable, or has no trusted time, every reply says "unsynchronised" (leap indicator
-///     3, stratum 16) and NTP clients ignore it;
+///     reachable, or has no trusted time within --max-error (1 s), every reply says
+///     "unsynchronised" (leap indicator 3, stratum 16) and NTP clients ignore it;
 ///   - with --trust-local-clock, this machine's clock, which you vouch for (it is kept right by
 ///     something else, e.g. chronyd or GPS); still answered as unsynchronised while it reads
 ///     below the floor (this binary's build time), as a device with a dead RTC battery does.
@@ -44,6 +44,10 @@ pub struct Args {
     /// Stratum to announce while the time served is trusted.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=15))]
     pub stratum: u8,
+    /// Serve the daemon's time as synchronised only while its uncertainty is at most this
+    /// (many SNTP clients ignore the error an NTP reply states).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::duration::parse)]
+    pub max_error: std::time::Duration,
     /// Serve this machine's clock as synchronised (while at or above the floor) instead of the
     /// daemon's trusted time: only when something else keeps this clock right.
     #[arg(long)]
@@ -71,10 +75,13 @@ pub async fn run(args: Args) -> ExitCode {
         };
         let link = Arc::new(Mutex::new(None));
         tokio::spawn(follow_daemon(socket, Arc::clone(&link), Arc::clone(&clock)));
-        Trust::Daemon(link)
+        Trust::Daemon {
+            link,
+            max_error: SignedDuration::from_std(args.max_error),
+        }
     };
     let from = match &trust {
-        Trust::Daemon(_) => "the daemon's trusted time (unsynchronised while it has none)",
+        Trust::Daemon { .. } => "the daemon's trusted time (unsynchronised while it has none)",
         _ => "this machine's clock (unsynchronised below the floor)",
     };
     let opts = ServeOptions {

@@ -233,6 +233,8 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
                 "verdict": s.verdict.as_str(),
                 "kiss_code": s.kiss.map(|k| k.to_string()),
                 "reason": s.reason,
+                "answer": s.answer.as_str(),
+                "rejected_why": s.answer.why(),
             })
         })
         .collect();
@@ -274,6 +276,7 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
         },
         "warning": warning(r),
         "error": error,
+        "answers": r.tally().to_string(),
         "chain_violations": r.chain_violations,
         "bootstrap": r.bootstrap_from,
         "constraints": r.constraints.iter().map(|(url, c)| match c {

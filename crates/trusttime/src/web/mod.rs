@@ -5,16 +5,17 @@
 //! without `force`). Every change is logged and shown in `status`.
 //!
 //! Hardened for a hostile LAN and a hostile page in the phone's browser:
-//! - at most [`MAX_CONNECTIONS`] connections at once; when full, the oldest connection not in
-//!   the middle of a request is closed to make room, so idle connections cannot lock the page
-//!   out (nor use up the daemon's file descriptors, which it needs for NTP and the control
-//!   socket);
+//! - at most [`MAX_CONNECTIONS`] connections at once; when full, the address holding the most
+//!   connections loses its oldest one not in the middle of a request, so idle connections
+//!   cannot lock the page out (nor use up the daemon's file descriptors, which it needs for NTP
+//!   and the control socket), and a flooding neighbour cannot push out a phone;
 //! - request headers must arrive within [`HEADER_TIMEOUT`] (also the keep-alive idle limit),
 //!   a request must be answered within [`REQUEST_TIMEOUT`] (slow bodies included), and no
 //!   connection lives longer than [`MAX_CONNECTION_LIFETIME`];
 //! - a request whose `Host` is neither the `listen` address nor a name in
 //!   `[web] allowed-hosts` is refused (421): a DNS-rebinding page cannot reach the API;
-//! - a write whose `Origin` (or `Sec-Fetch-Site`) is not this page is refused (403), and
+//! - a write whose `Origin` (or `Sec-Fetch-Site`) is not this page (`http://` or, behind a TLS
+//!   proxy, `https://` + the `Host`) is refused (403), and
 //!   writes must be `Content-Type: application/json` (415), which a cross-site form cannot send.
 //!
 //! API (what the page uses): `GET /api/status`; `POST /api/login {"pairing_code": "..."}`
@@ -242,7 +243,7 @@ async fn guard(State(hosts): State<Arc<HostPolicy>>, req: Request, next: Next) -
         .authority()
         .map_or(true, |a| hosts.allows(a.as_str()));
     let Some(host) = host.filter(|h| hosts.allows(h) && authority_ok) else {
-        tracing::warn!(host = ?headers.get(header::HOST), "web request for another host refused");
+        tracing::debug!(host = ?headers.get(header::HOST), "web request for another host refused");
         return error(
             StatusCode::MISDIRECTED_REQUEST,
             "this page does not answer to that host name: use the device's address, or add the name to [web] allowed-hosts",
@@ -253,10 +254,13 @@ async fn guard(State(hosts): State<Arc<HostPolicy>>, req: Request, next: Next) -
             let same = origin
                 .to_str()
                 .ok()
-                .and_then(|o| o.strip_prefix("http://"))
+                .and_then(|o| {
+                    o.strip_prefix("http://")
+                        .or_else(|| o.strip_prefix("https://"))
+                })
                 .is_some_and(|o| o.eq_ignore_ascii_case(host));
             if !same {
-                tracing::warn!(?origin, "cross-site write refused");
+                tracing::debug!(?origin, "cross-site write refused");
                 return error(
                     StatusCode::FORBIDDEN,
                     "cross-site request refused: the Origin is not this page",
@@ -295,6 +299,7 @@ async fn guard(State(hosts): State<Arc<HostPolicy>>, req: Request, next: Next) -
 #[derive(Debug)]
 struct Slot {
     id: u64,
+    peer: IpAddr,
     /// Requests being handled on it right now.
     busy: Arc<std::sync::atomic::AtomicUsize>,
     close: Arc<tokio::sync::Notify>,
@@ -320,7 +325,8 @@ pub async fn serve(
 }
 
 /// The accept loop: at most [`MAX_CONNECTIONS`] connections, each with header, request and
-/// lifetime limits; when full, the oldest idle connection (else the oldest) makes room.
+/// lifetime limits; when full, the address holding the most connections loses its oldest idle
+/// one (else its oldest).
 async fn serve_on(listener: tokio::net::TcpListener, app: Router) {
     use std::sync::atomic::Ordering;
     let slots: Arc<Mutex<Vec<Slot>>> = Arc::new(Mutex::new(Vec::new()));
@@ -341,10 +347,21 @@ async fn serve_on(listener: tokio::net::TcpListener, app: Router) {
         let close = Arc::new(tokio::sync::Notify::new());
         if let Ok(mut s) = slots.lock() {
             if s.len() >= MAX_CONNECTIONS {
-                // Slots are in age order: the oldest idle one, else the oldest.
+                // Room is made at the expense of the address holding the most connections
+                // (so one neighbour flooding the page cannot push out a phone's connection):
+                // its oldest idle one, else its oldest. Slots are in age order.
+                let mut per_peer: HashMap<IpAddr, usize> = HashMap::new();
+                for x in s.iter() {
+                    *per_peer.entry(x.peer).or_default() += 1;
+                }
+                let greediest = per_peer
+                    .into_iter()
+                    .max_by_key(|&(_, n)| n)
+                    .map_or(peer.ip(), |(ip, _)| ip);
                 let victim = s
                     .iter()
-                    .position(|x| x.busy.load(Ordering::Relaxed) == 0)
+                    .position(|x| x.peer == greediest && x.busy.load(Ordering::Relaxed) == 0)
+                    .or_else(|| s.iter().position(|x| x.peer == greediest))
                     .unwrap_or(0);
                 let old = s.remove(victim);
                 old.close.notify_one();
@@ -355,6 +372,7 @@ async fn serve_on(listener: tokio::net::TcpListener, app: Router) {
             }
             s.push(Slot {
                 id,
+                peer: peer.ip(),
                 busy: Arc::clone(&busy),
                 close: Arc::clone(&close),
             });
@@ -648,6 +666,60 @@ mod tests {
                 .collect();
             let _ = parse_body::<SetTime>(&data);
             let _ = parse_body::<Login>(&data);
+        }
+    }
+
+    #[test]
+    fn hosts_are_judged_by_the_listen_address_and_the_list() {
+        let names = ["device.local".to_owned(), "10.0.0.9".to_owned()];
+        let lo = HostPolicy::new("127.0.0.1".parse().unwrap(), &names);
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:8123",
+            "localhost:8123",
+            "Device.Local.",
+            "device.local:80",
+            "10.0.0.9:1",
+        ] {
+            assert!(lo.allows(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "127.0.0.2",
+            "device.local.evil",
+            "127.0.0.1:x",
+            "127.0.0.1:70000",
+            "[::1]",
+            "user@127.0.0.1",
+            "127.0.0.1/",
+            "local host",
+        ] {
+            assert!(!lo.allows(bad), "{bad}");
+        }
+        // Listening everywhere: any address literal (never a rebinding name), and localhost.
+        let any = HostPolicy::new("::".parse().unwrap(), &[]);
+        for ok in ["192.168.1.20", "[fe80::1]:8123", "[::1]", "localhost"] {
+            assert!(any.allows(ok), "{ok}");
+        }
+        assert!(!any.allows("device.local") && !any.allows("[::1"));
+        // A LAN address: only itself (and the list), not localhost.
+        let lan = HostPolicy::new("192.168.1.20".parse().unwrap(), &[]);
+        assert!(lan.allows("192.168.1.20:8123") && !lan.allows("localhost"));
+        // Seeded random header values never panic.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5000 {
+            let len = (seed % 24) as usize;
+            let v: String = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    b"[]:.0127abcdelo-x"[(seed % 17) as usize] as char
+                })
+                .collect();
+            let _ = lo.allows(&v);
+            let _ = any.allows(&v);
         }
     }
 
