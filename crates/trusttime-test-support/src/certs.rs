@@ -259,3 +259,35 @@ fn pem_block(der: &[u8]) -> String {
     out.push_str("-----END CERTIFICATE-----\n");
     out
 }
+
+/// Writes the files of a served chain built piece by piece, as [`write_pem`] does: `leaf.pem`,
+/// `key.pem`, `inter.pem` (everything the server sends after its certificate, in that order:
+/// `openssl s_server -cert_chain`), `chain.pem` (leaf then those), `root.pem` (the trusted
+/// roots, in that order) and a client certificate `client.pem`/`client-key.pem` issued by
+/// `client_issuer` (valid a year either side of now).
+pub fn write_served(
+    dir: &std::path::Path,
+    leaf: &[u8],
+    key: &KeyPair,
+    sent: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    client_issuer: &Identity,
+) -> std::io::Result<()> {
+    let leaf_pem = pem_of(&[leaf.to_vec()]);
+    let inter_pem = pem_of(sent);
+    std::fs::write(dir.join("leaf.pem"), &leaf_pem)?;
+    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    std::fs::write(dir.join("inter.pem"), &inter_pem)?;
+    std::fs::write(dir.join("chain.pem"), format!("{leaf_pem}{inter_pem}"))?;
+    std::fs::write(dir.join("root.pem"), pem_of(roots))?;
+    let now = unix_now();
+    let client_key = KeyPair::generate().expect("key");
+    let client = leaf_cert(
+        "device-42",
+        &client_key,
+        client_issuer,
+        (now - 365 * 86_400, now + 365 * 86_400),
+    );
+    std::fs::write(dir.join("client.pem"), pem_of(&[client]))?;
+    std::fs::write(dir.join("client-key.pem"), client_key.serialize_pem())
+}
