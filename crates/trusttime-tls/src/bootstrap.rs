@@ -18,10 +18,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName};
-use trusttime_core::{Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
+use trusttime_core::{Human, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
 
 use crate::clock::ClockReading;
-use crate::diagnosis::date;
+use crate::diagnosis::{date, Finding};
 use crate::verifier::{analyze, Anchors, Engine, Policy, UndeterminedPolicy};
 
 /// The default bootstrap horizon: how far past the floor a certificate may start to be valid
@@ -140,12 +140,29 @@ impl ServerCertVerifier for BootstrapVerifier {
             reading,
             policy,
         );
-        let why = format!(
-            "before the time is known, certificates are checked against {} .. {}: {}",
-            date(iv.earliest),
-            date(iv.latest),
-            d.message
-        );
+        let why = match (&d.finding, &d.certificate) {
+            (Finding::NotYetValid, Some(c)) => format!(
+                "the {} \"{}\" is valid only from {}, {} after the latest time accepted before the time is known ({}); sync from a source that needs no certificate (Roughtime, NTP) first, or raise the bootstrap horizon",
+                c.role,
+                c.subject,
+                c.not_before.date(),
+                Human(c.not_before.to_unix() - iv.latest),
+                date(iv.latest)
+            ),
+            (Finding::Expired | Finding::RootExpired, Some(c)) => format!(
+                "the {} \"{}\" stopped being valid on {}, before the earliest time this device can be at ({}): it is expired",
+                c.role,
+                c.subject,
+                c.not_after.date(),
+                date(iv.earliest)
+            ),
+            _ => format!(
+                "before the time is known, certificates are checked against {} .. {}: {}",
+                date(iv.earliest),
+                date(iv.latest),
+                d.message
+            ),
+        };
         Err(Error::InvalidCertificate(CertificateError::Other(
             rustls::OtherError(Arc::new(BootstrapError(why))),
         )))

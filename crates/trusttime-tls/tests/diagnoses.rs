@@ -709,3 +709,69 @@ fn expired_before_the_floor_is_invalid_even_on_an_untrusted_clock() {
     );
     assert!(d.message.contains("whatever the clock says"), "{d}");
 }
+
+#[test]
+fn bootstrap_uses_the_same_judgement_and_remembers_the_path_window() {
+    use rustls::client::danger::ServerCertVerifier;
+    let now = unix_now();
+    let (root, inter, _, mut b) = everyday(now);
+    // An old expired copy of the intermediate in the bundle: not on the path, so not in the
+    // window that the time obtained must then fall in.
+    b.sent
+        .insert(0, ca_cert(&inter, &root, (now - 2000 * DAY, now - 3 * DAY)));
+    let interval = TimeInterval {
+        earliest: UnixTime::from_secs(now - DAY),
+        latest: UnixTime::from_secs(now + 5 * 365 * DAY),
+    };
+    let v = trusttime_tls::BootstrapVerifier::new(
+        b.roots
+            .iter()
+            .map(|d| CertificateDer::from(d.clone()))
+            .collect(),
+        interval,
+    )
+    .unwrap();
+    let inter_der: Vec<CertificateDer<'_>> = b
+        .sent
+        .iter()
+        .map(|d| CertificateDer::from(d.as_slice()))
+        .collect();
+    v.verify_server_cert(
+        &CertificateDer::from(b.leaf.as_slice()),
+        &inter_der,
+        &ServerName::try_from(NAME).unwrap(),
+        &[],
+        rustls_pki_types::UnixTime::now(),
+    )
+    .unwrap();
+    let w = v.window().unwrap();
+    assert_eq!(w.earliest, UnixTime::from_secs(now - 30 * DAY));
+    assert!(w.latest >= UnixTime::from_secs(now + 300 * DAY), "{w:?}");
+    let t = TimeInterval::around(UnixTime::from_secs(now), SignedDuration::from_secs(1));
+    assert!(trusttime_tls::confirm(w, &t).is_ok());
+    // An expired trust anchor is refused at bootstrap too.
+    let expired = Built {
+        leaf: b.leaf.clone(),
+        sent: b.sent.clone(),
+        roots: vec![ca_cert(&root, &root, (now - 4000 * DAY, now - 10 * DAY))],
+    };
+    let v = trusttime_tls::BootstrapVerifier::new(
+        expired
+            .roots
+            .iter()
+            .map(|d| CertificateDer::from(d.clone()))
+            .collect(),
+        interval,
+    )
+    .unwrap();
+    let err = v
+        .verify_server_cert(
+            &CertificateDer::from(expired.leaf.as_slice()),
+            &inter_der,
+            &ServerName::try_from(NAME).unwrap(),
+            &[],
+            rustls_pki_types::UnixTime::now(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("root CA certificate"), "{err}");
+}
