@@ -66,7 +66,7 @@ impl Policy {
 /// At most this many instants are tried when looking for one with a valid path (a server
 /// sending hundreds of certificates gets "invalid" rather than unbounded work; both fail
 /// closed).
-const MAX_PROBES: usize = 64;
+const MAX_PROBES: usize = 32;
 
 /// The trust anchors and, for those given as certificates, their facts (dates included).
 #[derive(Debug)]

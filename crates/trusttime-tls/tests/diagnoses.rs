@@ -775,3 +775,42 @@ fn bootstrap_uses_the_same_judgement_and_remembers_the_path_window() {
         .unwrap_err();
     assert!(err.to_string().contains("root CA certificate"), "{err}");
 }
+
+/// A hostile server sending dozens of certificates (strangers, and copies of the intermediate
+/// with every kind of date) still gets the verdict of its one good path, and a clear "invalid"
+/// when that path is missing.
+#[test]
+fn many_extra_certificates_do_not_confuse_the_verdict() {
+    let now = unix_now();
+    let (root, inter, _, b) = everyday(now);
+    let mut noisy = Built {
+        leaf: b.leaf.clone(),
+        sent: Vec::new(),
+        roots: b.roots.clone(),
+    };
+    for k in 0..40 {
+        let stranger = Identity::ecdsa(&format!("Stranger {k}"));
+        noisy.sent.push(ca_cert(
+            &stranger,
+            &stranger,
+            (now - k * DAY, now + k * DAY),
+        ));
+        noisy.sent.push(ca_cert(
+            &inter,
+            &root,
+            (now - 1000 * DAY + k * DAY, now - 900 * DAY + k * DAY),
+        ));
+    }
+    let r = at(UnixTime::from_secs(now), SignedDuration::from_millis(2));
+    let d = judge(&noisy, r, UndeterminedPolicy::Reject);
+    assert_eq!(
+        d.verdict,
+        Verdict::Invalid,
+        "only expired copies of the intermediate: {d}"
+    );
+    noisy.sent.push(b.sent[0].clone());
+    let d = judge(&noisy, r, UndeterminedPolicy::Reject);
+    assert_eq!(d.verdict, Verdict::Valid, "{d}");
+    assert_eq!(d.chain.len(), 3);
+    assert_eq!(d.also_sent.len(), 80);
+}
