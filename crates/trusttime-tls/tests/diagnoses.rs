@@ -295,6 +295,13 @@ fn wrong_name_is_not_a_clock_problem() {
         "{d}"
     );
     assert_eq!(d.openssl_error, Some("X509_V_ERR_HOSTNAME_MISMATCH"));
+    // First what does not depend on time, then what does.
+    let m = d.to_string();
+    let name_at = m.find("not valid for the name other.test").expect("named");
+    let time_at = m
+        .find("Apart from the name, the chain is valid over the whole trusted interval")
+        .expect("then the time");
+    assert!(name_at < time_at, "{m}");
 }
 
 #[test]
