@@ -434,8 +434,13 @@ fn instants(c: &Case, r: &mut Rng) -> Vec<(i64, i64)> {
 
 #[test]
 fn verdicts_agree_with_openssl_and_the_definition() {
-    if trusttime_test_support::which("openssl").is_none() {
-        eprintln!("SKIP: openssl not installed (apt-get install openssl)");
+    if trusttime_test_support::peer_or_skip(
+        "openssl",
+        &["/usr/bin/openssl"],
+        "apt-get install openssl",
+    )
+    .is_none()
+    {
         return;
     }
     let keys = Keys {
