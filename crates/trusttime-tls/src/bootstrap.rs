@@ -4,9 +4,10 @@
 //! chicken-and-egg problem of authenticated time. With only a floor known, the
 //! [`BootstrapVerifier`] accepts a chain (signatures, name, and every other check of webpki)
 //! if there is a moment within the *bootstrap interval* (by default `[floor, floor +
-//! horizon]`, or better an interval from Roughtime, which needs no certificate) at which
-//! every certificate of the chain, the root included, is valid. It remembers that chain's
-//! common validity window; once time has been obtained through the connection, the caller
+//! horizon]`, or better an interval from Roughtime, which needs no certificate) at which a
+//! path webpki builds is valid, every certificate on it, the trust anchor included
+//! (certificates sent but not on the path play no part). It remembers that path's validity
+//! window; once time has been obtained through the connection, the caller
 //! must [`confirm`] that the obtained time lies inside the window, and throw the time away if
 //! it does not. An attacker holding the key of a certificate that expired before the floor
 //! cannot get past the first check; one whose certificate is still valid is no better off
