@@ -821,3 +821,56 @@ fn many_extra_certificates_do_not_confuse_the_verdict() {
     assert_eq!(d.chain.len(), 3);
     assert_eq!(d.also_sent.len(), 80);
 }
+
+/// Valid means one path over the whole interval: when the trusted root expires inside the
+/// interval and a cross-signed path takes over at that very moment, every instant has a
+/// valid path but no single path covers the interval, so the verdict is undetermined (the
+/// definition; `UndeterminedPolicy::Accept` accepts it). Each half alone is valid, on the path
+/// valid there.
+#[test]
+fn two_paths_each_valid_for_half_the_interval_are_undetermined() {
+    let now = unix_now();
+    let root = Identity::ecdsa("Handover Root");
+    let other = Identity::ecdsa("Handover Other Root");
+    let inter = Identity::ecdsa("Handover CA");
+    let key = CertKey::generate().unwrap();
+    let b = Built {
+        leaf: leaf_cert(NAME, &key, &inter, (now - 30 * DAY, now + 300 * DAY)),
+        sent: vec![
+            ca_cert(&inter, &root, (now - 300 * DAY, now + 900 * DAY)),
+            // The cross-sign takes over when the root expires.
+            ca_cert(&root, &other, (now + 1, now + 900 * DAY)),
+        ],
+        roots: vec![
+            ca_cert(&root, &root, (now - 4000 * DAY, now)),
+            ca_cert(&other, &other, (now - 4000 * DAY, now + 3650 * DAY)),
+        ],
+    };
+    let reading = |e: i64, l: i64| ClockReading {
+        device: UnixTime::from_secs(e),
+        trusted: TrustedTime {
+            interval: TimeInterval {
+                earliest: UnixTime::from_secs(e),
+                latest: UnixTime::from_secs(l),
+            },
+            provenance: Provenance::Ntp,
+        },
+    };
+    let d = judge(
+        &b,
+        reading(now - 600, now + 600),
+        UndeterminedPolicy::Reject,
+    );
+    assert_eq!(
+        (d.verdict, &d.finding),
+        (Verdict::Undetermined, &Finding::Straddles),
+        "{d}"
+    );
+    let d = judge(&b, reading(now - 600, now), UndeterminedPolicy::Reject);
+    assert_eq!(d.verdict, Verdict::Valid, "{d}");
+    assert_eq!(d.chain.len(), 3, "through the root: {d:?}");
+    let d = judge(&b, reading(now + 1, now + 600), UndeterminedPolicy::Reject);
+    assert_eq!(d.verdict, Verdict::Valid, "{d}");
+    assert_eq!(d.chain.len(), 4, "through the cross-sign: {d:?}");
+    assert_eq!(d.chain[3].subject, "CN=Handover Other Root");
+}
