@@ -4,9 +4,10 @@
 //! chicken-and-egg problem of authenticated time. With only a floor known, the
 //! [`BootstrapVerifier`] accepts a chain (signatures, name, and every other check of webpki)
 //! if there is a moment within the *bootstrap interval* (by default `[floor, floor +
-//! horizon]`, or better an interval from Roughtime, which needs no certificate) at which
-//! every certificate of the chain, the root included, is valid. It remembers that chain's
-//! common validity window; once time has been obtained through the connection, the caller
+//! horizon]`, or better an interval from Roughtime, which needs no certificate) at which a
+//! path webpki builds is valid, every certificate on it, the trust anchor included
+//! (certificates sent but not on the path play no part). It remembers that path's validity
+//! window; once time has been obtained through the connection, the caller
 //! must [`confirm`] that the obtained time lies inside the window, and throw the time away if
 //! it does not. An attacker holding the key of a certificate that expired before the floor
 //! cannot get past the first check; one whose certificate is still valid is no better off
@@ -18,10 +19,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName};
-use trusttime_core::{Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
+use trusttime_core::{Human, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
 
 use crate::clock::ClockReading;
-use crate::diagnosis::date;
+use crate::diagnosis::{date, Finding};
 use crate::verifier::{analyze, Anchors, Engine, Policy, UndeterminedPolicy};
 
 /// The default bootstrap horizon: how far past the floor a certificate may start to be valid
@@ -140,12 +141,29 @@ impl ServerCertVerifier for BootstrapVerifier {
             reading,
             policy,
         );
-        let why = format!(
-            "before the time is known, certificates are checked against {} .. {}: {}",
-            date(iv.earliest),
-            date(iv.latest),
-            d.message
-        );
+        let why = match (&d.finding, &d.certificate) {
+            (Finding::NotYetValid, Some(c)) => format!(
+                "the {} \"{}\" is valid only from {}, {} after the latest time accepted before the time is known ({}); sync from a source that needs no certificate (Roughtime, NTP) first, or raise the bootstrap horizon",
+                c.role,
+                c.subject,
+                c.not_before.date(),
+                Human(c.not_before.to_unix() - iv.latest),
+                date(iv.latest)
+            ),
+            (Finding::Expired | Finding::RootExpired, Some(c)) => format!(
+                "the {} \"{}\" stopped being valid on {}, before the earliest time this device can be at ({}): it is expired",
+                c.role,
+                c.subject,
+                c.not_after.date(),
+                date(iv.earliest)
+            ),
+            _ => format!(
+                "before the time is known, certificates are checked against {} .. {}: {}",
+                date(iv.earliest),
+                date(iv.latest),
+                d.message
+            ),
+        };
         Err(Error::InvalidCertificate(CertificateError::Other(
             rustls::OtherError(Arc::new(BootstrapError(why))),
         )))

@@ -170,13 +170,16 @@ fn ser_time<S: serde::Serializer>(t: &UnixTime, s: S) -> Result<S::Ok, S::Error>
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Valid over the whole trusted interval.
+    /// One path (server certificate, intermediates, trust anchor) verifies, and every
+    /// certificate on it is valid at every instant of the trusted interval.
     Valid,
-    /// Invalid whatever the time: a really expired or not-yet-valid certificate (by a trusted
-    /// clock), a bad signature, an unknown issuer, a wrong name, an expired root.
+    /// No path verifies at any instant of the interval the time is known to lie in: a
+    /// certificate (the trust anchor included) expired before it or is valid only after it,
+    /// or a failure that does not depend on the time (wrong name, unknown issuer, missing
+    /// intermediate, bad signature).
     Invalid,
-    /// Cannot be decided because of the clock: not trusted, or the interval straddles a
-    /// validity boundary.
+    /// Cannot be decided because of the clock: it is not trusted, or some instant of the
+    /// interval makes a path valid but no path is valid over all of it.
     Undetermined,
 }
 

@@ -66,7 +66,7 @@ impl Policy {
 /// At most this many instants are tried when looking for one with a valid path (a server
 /// sending hundreds of certificates gets "invalid" rather than unbounded work; both fail
 /// closed).
-const MAX_PROBES: usize = 64;
+const MAX_PROBES: usize = 32;
 
 /// The trust anchors and, for those given as certificates, their facts (dates included).
 #[derive(Debug)]
@@ -820,9 +820,20 @@ fn judge(
             advice: "Connect with the name the certificate was issued for (--servername), or fix the server's certificate.".into(),
             ..base
         };
-        return match engine.over(&s, lo, hi) {
-            Over::Covered(f) | Over::Partly(f) => with_path(&f, d),
-            Over::Never => d,
+        // Then what depends on time, in a sentence.
+        let (f, then) = match engine.over(&s, lo, hi) {
+            Over::Covered(f) if trusted => (Some(f), "Apart from the name, the chain is valid over the whole trusted interval."),
+            Over::Covered(f) | Over::Partly(f) if trusted => (Some(f), "Apart from the name, a path is valid for part of the trusted interval only."),
+            Over::Covered(f) | Over::Partly(f) => (Some(f), "Apart from the name, a path verifies at some time this device can be at, but its clock is not trusted."),
+            Over::Never => (None, "Apart from the name, no path is valid at any time this device can be at either."),
+        };
+        let d = Diagnosis {
+            message: format!("{} {then}", d.message),
+            ..d
+        };
+        return match f {
+            Some(f) => with_path(&f, d),
+            None => d,
         };
     }
 

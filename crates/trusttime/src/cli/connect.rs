@@ -65,7 +65,8 @@ pub struct Args {
     /// AWS region of the endpoint, for SigV4 (with --websocket).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
-    /// Root CA(s) for the broker (PEM).
+    /// Root CA(s) for the broker (PEM): the only roots trusted (the built-in Mozilla roots
+    /// are not used, as with `check --ca`); each root's own validity is checked.
     #[arg(long, value_name = "FILE")]
     pub ca: PathBuf,
     /// Publish MESSAGE to TOPIC (QoS 1).

@@ -71,7 +71,8 @@ pub struct Args {
     #[arg(long = "https-date", value_name = "URL", value_parser = parse_https_url)]
     pub https_date: Vec<String>,
     /// Extra trust anchors (PEM) for NTS-KE and HTTPS Date certificates, trusted beside the
-    /// Mozilla roots (e.g. your own CA). Repeatable.
+    /// Mozilla roots (e.g. your own CA; unlike `check --ca` and `connect --ca`, which replace
+    /// them). Each root's own validity is checked. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<std::path::PathBuf>,
     /// NTP Pool zone used when no --server is given.
