@@ -219,6 +219,13 @@ fn the_daemon_survives_a_closed_or_full_stderr() {
         let out = ask(&d, &["status"]);
         assert!(out.status.success(), "{what}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("set by hand"));
+        // The real JSON is what docs/json.md says.
+        let out = ask(&d, &["status", "--json"]);
+        let st: trusttime::json::Status = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(st.manual_changes.len(), 1);
+        let out = ask(&d, &["sources", "--json"]);
+        let so: trusttime::json::Sources = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(so.sources.len(), 1);
     }
     // stderr closed outright (`2>&-`): the descriptor is reopened on /dev/null, so no file
     // the daemon opens later can land on fd 2 and receive log lines.
@@ -561,6 +568,10 @@ fn check_uses_the_daemons_trusted_time() {
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        // The real JSON is what docs/json.md says.
+        let typed: trusttime::json::Check =
+            serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"));
+        assert!(matches!(typed, trusttime::json::Check::Judged(_)), "{v}");
         (out.status.code().unwrap(), v)
     };
     let sock = d.socket.to_str().unwrap();
@@ -644,4 +655,49 @@ fn status_text_of_a_live_daemon() {
         "{text}"
     );
     assert!(!text.contains("null"), "{text}");
+}
+
+/// `sync --json` against two loopback servers, and `check --json` on a network error: the
+/// real output is what docs/json.md says.
+#[test]
+fn sync_and_check_json_follow_the_schema() {
+    let mut servers = Vec::new();
+    let mut args = vec!["sync".to_owned(), "--json".to_owned()];
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        let addr = format!("{ip}:{}", free_port());
+        let child = Command::new(bin())
+            .args(["serve", "--listen", &addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        servers.push(child);
+        args.push("-s".into());
+        args.push(addr);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(bin()).args(&args).output().unwrap();
+    for mut c in servers {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let v: trusttime::json::Sync = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(v.consensus, "{v:?}");
+    assert_eq!(v.sources.len(), 2);
+    // No consensus: still the schema.
+    let out = run(&["sync", "--json", "-s", "127.0.0.1:9", "--timeout", "200ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: trusttime::json::Sync = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!v.consensus && v.error.is_some());
+    let out = run(&[
+        "check",
+        "127.0.0.1:9",
+        "--json",
+        "--at",
+        "2027-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let v: trusttime::json::Check = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(matches!(v, trusttime::json::Check::Failed(_)));
 }
