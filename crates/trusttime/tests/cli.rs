@@ -701,3 +701,28 @@ fn sync_and_check_json_follow_the_schema() {
     let v: trusttime::json::Check = serde_json::from_slice(&out.stdout).unwrap();
     assert!(matches!(v, trusttime::json::Check::Failed(_)));
 }
+
+/// The unit sets its open-file limit on purpose (not the inherited default of 1024 that
+/// idle connections once exhausted), to a value with margin but bounded.
+#[test]
+fn the_unit_sets_its_open_file_limit() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/trusttime.service"),
+    )
+    .unwrap();
+    let limits: Vec<u64> = unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("LimitNOFILE="))
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert_eq!(limits.len(), 1, "{unit}");
+    assert!((2048..=65_536).contains(&limits[0]), "{limits:?}");
+    let service = unit
+        .split("[Service]")
+        .nth(1)
+        .unwrap()
+        .split("[Install]")
+        .next()
+        .unwrap();
+    assert!(service.contains("LimitNOFILE="), "not in [Service]");
+}

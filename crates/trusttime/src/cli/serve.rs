@@ -19,6 +19,8 @@ use crate::serve::{ServeOptions, Server};
 /// Examples:
 ///   trusttime serve --listen 0.0.0.0:123
 ///   trusttime serve --listen 127.0.0.1:11123 --offset 1h
+///
+/// Exit status: 0 stopped (Ctrl-C), 1 cannot listen, 2 usage error.
 #[derive(Debug, ClapArgs)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
