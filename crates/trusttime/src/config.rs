@@ -270,10 +270,11 @@ pub struct DaemonConfig {
     /// Upper bound of the random start-up delay (NTP Pool guidance: spread a fleet's boots).
     #[serde(default = "default_startup_delay")]
     pub startup_delay: String,
-    /// Lowest poll exponent (log2 s; 6 = 64 s). Values below 6 are for tests only.
+    /// Lowest poll exponent (log2 s): 6..=10, i.e. 64..1024 s; down to -4 only when every
+    /// source is on loopback (tests, a local lab).
     #[serde(default = "default_min_poll")]
     pub min_poll: i8,
-    /// Highest poll exponent (log2 s; 10 = 1024 s).
+    /// Highest poll exponent (log2 s; 10 = 1024 s): min-poll..=17.
     #[serde(default = "default_max_poll")]
     pub max_poll: i8,
     /// Serve Prometheus text metrics at `http://ADDR/metrics` (loopback advised); off when unset.
