@@ -254,8 +254,17 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
             }
             outln!("  observe-only:  {}", c.raw.clock.observe_only);
             outln!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);
+            let secs = |e: i8| {
+                if e >= 0 {
+                    format!("{} s", 1u64 << e)
+                } else {
+                    format!("1/{} s", 1u64 << -e)
+                }
+            };
             outln!(
-                "  poll:          2^{} .. 2^{} s",
+                "  poll:          {} .. {} (min-poll {}, max-poll {})",
+                secs(c.raw.daemon.min_poll),
+                secs(c.raw.daemon.max_poll),
                 c.raw.daemon.min_poll,
                 c.raw.daemon.max_poll
             );
