@@ -365,8 +365,8 @@ enum Seg {
 /// A value that is wrong, and where.
 type Bad = (Vec<Seg>, String);
 
-/// The first `[[source]]` that does not deserialize on its own, with the key named in the
-/// error (when it is one of the table's keys) and the message.
+/// The first `[[source]]` that does not deserialize on its own, with the key the error is
+/// about (the one whose removal changes the error) and the message.
 fn source_error(text: &str) -> Option<Bad> {
     let doc: toml::Table = toml::from_str(text).ok()?;
     let list = doc.get("source")?.as_array()?;
@@ -374,59 +374,46 @@ fn source_error(text: &str) -> Option<Bad> {
         let Err(e) = v.clone().try_into::<SourceConfig>() else {
             continue;
         };
-        let message = e.message().trim_end().to_owned();
-        let named = message
-            .split('`')
-            .nth(1)
-            .filter(|k| v.get(*k).is_some())
-            .and_then(|k| v.as_table()?.keys().find(|x| x.as_str() == k));
-        let mut at = vec![Seg::Key("source"), Seg::Index(i)];
-        // Seg holds `&'static str`: map the few possible keys to static names.
-        if let Some(k) = named.and_then(|k| SOURCE_KEYS.iter().find(|s| **s == k.as_str())) {
-            at.push(Seg::Key(k));
-        } else if message.contains("unknown field") {
-            if let Some(k) = v
-                .as_table()
-                .and_then(|t| t.keys().find(|k| message.contains(&format!("`{k}`"))))
-            {
-                return Some((
-                    at_unknown(text, i, k),
-                    format!("source {}: {message}", i + 1),
-                ));
-            }
-        }
-        return Some((at, format!("source {}: {message}", i + 1)));
+        let message = format!("source {}: {}", i + 1, e.message().trim_end());
+        let table = v.as_table()?;
+        let culprit = if e.message().starts_with("missing field") {
+            None
+        } else {
+            table.keys().find(|k| {
+                let mut without = table.clone();
+                without.remove(k.as_str());
+                match toml::Value::Table(without).try_into::<SourceConfig>() {
+                    Ok(_) => true,
+                    Err(e2) => e2.message() != e.message(),
+                }
+            })
+        };
+        let at = culprit.and_then(|k| key_line(text, i, k)).map_or_else(
+            || vec![Seg::Key("source"), Seg::Index(i)],
+            |n| vec![Seg::Line(n)],
+        );
+        return Some((at, message));
     }
     None
 }
 
-/// Keys a `[[source]]` may have.
-const SOURCE_KEYS: &[&str] = &[
-    "kind",
-    "address",
-    "zone",
-    "count",
-    "url",
-    "public-key",
-    "protocol",
-];
-
-/// The path to an unknown key of source `i` (its name is not static: point at the line by
-/// searching the table's keys in the parsed document).
-fn at_unknown(text: &str, i: usize, key: &str) -> Vec<Seg> {
-    // Find the line directly; fall back to the table.
-    let table_line = line_of(text, &[Seg::Key("source"), Seg::Index(i)]);
-    if let Some(start) = table_line {
-        for (n, l) in text.lines().enumerate().skip(start.saturating_sub(1)) {
+/// The line of `key = ...` inside source `i` (the first such line after its `[[source]]`).
+fn key_line(text: &str, i: usize, key: &str) -> Option<usize> {
+    let start = line_of(text, &[Seg::Key("source"), Seg::Index(i)])?;
+    text.lines()
+        .enumerate()
+        .skip(start.saturating_sub(1))
+        .take_while(|(n, l)| *n + 1 == start || !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
             let l = l.trim_start();
-            if l.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-            {
-                return vec![Seg::Line(n + 1)];
-            }
-        }
-    }
-    vec![Seg::Key("source"), Seg::Index(i)]
+            let l = l
+                .strip_prefix('"')
+                .and_then(|r| r.strip_prefix(key))
+                .and_then(|r| r.strip_prefix('"'))
+                .or_else(|| l.strip_prefix(key));
+            l.is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(n, _)| n + 1)
 }
 
 /// The 1-based line where the key at `at` (or, failing that, its closest parent) is written.
@@ -992,6 +979,10 @@ startup-delay = "0s"
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("test.toml:7: source 2:"), "{e}");
+        let e = parse("[[source]]\nkind = \"ntp\"\naddress = \"a\"\n[[source]]\nkind = \"pool\"\nzone = \"z\"\ncount = \"four\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("test.toml:7: source 2: invalid type"), "{e}");
         let e = parse("[[source]]\nkind = \"ntp\"\naddress = \"a\"\n[[source]]\nkind = \"nts\"\n")
             .unwrap_err()
             .to_string();
