@@ -480,7 +480,21 @@ fn the_control_socket_must_belong_to_root_or_the_user() {
 fn a_stuck_daemon_reads_timed_out() {
     let dir = TempDir::new().unwrap();
     let sock = dir.path().join("stuck.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // A listener with the smallest accept queue that never accepts (std and tokio ask the
+    // kernel for a deep queue, which would need thousands of descriptors to fill).
+    let mut listener = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(0)\nprint('ready', flush=True)\ntime.sleep(120)",
+        ])
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the whole line, and keep the pipe open while the listener lives.
+    let mut said = listener.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    said.read_exact(&mut ready).unwrap();
     // Fill the accept queue: non-blocking connects until the kernel says EAGAIN.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -488,7 +502,7 @@ fn a_stuck_daemon_reads_timed_out() {
         .unwrap();
     let mut held = Vec::new();
     let full = rt.block_on(async {
-        for _ in 0..5000 {
+        for _ in 0..64 {
             match tokio::net::UnixStream::connect(&sock).await {
                 Ok(s) => held.push(s),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
@@ -498,6 +512,11 @@ fn a_stuck_daemon_reads_timed_out() {
         false
     });
     assert!(full, "the queue never filled");
+    assert!(
+        matches!(listener.try_wait(), Ok(None)),
+        "the listener died: {:?}",
+        listener.try_wait()
+    );
     let start = Instant::now();
     let out = run(&[
         "wait",
@@ -519,7 +538,9 @@ fn a_stuck_daemon_reads_timed_out() {
         "{err}"
     );
     drop(held);
-    drop(listener);
+    let _ = listener.kill();
+    let _ = listener.wait();
+    drop(said);
 
     // A TLS server that accepts and never speaks.
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
