@@ -179,16 +179,12 @@ pub enum AskError {
         why: String,
     },
     /// The socket's permissions keep this user out.
-    #[error("permission denied on the control socket {path} (mode {mode:o}, owner uid {uid}, group gid {gid}): run this as root (e.g. `sudo trusttime ...`) or as a member of that group")]
+    #[error("permission denied on the control socket {path}{detail}: run this as root (e.g. `sudo trusttime ...`) or as a member of the socket's group")]
     Denied {
         /// The socket.
         path: String,
-        /// Its mode bits.
-        mode: u32,
-        /// Its owner.
-        uid: u32,
-        /// Its group.
-        gid: u32,
+        /// Its mode, owner and group when known (` (mode 660, owner uid 0, group gid 0)`).
+        detail: String,
     },
     /// The socket, or the process behind it, belongs to another user: whatever it says is
     /// not believed.
@@ -247,9 +243,19 @@ pub async fn ask_request(path: &Path, request: &Request) -> Result<serde_json::V
     use std::os::unix::fs::MetadataExt;
     let shown = path.display().to_string();
     let me = crate::platform::effective_uid();
-    let meta = std::fs::metadata(path).map_err(|e| AskError::NotRunning {
-        path: shown.clone(),
-        why: e.to_string(),
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // A directory on the way is closed to this user.
+            AskError::Denied {
+                path: shown.clone(),
+                detail: " (a directory on its path is not open to you)".into(),
+            }
+        } else {
+            AskError::NotRunning {
+                path: shown.clone(),
+                why: e.to_string(),
+            }
+        }
     })?;
     if !trusted_uid(meta.uid(), me) {
         return Err(AskError::Untrusted {
@@ -271,9 +277,12 @@ pub async fn ask_request(path: &Path, request: &Request) -> Result<serde_json::V
             return Err(match e.kind() {
                 std::io::ErrorKind::PermissionDenied => AskError::Denied {
                     path: shown,
-                    mode: meta.mode() & 0o7777,
-                    uid: meta.uid(),
-                    gid: meta.gid(),
+                    detail: format!(
+                        " (mode {:o}, owner uid {}, group gid {})",
+                        meta.mode() & 0o7777,
+                        meta.uid(),
+                        meta.gid()
+                    ),
                 },
                 // A Unix socket whose backlog is full refuses with EAGAIN.
                 std::io::ErrorKind::WouldBlock => AskError::TimedOut(format!(

@@ -25,6 +25,7 @@ pub mod duration;
 pub mod files;
 #[cfg(feature = "tls")]
 pub mod https_date;
+pub mod json;
 pub mod metrics;
 #[cfg(feature = "tls")]
 pub mod nts;

@@ -131,7 +131,11 @@ pub fn boot_instant() -> Option<(String, SignedDuration)> {
 /// True when this process may set the clock (CAP_SYS_TIME in its effective set).
 #[must_use]
 pub fn has_cap_sys_time() -> bool {
-    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+    let Ok(s) = crate::files::read_to_string(
+        Path::new("/proc/self/status"),
+        64 << 10,
+        crate::files::Links::Follow,
+    ) else {
         return false;
     };
     s.lines()

@@ -21,8 +21,17 @@ use crate::platform::{has_cap_sys_time, LinuxClock, LinuxRtc, Rtc, NO_CAP_MESSAG
 /// the RTC, then polls like a good citizen (random start-up delay, adaptive 64..1024 s
 /// interval, backoff, Kiss-o'-Death). Sets the clock unless observe-only; without
 /// CAP_SYS_TIME it refuses to start and says how to run observe-only. Sends systemd READY=1
-/// when time is first trusted.
+/// when time is first trusted. Logs go to stderr (the journal under systemd), without colours
+/// unless stderr is a terminal; a closed or full stderr never stops it.
+///
+/// Examples:
+///   trusttime daemon --config /etc/trusttime/trusttime.toml
+///   trusttime daemon --config ./trusttime.toml --observe-only --log debug
+///
+/// Exit status: 0 stopped (SIGTERM, Ctrl-C), 1 cannot start (no CAP_SYS_TIME, control
+/// socket), 2 config error (as `trusttime validate-config` reports it).
 #[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
 pub struct DaemonArgs {
     /// The config file.
     #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_PATH)]
@@ -32,8 +41,21 @@ pub struct DaemonArgs {
     pub observe_only: bool,
 }
 
-/// Check a config file and print what it means; exit 0 if valid, 2 if not.
+/// Check a config file as the daemon would at start, and print what it means.
+///
+/// Checks the syntax (unknown and duplicate keys are errors), every value's range (poll
+/// exponents 6..10, i.e. 64..1024 s, lower only for sources on loopback), and the files and
+/// devices it names: trust anchors and report certificates exist and parse, the RTC can be
+/// read, the state and control-socket directories are usable. Errors name the file and line.
+/// A FIFO, a device or a file over 1 MiB is refused without being read.
+///
+/// Examples:
+///   trusttime validate-config /etc/trusttime/trusttime.toml
+///   trusttime validate-config dist/trusttime.toml && echo ok
+///
+/// Exit status: 0 valid, 2 not (the reason on stderr).
 #[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
 pub struct ValidateArgs {
     /// The config file.
     #[arg(value_name = "FILE")]
@@ -70,8 +92,42 @@ impl Where {
 }
 
 /// Show the daemon's trusted time, state and a one-line verdict.
+///
+/// Text: the verdict, state, interval, offset and uncertainty in human units, last sync,
+/// frequency, floor, start-up notes and every manual change (who, from where, old and new
+/// time). `--json`: one object, documented in docs/json.md. The control socket must belong to
+/// root or to you (a socket bound by another user is not believed).
+///
+/// Examples:
+///   trusttime status
+///   trusttime status --json --config /etc/trusttime/trusttime.toml
+///
+/// Exit status: 0 answered, 1 the daemon cannot be reached or timed out, 2 usage error or
+/// the socket may not be used (permission denied: run as root or a member of its group; or
+/// it belongs to another user).
 #[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub at: Where,
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Show the daemon's sources: verdict, reach, poll interval, offset and the reason.
+///
+/// `--json`: one object, documented in docs/json.md.
+///
+/// Examples:
+///   trusttime sources
+///   trusttime sources --json | jq '.sources[] | select(.verdict != "agreed")'
+///
+/// Exit status: 0 answered, 1 the daemon cannot be reached or timed out, 2 usage error or
+/// the control socket may not be used.
+#[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
+pub struct SourcesArgs {
     #[command(flatten)]
     pub at: Where,
     /// One JSON object.
@@ -90,9 +146,15 @@ pub enum ForPurpose {
 
 /// Block until the daemon's time is trusted to an error (exit 0), or time out (exit 1).
 ///
+/// Retries while the daemon is starting or busy; stops at once when waiting cannot help
+/// (permission denied on the control socket, or a socket owned by another user).
+///
 /// Examples:
 ///   trusttime wait --for tls --timeout 30s
 ///   trusttime wait --max-error 100ms
+///
+/// Exit status: 0 trusted, 1 timed out (the last state on stderr), 2 usage error or the
+/// control socket may not be used.
 #[derive(Debug, ClapArgs)]
 #[command(verbatim_doc_comment)]
 pub struct WaitArgs {
@@ -194,8 +256,17 @@ pub fn run_validate(args: &ValidateArgs) -> ExitCode {
             }
             outln!("  observe-only:  {}", c.raw.clock.observe_only);
             outln!("  drift bound:   {} ppm", c.raw.clock.drift_ppm);
+            let secs = |e: i8| {
+                if e >= 0 {
+                    format!("{} s", 1u64 << e)
+                } else {
+                    format!("1/{} s", 1u64 << -e)
+                }
+            };
             outln!(
-                "  poll:          2^{} .. 2^{} s",
+                "  poll:          {} .. {} (min-poll {}, max-poll {})",
+                secs(c.raw.daemon.min_poll),
+                secs(c.raw.daemon.max_poll),
                 c.raw.daemon.min_poll,
                 c.raw.daemon.max_poll
             );
@@ -418,7 +489,7 @@ pub fn trusted_from_status(
 }
 
 /// `trusttime sources`.
-pub async fn run_sources(args: StatusArgs) -> ExitCode {
+pub async fn run_sources(args: SourcesArgs) -> ExitCode {
     match ask(&args.at, "sources").await {
         Ok(v) => {
             if args.json {
@@ -570,8 +641,12 @@ pub async fn run_wait(args: WaitArgs) -> ExitCode {
 ///
 /// Examples:
 ///   trusttime set 2026-11-23T08:30:00Z --uncertainty 1m
+///   trusttime set "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --uncertainty 10s
 ///   sudo trusttime set --reset-floor
 ///   sudo trusttime set --reset-floor 2026-11-23T08:30:00Z --uncertainty 1m
+///
+/// Exit status: 0 set, 1 refused by the daemon (the reason on stderr) or the daemon cannot
+/// be reached, 2 usage error or the control socket may not be used.
 #[derive(Debug, ClapArgs)]
 #[command(verbatim_doc_comment)]
 pub struct SetArgs {
@@ -625,8 +700,18 @@ pub async fn run_set(args: SetArgs) -> ExitCode {
 }
 
 #[cfg(feature = "web")]
-/// Web page helpers.
+/// The daemon's web page for setting the time by hand (`[web] enabled = true`).
+///
+/// The page needs a pairing code; `pairing-code` makes a new one (the old one stops
+/// working) and stores only its hash in the state directory.
+///
+/// Examples:
+///   trusttime web pairing-code
+///   trusttime web pairing-code --config ./trusttime.toml
+///
+/// Exit status: 0 done, 1 the state directory cannot be written, 2 usage or config error.
 #[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
 pub struct WebArgs {
     #[command(subcommand)]
     pub command: WebCommand,

@@ -18,7 +18,15 @@ use crate::sync::{sync, ServerSpec, SyncOptions, Verdict};
 /// Starts three NTP servers on 127.0.0.1 (two honest, one lying by an hour) and a device
 /// whose clock reads the build time (the floor: trusttime never goes below it). The device
 /// asks all three at once, rejects the liar, and ends with a trusted interval.
+///
+/// Examples:
+///   trusttime demo
+///   trusttime demo --liar-offset -90d
+///
+/// Exit status: 0 the liar was named and a trusted interval found, 1 it was not (or the
+/// loopback servers could not start), 2 usage error.
 #[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// How far the lying server is off.
     #[arg(long, value_name = "DURATION", default_value = "1h", allow_hyphen_values = true,

@@ -31,6 +31,8 @@ use crate::serve::{follow_daemon, ServeOptions, Server, Trust};
 ///   trusttime serve --listen 0.0.0.0:123                        # the daemon's trusted time
 ///   trusttime serve --listen 0.0.0.0:123 --trust-local-clock    # this clock, vouched for
 ///   trusttime serve --listen 127.0.0.1:11123 --trust-local-clock --offset 1h
+///
+/// Exit status: 0 stopped (Ctrl-C), 1 cannot listen, 2 usage error.
 #[derive(Debug, ClapArgs)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
