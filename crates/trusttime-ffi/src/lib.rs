@@ -395,8 +395,14 @@ impl Ctx {
         Ok(ctx)
     }
 
+    /// The configured number of servers, never more than the arrays hold (even if C code
+    /// scribbled over the context, indexing stays in bounds: no panic at the boundary).
+    fn servers(&self) -> usize {
+        usize::from(self.n).min(TRUSTTIME_MAX_SERVERS)
+    }
+
     fn start_round(&mut self, now: Now) {
-        for i in 0..usize::from(self.n) {
+        for i in 0..self.servers() {
             if self.stopped & (1 << i) != 0 {
                 self.outcomes[i] = Outcome::Failed;
             } else {
@@ -434,7 +440,7 @@ impl Ctx {
         if self.phase != Phase::InProgress {
             return;
         }
-        let n = usize::from(self.n);
+        let n = self.servers();
         match select::decide(&self.outcomes[..n], self.min_agree) {
             Decision::Wait => {}
             Decision::Agreed(sel) => {
@@ -712,7 +718,7 @@ pub unsafe extern "C" fn trusttime_poll_transmit(
         if ctx.phase != Phase::InProgress {
             return Ok(());
         }
-        for i in 0..usize::from(ctx.n) {
+        for i in 0..ctx.servers() {
             if ctx.stopped & (1 << i) != 0 {
                 continue;
             }
@@ -754,7 +760,7 @@ pub unsafe extern "C" fn trusttime_handle_datagram(
         let ctx = Ctx::from_ptr(ctx)?;
         let data = bytes(data, len)?;
         let i = usize::from(server);
-        if i >= usize::from(ctx.n) {
+        if i >= ctx.servers() {
             return Err(TrusttimeError::BadServer);
         }
         let now = now_of(now);
@@ -799,7 +805,7 @@ pub unsafe extern "C" fn trusttime_poll_timeout(
         let mut at = ctx.next_round;
         if ctx.phase == Phase::InProgress {
             at = MonoInstant::from_nanos(u64::MAX);
-            for i in 0..usize::from(ctx.n) {
+            for i in 0..ctx.servers() {
                 if ctx.stopped & (1 << i) == 0 {
                     if let Some(t) = ctx.clients[i].poll_timeout() {
                         at = at.min(t);
@@ -827,7 +833,7 @@ pub unsafe extern "C" fn trusttime_handle_timeout(
         let ctx = Ctx::from_ptr(ctx)?;
         let now = now_of(now);
         if ctx.phase == Phase::InProgress {
-            for i in 0..usize::from(ctx.n) {
+            for i in 0..ctx.servers() {
                 if matches!(ctx.outcomes[i], Outcome::Pending) {
                     ctx.clients[i].handle_timeout(now);
                     ctx.refresh(i);
@@ -932,7 +938,7 @@ pub unsafe extern "C" fn trusttime_round_status(
 ) -> TrusttimeError {
     code((|| {
         let ctx = Ctx::from_ptr(ctx)?;
-        let n = usize::from(ctx.n);
+        let n = ctx.servers();
         let replies = ctx.outcomes[..n]
             .iter()
             .filter(|o| matches!(o, Outcome::Reply(_)))
@@ -979,7 +985,7 @@ pub unsafe extern "C" fn trusttime_server_info(
     code((|| {
         let ctx = Ctx::from_ptr(ctx)?;
         let i = usize::from(server);
-        if i >= usize::from(ctx.n) {
+        if i >= ctx.servers() {
             return Err(TrusttimeError::BadServer);
         }
         let c = &ctx.clients[i];
