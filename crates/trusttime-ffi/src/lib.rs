@@ -267,9 +267,9 @@ pub struct TrusttimeConfig {
     pub reply_timeout_ms: u32,
     /// Replies whose root distance exceeds this are rejected, milliseconds (default 1000).
     pub max_root_distance_ms: u32,
-    /// Seconds from a round's consensus to the next round (default 1024).
+    /// Seconds from a round's consensus to the next round (default 1024; at least 16).
     pub poll_interval_s: u32,
-    /// Seconds from a failed round to the next (default 64).
+    /// Seconds from a failed round to the next (default 64; at least 1).
     pub retry_interval_s: u32,
 }
 
