@@ -272,7 +272,7 @@ typedef uint32_t trusttime_purpose;
 
 // Settings given to `trusttime_init`; fill with `trusttime_config_default` first.
 typedef struct {
-  // How many servers (1..=`TRUSTTIME_MAX_SERVERS`). Server `i` is the index the application
+  // How many servers, 1 to `TRUSTTIME_MAX_SERVERS`. Server `i` is the index the application
   // uses for its address in every call.
   uint8_t server_count;
   // How many servers must agree; 0 picks the default (2 with 3 or more servers, else 1).

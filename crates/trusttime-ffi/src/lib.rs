@@ -249,7 +249,7 @@ pub struct TrusttimeNow {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrusttimeConfig {
-    /// How many servers (1..=`TRUSTTIME_MAX_SERVERS`). Server `i` is the index the application
+    /// How many servers, 1 to `TRUSTTIME_MAX_SERVERS`. Server `i` is the index the application
     /// uses for its address in every call.
     pub server_count: u8,
     /// How many servers must agree; 0 picks the default (2 with 3 or more servers, else 1).
