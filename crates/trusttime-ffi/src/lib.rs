@@ -386,13 +386,15 @@ impl Ctx {
         if p.is_null() || (p as usize) % align_of::<Ctx>() != 0 {
             return Err(TrusttimeError::BadPointer);
         }
-        // SAFETY: non-null, aligned, and large enough (const asserts above); the caller
-        // guarantees exclusive access. The magic is read before any other field is used.
-        let ctx = &mut *p.cast::<Ctx>();
-        if core::ptr::read_volatile(&ctx.magic) != MAGIC {
+        let p = p.cast::<Ctx>();
+        // SAFETY: non-null, aligned, and large enough (const asserts above). The magic is read
+        // through a raw pointer, so no reference to a possibly uninitialised `Ctx` exists
+        // until `trusttime_init` is known to have written every field.
+        if core::ptr::addr_of!((*p).magic).read_volatile() != MAGIC {
             return Err(TrusttimeError::NotInitialised);
         }
-        Ok(ctx)
+        // SAFETY: initialised (above); the caller guarantees exclusive access.
+        Ok(&mut *p)
     }
 
     /// The configured number of servers, never more than the arrays hold (even if C code
