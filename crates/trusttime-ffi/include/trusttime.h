@@ -272,7 +272,7 @@ typedef uint32_t trusttime_purpose;
 
 // Settings given to `trusttime_init`; fill with `trusttime_config_default` first.
 typedef struct {
-  // How many servers (1..=`TRUSTTIME_MAX_SERVERS`). Server `i` is the index the application
+  // How many servers, 1 to `TRUSTTIME_MAX_SERVERS`. Server `i` is the index the application
   // uses for its address in every call.
   uint8_t server_count;
   // How many servers must agree; 0 picks the default (2 with 3 or more servers, else 1).
@@ -290,9 +290,9 @@ typedef struct {
   uint32_t reply_timeout_ms;
   // Replies whose root distance exceeds this are rejected, milliseconds (default 1000).
   uint32_t max_root_distance_ms;
-  // Seconds from a round's consensus to the next round (default 1024).
+  // Seconds from a round's consensus to the next round (default 1024; at least 16).
   uint32_t poll_interval_s;
-  // Seconds from a failed round to the next (default 64).
+  // Seconds from a failed round to the next (default 64; at least 1).
   uint32_t retry_interval_s;
 } trusttime_config;
 

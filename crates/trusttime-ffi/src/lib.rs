@@ -249,7 +249,7 @@ pub struct TrusttimeNow {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrusttimeConfig {
-    /// How many servers (1..=`TRUSTTIME_MAX_SERVERS`). Server `i` is the index the application
+    /// How many servers, 1 to `TRUSTTIME_MAX_SERVERS`. Server `i` is the index the application
     /// uses for its address in every call.
     pub server_count: u8,
     /// How many servers must agree; 0 picks the default (2 with 3 or more servers, else 1).
@@ -267,9 +267,9 @@ pub struct TrusttimeConfig {
     pub reply_timeout_ms: u32,
     /// Replies whose root distance exceeds this are rejected, milliseconds (default 1000).
     pub max_root_distance_ms: u32,
-    /// Seconds from a round's consensus to the next round (default 1024).
+    /// Seconds from a round's consensus to the next round (default 1024; at least 16).
     pub poll_interval_s: u32,
-    /// Seconds from a failed round to the next (default 64).
+    /// Seconds from a failed round to the next (default 64; at least 1).
     pub retry_interval_s: u32,
 }
 
@@ -386,17 +386,25 @@ impl Ctx {
         if p.is_null() || (p as usize) % align_of::<Ctx>() != 0 {
             return Err(TrusttimeError::BadPointer);
         }
-        // SAFETY: non-null, aligned, and large enough (const asserts above); the caller
-        // guarantees exclusive access. The magic is read before any other field is used.
-        let ctx = &mut *p.cast::<Ctx>();
-        if core::ptr::read_volatile(&ctx.magic) != MAGIC {
+        let p = p.cast::<Ctx>();
+        // SAFETY: non-null, aligned, and large enough (const asserts above). The magic is read
+        // through a raw pointer, so no reference to a possibly uninitialised `Ctx` exists
+        // until `trusttime_init` is known to have written every field.
+        if core::ptr::addr_of!((*p).magic).read_volatile() != MAGIC {
             return Err(TrusttimeError::NotInitialised);
         }
-        Ok(ctx)
+        // SAFETY: initialised (above); the caller guarantees exclusive access.
+        Ok(&mut *p)
+    }
+
+    /// The configured number of servers, never more than the arrays hold (even if C code
+    /// scribbled over the context, indexing stays in bounds: no panic at the boundary).
+    fn servers(&self) -> usize {
+        usize::from(self.n).min(TRUSTTIME_MAX_SERVERS)
     }
 
     fn start_round(&mut self, now: Now) {
-        for i in 0..usize::from(self.n) {
+        for i in 0..self.servers() {
             if self.stopped & (1 << i) != 0 {
                 self.outcomes[i] = Outcome::Failed;
             } else {
@@ -434,7 +442,7 @@ impl Ctx {
         if self.phase != Phase::InProgress {
             return;
         }
-        let n = usize::from(self.n);
+        let n = self.servers();
         match select::decide(&self.outcomes[..n], self.min_agree) {
             Decision::Wait => {}
             Decision::Agreed(sel) => {
@@ -712,7 +720,7 @@ pub unsafe extern "C" fn trusttime_poll_transmit(
         if ctx.phase != Phase::InProgress {
             return Ok(());
         }
-        for i in 0..usize::from(ctx.n) {
+        for i in 0..ctx.servers() {
             if ctx.stopped & (1 << i) != 0 {
                 continue;
             }
@@ -754,7 +762,7 @@ pub unsafe extern "C" fn trusttime_handle_datagram(
         let ctx = Ctx::from_ptr(ctx)?;
         let data = bytes(data, len)?;
         let i = usize::from(server);
-        if i >= usize::from(ctx.n) {
+        if i >= ctx.servers() {
             return Err(TrusttimeError::BadServer);
         }
         let now = now_of(now);
@@ -799,7 +807,7 @@ pub unsafe extern "C" fn trusttime_poll_timeout(
         let mut at = ctx.next_round;
         if ctx.phase == Phase::InProgress {
             at = MonoInstant::from_nanos(u64::MAX);
-            for i in 0..usize::from(ctx.n) {
+            for i in 0..ctx.servers() {
                 if ctx.stopped & (1 << i) == 0 {
                     if let Some(t) = ctx.clients[i].poll_timeout() {
                         at = at.min(t);
@@ -827,7 +835,7 @@ pub unsafe extern "C" fn trusttime_handle_timeout(
         let ctx = Ctx::from_ptr(ctx)?;
         let now = now_of(now);
         if ctx.phase == Phase::InProgress {
-            for i in 0..usize::from(ctx.n) {
+            for i in 0..ctx.servers() {
                 if matches!(ctx.outcomes[i], Outcome::Pending) {
                     ctx.clients[i].handle_timeout(now);
                     ctx.refresh(i);
@@ -932,7 +940,7 @@ pub unsafe extern "C" fn trusttime_round_status(
 ) -> TrusttimeError {
     code((|| {
         let ctx = Ctx::from_ptr(ctx)?;
-        let n = usize::from(ctx.n);
+        let n = ctx.servers();
         let replies = ctx.outcomes[..n]
             .iter()
             .filter(|o| matches!(o, Outcome::Reply(_)))
@@ -979,7 +987,7 @@ pub unsafe extern "C" fn trusttime_server_info(
     code((|| {
         let ctx = Ctx::from_ptr(ctx)?;
         let i = usize::from(server);
-        if i >= usize::from(ctx.n) {
+        if i >= ctx.servers() {
             return Err(TrusttimeError::BadServer);
         }
         let c = &ctx.clients[i];

@@ -630,3 +630,53 @@ fn damaged_saved_state_is_refused_and_changes_nothing() {
 fn crc32_matches_the_standard_check_value() {
     assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
 }
+
+#[test]
+fn random_datagrams_from_any_server_never_break_a_round() {
+    let mut x = 0x0123_4567_89AB_CDEFu64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..300 {
+        let mut c = ctx();
+        assert_eq!(
+            unsafe { trusttime_init(&mut *c, &config(3)) },
+            TrusttimeError::Ok
+        );
+        let now = at(0, DEVICE_WALL);
+        let reqs = transmit_all(&mut c, now);
+        for _ in 0..20 {
+            // Mostly mutated replies (the parser's deep paths), some pure noise.
+            let i = (next() % 3) as usize;
+            let mut d = reply(&reqs[i].1, TRUTH).to_vec();
+            let len = (next() % 80) as usize;
+            d.resize(len, 0);
+            for _ in 0..(next() % 4) {
+                if !d.is_empty() {
+                    let at = (next() as usize) % d.len();
+                    d[at] ^= next() as u8;
+                }
+            }
+            let (e, r) = feed(&mut c, now, (next() % 4) as u8, &d);
+            assert!(
+                matches!(
+                    e,
+                    TrusttimeError::Ok | TrusttimeError::Rejected | TrusttimeError::BadServer
+                ),
+                "{e:?}"
+            );
+            assert_eq!(
+                e == TrusttimeError::Rejected,
+                r != TrusttimeReject::None && e != TrusttimeError::BadServer
+            );
+        }
+        // Whatever arrived, the context answers and never trusts a time below the floor.
+        let t = time(&mut c, 0);
+        assert!(t.earliest_ns >= FLOOR * SEC && t.earliest_ns <= t.latest_ns);
+        let r = round(&mut c);
+        assert!(r.agreed_mask & !0b111 == 0);
+    }
+}

@@ -157,7 +157,11 @@ int main(void) {
     int ok = 1;
     put("trusttime firmware: replaying ");
     put_i64(CAPTURED_SERVERS);
-    put(" captured NTP replies\n");
+    put(" captured NTP replies; the context uses ");
+    put_i64((int64_t)trusttime_context_size());
+    put(" of its ");
+    put_i64(TRUSTTIME_CONTEXT_SIZE);
+    put(" bytes\n");
     t0 = (uint64_t)captured[0].sent_wall_ns;
     trusttime_config_default(&cfg);
     cfg.server_count = CAPTURED_SERVERS;
