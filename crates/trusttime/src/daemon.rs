@@ -408,12 +408,10 @@ fn take_lock(dir: &std::path::Path) -> Result<std::fs::File, DaemonError> {
         .write(true)
         .open(&path)
         .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(DaemonError::AlreadyRunning(dir.display().to_string()))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    match crate::platform::try_lock_exclusive(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(DaemonError::AlreadyRunning(dir.display().to_string())),
+        Err(e) => Err(io(e)),
     }
 }
 

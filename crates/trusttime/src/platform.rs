@@ -122,10 +122,31 @@ pub fn boot_instant() -> Option<(String, SignedDuration)> {
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
         return None;
     }
+    // 32-bit targets have narrower fields.
+    #[allow(clippy::useless_conversion)]
     let ns = i64::from(ts.tv_sec)
         .checked_mul(1_000_000_000)?
         .checked_add(i64::from(ts.tv_nsec))?;
     Some((id.to_owned(), SignedDuration::from_nanos(ns)))
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: `Ok(false)` when another process
+/// holds it. Released when the file is closed (or the process exits).
+///
+/// # Errors
+/// Any other failure of `flock`.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for as long as `file` lives.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
 }
 
 /// True when this process may set the clock (CAP_SYS_TIME in its effective set).
