@@ -805,7 +805,11 @@ impl Daemon {
                             })
                             .map(|r| r.spec.to_string())
                             .collect();
-                        s.sys.on_consensus(now, sel.interval, authenticated);
+                        if s.sys.on_consensus(now, sel.interval, authenticated) {
+                            // The consensus contradicts what was trusted: step, do not slew
+                            // for years.
+                            discipline.rearm();
+                        }
                         s.agreed = sel.count;
                         s.last_sync_wall = Some(now.wall);
                         burst_left = 0;
@@ -1207,7 +1211,7 @@ mod tests {
         let now = handle.1.now();
         let truth = now.wall + step;
         if let Ok(mut s) = handle.0.lock() {
-            s.sys.on_consensus(
+            let _ = s.sys.on_consensus(
                 now,
                 OffsetInterval::around(step, SignedDuration::from_millis(2)),
                 false,

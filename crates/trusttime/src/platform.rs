@@ -70,6 +70,13 @@ impl Discipline {
         }
     }
 
+    /// Allows one more step: the consensus contradicted what was trusted before (the clock was
+    /// stepped to a wrong time, or set by hand), so slewing half a second per poll would keep
+    /// it wrong for years.
+    pub fn rearm(&mut self) {
+        self.stepped = false;
+    }
+
     /// Decides for `offset` (true minus system), given the system clock `now` and the `floor`.
     pub fn decide(&mut self, offset: SignedDuration, now: UnixTime, floor: UnixTime) -> Action {
         if self.observe_only || offset == SignedDuration::ZERO {
@@ -294,6 +301,19 @@ mod tests {
         let (b_id, b) = boot_instant().unwrap();
         assert_eq!(a_id, b_id);
         assert!(b >= a && a > SignedDuration::ZERO);
+    }
+
+    #[test]
+    fn rearm_allows_one_more_step() {
+        let floor = UnixTime::from_secs(1_790_000_000);
+        let mut d = Discipline::new(SignedDuration::from_secs(1), false);
+        let big = SignedDuration::from_secs(10 * 365 * 86_400);
+        assert_eq!(d.decide(big, floor, floor), Action::Step(big));
+        let back = -big;
+        let later = floor + big;
+        assert!(matches!(d.decide(back, later, floor), Action::Slew(_)));
+        d.rearm();
+        assert_eq!(d.decide(back, later, floor), Action::Step(back));
     }
 
     #[test]
