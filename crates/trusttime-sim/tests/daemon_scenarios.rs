@@ -522,3 +522,49 @@ fn authenticated_time_raises_the_floor_and_reset_floor_recovers_a_wrong_one() {
     assert!(d.poll(&mut sys, &mut w).decision.is_ok());
     assert_follows_truth(&d, &sys, "after reset-floor");
 }
+
+/// A delay spike (a queue on the path for one poll, 250 ms each way with 200 ms of
+/// asymmetry): the per-source clock filter keeps the recent tight sample, so the source's
+/// interval stays narrow and still holds the truth.
+#[test]
+fn a_delay_spike_is_filtered_and_the_interval_stays_honest() {
+    use trusttime_core::ntp::filter::{ClockFilter, FilterSample};
+    let mut w = World::new(UnixTime::from_secs(T0), UnixTime::from_secs(T0 - 3));
+    w.add(SimServer::honest());
+    let mut f = ClockFilter::new();
+    let max_age = SignedDuration::from_secs(3600);
+    let mut spike_radius = SignedDuration::ZERO;
+    for poll in 0..12u64 {
+        let spike = poll == 6;
+        w.servers[0].one_way = SignedDuration::from_millis(if spike { 250 } else { 5 });
+        w.servers[0].asymmetry = SignedDuration::from_millis(if spike { 200 } else { 0 });
+        w.seed = poll + 1;
+        let out = w.run_exchange(1);
+        let sel = out.decision.unwrap();
+        let at = MonoInstant::from_nanos(poll * 64_000_000_000);
+        f.add(FilterSample {
+            offset: sel.interval,
+            delay: out.results[0].unwrap().unwrap().delay,
+            at,
+        });
+        if spike {
+            spike_radius = sel.interval.radius();
+        }
+        let best = f.best(at, 50, max_age).unwrap();
+        let iv = best.aged(at, 50);
+        assert!(
+            iv.lo <= out.true_offset && out.true_offset <= iv.hi,
+            "poll {poll}: {iv:?} misses {:?}",
+            out.true_offset
+        );
+        assert!(
+            iv.radius() < SignedDuration::from_millis(20),
+            "poll {poll}: the spike widened the interval to {:?}",
+            iv.radius()
+        );
+    }
+    assert!(
+        spike_radius > SignedDuration::from_millis(200),
+        "{spike_radius:?}"
+    );
+}

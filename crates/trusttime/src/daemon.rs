@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use trusttime_core::ntp::filter::{ClockFilter, FilterSample};
 use trusttime_core::ntp::{KissCode, PollPolicy};
 use trusttime_core::select::{select, OffsetInterval, Outcome, Selection};
 use trusttime_core::system::{
@@ -57,8 +58,10 @@ struct SourceRun {
     auth_failures: u32,
     policy: PollPolicy,
     next_due: MonoInstant,
-    /// Last good sample: offset interval and when.
+    /// The source's best sample (from `filter`): offset interval, when, delay.
     last: Option<(OffsetInterval, MonoInstant, SignedDuration)>,
+    /// The last 8 samples; `last` is the one with the narrowest interval aged to now.
+    filter: ClockFilter,
     reach: u8,
     verdict: Verdict,
     reason: String,
@@ -529,6 +532,7 @@ impl Daemon {
                     policy,
                     next_due: MonoInstant::ZERO,
                     last: None,
+                    filter: ClockFilter::new(),
                     reach: 0,
                     verdict: Verdict::NoReply,
                     reason: "not asked yet".into(),
@@ -716,11 +720,15 @@ impl Daemon {
                     match (&r.sample, r.kiss) {
                         (Some(sample), _) => {
                             run.reach |= 1;
-                            run.last = Some((
-                                OffsetInterval::around(sample.offset, sample.error_bound()),
-                                now.mono,
-                                sample.delay,
-                            ));
+                            run.filter.add(FilterSample {
+                                offset: OffsetInterval::around(sample.offset, sample.error_bound()),
+                                delay: sample.delay,
+                                at: now.mono,
+                            });
+                            run.last = run
+                                .filter
+                                .best(now.mono, cfg.clock.drift_ppm, max_age)
+                                .map(|b| (b.offset, b.at, b.delay));
                             run.policy.on_success();
                         }
                         (None, Some(k)) => {
@@ -882,6 +890,9 @@ impl Daemon {
                 tracing::info!(?action, "clock adjusted");
                 if let Ok(mut s) = handle.0.lock() {
                     shift_samples(&mut s, stepped);
+                    if let Action::Slew(by) = action {
+                        slewed_samples(&mut s, by);
+                    }
                     // The core queues the RTC write with the true time.
                     s.sys.on_disciplined(handle.1.now());
                 }
@@ -898,9 +909,25 @@ fn shift_samples(s: &mut Status, by: SignedDuration) {
         return;
     }
     for r in &mut s.sources {
+        r.filter.stepped(by);
         if let Some((iv, _, _)) = r.last.as_mut() {
             iv.lo -= by;
             iv.hi -= by;
+        }
+    }
+}
+
+/// A slew of `by` was started: until it completes, a stored sample may be measured against
+/// the old clock or the new one, so it covers both.
+fn slewed_samples(s: &mut Status, by: SignedDuration) {
+    for r in &mut s.sources {
+        r.filter.slewed(by);
+        if let Some((iv, _, _)) = r.last.as_mut() {
+            if by.is_negative() {
+                iv.hi -= by;
+            } else {
+                iv.lo -= by;
+            }
         }
     }
 }
@@ -1152,6 +1179,15 @@ mod tests {
                 now.mono,
                 SignedDuration::from_millis(1),
             )),
+            filter: {
+                let mut f = ClockFilter::new();
+                f.add(FilterSample {
+                    offset: OffsetInterval::around(offset, SignedDuration::from_millis(1)),
+                    delay: SignedDuration::from_millis(1),
+                    at: now.mono,
+                });
+                f
+            },
             reach: 1,
             verdict: Verdict::Agreed,
             reason: String::new(),
@@ -1189,6 +1225,11 @@ mod tests {
             iv.midpoint().abs() < SignedDuration::from_secs(1),
             "sample still measured against the old clock: {iv:?}"
         );
+        let kept = s.sources[0]
+            .filter
+            .best(handle.1.now().mono, 50, SignedDuration::from_secs(3600))
+            .unwrap();
+        assert!(kept.offset.midpoint().abs() < SignedDuration::from_secs(1));
         drop(s);
         // Persisted as a hand-set hint: the floor is untouched.
         let st = state::load(&dir.path().join("state")).unwrap().unwrap();
