@@ -816,6 +816,11 @@ impl Daemon {
                         if s.sys.on_consensus(now, sel.interval, authenticated) {
                             // The consensus contradicts what was trusted: step, do not slew
                             // for years.
+                            tracing::warn!(
+                                offset = ?sel.offset,
+                                authenticated,
+                                "the consensus contradicts the time trusted before; following it"
+                            );
                             discipline.rearm();
                         }
                         s.agreed = sel.count;
