@@ -89,6 +89,10 @@ struct Status {
     require_authenticated: Vec<String>,
     /// Unauthenticated sources that disagree with the authenticated consensus.
     disagreeing: Vec<String>,
+    /// Signed Roughtime evidence that a server lies (the last 20).
+    chain_violations: std::collections::VecDeque<String>,
+    /// How the HTTPS Date constraints were combined in the last round that asked them.
+    constraint: Option<Value>,
 }
 
 /// Why a manual time was refused.
@@ -179,6 +183,8 @@ impl StatusHandle {
             "notes": s.notes,
             "manual_changes": s.manual_log.iter().collect::<Vec<_>>(),
             "hint_overridden": s.sys.last_override().map(|o| o.to_string()),
+            "chain_violations": s.chain_violations.iter().collect::<Vec<_>>(),
+            "constraint": s.constraint,
             "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.sys.floor(), &s.disagreeing),
         })
     }
@@ -555,6 +561,8 @@ impl Daemon {
             rtc: self.rtc.clone().filter(|_| !self.observe_only),
             require_authenticated: self.config.require_authenticated(),
             disagreeing: Vec::new(),
+            chain_violations: std::collections::VecDeque::new(),
+            constraint: None,
         }));
         let handle = StatusHandle(status, Arc::clone(&self.local));
         let sock_path = cfg.daemon.control_socket.clone();
@@ -711,6 +719,16 @@ impl Daemon {
                     Ok(s) => s,
                     Err(_) => return,
                 };
+                for v in &report.chain_violations {
+                    tracing::warn!(violation = %v, "Roughtime chain: a server is proven to lie");
+                    s.chain_violations.push_back(format!("{}: {v}", now.wall));
+                    while s.chain_violations.len() > 20 {
+                        s.chain_violations.pop_front();
+                    }
+                }
+                if report.constraint != crate::sync::ConstraintDecision::NotAsked {
+                    s.constraint = Some(constraint_json(&report.constraint));
+                }
                 for (k, &i) in due.iter().enumerate() {
                     let r = &report.sources[k];
                     let run = &mut s.sources[i];
@@ -904,6 +922,28 @@ impl Daemon {
             }
             Err(e) => tracing::error!(error = %e, ?action, "cannot adjust the clock"),
         }
+    }
+}
+
+/// The HTTPS Date decision as `sync --json` shows it.
+fn constraint_json(c: &crate::sync::ConstraintDecision) -> Value {
+    use crate::sync::ConstraintDecision;
+    match c {
+        ConstraintDecision::Applied {
+            interval,
+            agreeing,
+            answered,
+            outvoted,
+        } => json!({
+            "decision": c.as_str(),
+            "offset_lo_s": interval.lo.as_secs_f64(),
+            "offset_hi_s": interval.hi.as_secs_f64(),
+            "agreeing": agreeing,
+            "answered": answered,
+            "outvoted": outvoted,
+        }),
+        ConstraintDecision::Refused(why) => json!({ "decision": c.as_str(), "reason": why }),
+        other => json!({ "decision": other.as_str() }),
     }
 }
 

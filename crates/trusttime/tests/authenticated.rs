@@ -740,6 +740,30 @@ fn two_disagreeing_https_date_constraints_with_shifted_ntp_are_refused() {
     );
     assert_eq!(v["sources"][1]["verdict"], "falseticker", "{v}");
     assert!(offset(&v).abs() < 0.01, "{v}");
+
+    // The daemon with the shifted NTP and the two disagreeing constraints: no trusted time,
+    // and `status` says the constraints were refused.
+    let state = TempDir::new().unwrap();
+    let config = state.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nkind = \"ntp\"\naddress = \"{shifted}\"\n[[source]]\nkind = \"https-date\"\nurl = \"https://localhost:{good}/\"\n[[source]]\nkind = \"https-date\"\nurl = \"https://localhost:{bad}/\"\n[clock]\nobserve-only = true\ntrust-anchors = \"{}\"\n[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+            dir.path().join("root.pem").display(),
+            state.path().join("state").display(),
+            state.path().join("c.sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&config);
+    let daemon = Peer::spawn("trusttime-daemon-constraints", cmd, None);
+    let out = daemon_cli(&["wait", "--max-error", "1h", "--timeout", "4s"], &config);
+    assert_eq!(out.status.code(), Some(1), "{}", daemon.log_text());
+    let st = daemon_json(&["status"], &config);
+    assert_eq!(st["state"], "unknown", "{st}");
+    assert_eq!(st["constraint"]["decision"], "refused", "{st}");
 }
 
 /// One NTS source that contradicts two agreeing plain NTP servers decides (authenticated
