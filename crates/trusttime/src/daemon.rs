@@ -708,11 +708,19 @@ impl Daemon {
                 opts.min_agree = Some(1);
                 opts.wait_for_all = true;
                 opts.timeout = Duration::from_secs(3);
-                opts.client.floor = handle
-                    .0
-                    .lock()
-                    .map(|s| s.sys.floor())
-                    .unwrap_or(opts.client.floor);
+                if let Ok(s) = handle.0.lock() {
+                    opts.client.floor = s.sys.floor();
+                    // Once the time rests on authenticated sources, NTS-KE and HTTPS Date
+                    // certificates are checked against that interval (2 s wider, for the
+                    // certificates' one-second resolution), not [floor, floor + 5 years].
+                    let now = self.local.now();
+                    let t = s.sys.trust().current(now.mono);
+                    if t.provenance == Provenance::Authenticated
+                        && s.sys.trust().state(now.mono) != TrustState::Unknown
+                    {
+                        opts.bootstrap = Some(t.interval.widen(SignedDuration::from_secs(2)));
+                    }
+                }
                 let report = sync(&opts, Arc::clone(&self.local)).await;
                 let now = self.local.now();
                 let mut s = match handle.0.lock() {

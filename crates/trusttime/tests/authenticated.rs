@@ -802,3 +802,76 @@ fn a_lone_authenticated_source_contradicting_all_others_is_reported_as_such() {
     );
     assert!(w.contains("at least two authenticated sources"), "{w}");
 }
+
+/// Once the daemon's time rests on NTS, the certificates of later key exchanges are checked
+/// against that trusted interval, not `[floor, floor + 5 years]`: a key-exchange server whose
+/// certificate expires a few seconds after the first exchange is refused at the handshake
+/// when its cookies run out (before, the handshake went ahead within the wide interval).
+#[test]
+fn daemon_checks_later_certificates_against_its_trusted_time() {
+    let good_certs = everyday_certs();
+    let Some((_g, good)) = nts_server([127, 0, 0, 1], None, good_certs.path(), None) else {
+        return;
+    };
+    let now = unix_now();
+    let old_certs = certs(now - 400 * 86_400, now + 4);
+    let Some((_o, old)) = nts_server([127, 0, 0, 1], None, old_certs.path(), None) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let anchors = dir.path().join("anchors.pem");
+    let mut pem = std::fs::read(good_certs.path().join("root.pem")).unwrap();
+    pem.extend(std::fs::read(old_certs.path().join("root.pem")).unwrap());
+    std::fs::write(&anchors, pem).unwrap();
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nkind = \"nts\"\naddress = \"{good}\"\n[[source]]\nkind = \"nts\"\naddress = \"{old}\"\n[clock]\nobserve-only = true\ntrust-anchors = \"{}\"\n[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+            anchors.display(),
+            dir.path().join("state").display(),
+            dir.path().join("c.sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "trusttime=debug");
+    let daemon = Peer::spawn("trusttime-daemon-cert-window", cmd, None);
+    let out = daemon_cli(&["wait", "--for", "tls", "--timeout", "5s"], &config);
+    assert!(out.status.success(), "{}", daemon.log_text());
+    // The first exchange with it succeeded while its certificate was valid.
+    let src = daemon_json(&["sources"], &config);
+    assert!(
+        src["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["verdict"] == "agreed"),
+        "{src}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let src = daemon_json(&["sources"], &config);
+        let expired = src["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["address"] == old.as_str())
+            .unwrap()
+            .clone();
+        let reason = expired["reason"].as_str().unwrap_or_default().to_owned();
+        if reason.contains("TLS handshake") {
+            assert_eq!(expired["verdict"], "invalid", "{src}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired certificate was never refused at the handshake: {src}\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
