@@ -546,3 +546,48 @@ fn reset_floor_recovers_a_device_whose_floor_is_wrong() {
     );
     assert!(daemon.log_text().contains("floor reset by hand"));
 }
+
+/// State is saved at the first sync and on a clean stop (SIGTERM), not only every 10 minutes.
+#[test]
+fn sigterm_saves_the_state() {
+    let a = SocketAddr::from(([127, 0, 0, 58], free_port()));
+    let Some(_p) = chronyd_server(a, None, &[]) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[a], "");
+    let mut daemon = start_daemon(&config);
+    let out = Command::new(bin())
+        .args(["wait", "--for", "tls", "--timeout", "10s", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", daemon.log_text());
+    let load = || {
+        trusttime::state::load(&dir.path().join("state"))
+            .unwrap()
+            .unwrap()
+    };
+    let first = load();
+    assert_eq!(first.provenance, "ntp");
+    assert!(
+        first.boot_id.is_some() && first.boot_ns.is_some(),
+        "{first:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        load().system_ns,
+        first.system_ns,
+        "saved again within 10 minutes"
+    );
+    sigterm(&daemon);
+    assert!(wait_for_exit(
+        &mut daemon,
+        std::time::Duration::from_secs(5)
+    ));
+    let last = load();
+    assert!(
+        last.system_ns >= first.system_ns + 2_000_000_000,
+        "not saved on SIGTERM: {first:?} then {last:?}"
+    );
+}
