@@ -345,16 +345,22 @@ impl System {
     /// Replaces any hint (queueing [`Action::HintOverridden`] when it contradicts it) and
     /// queues [`Action::Persist`] on the first consensus and then at most every
     /// [`PERSIST_EVERY`].
-    pub fn on_consensus(&mut self, now: Now, offset: OffsetInterval, authenticated: bool) {
+    ///
+    /// Returns true when the consensus contradicts what was trusted just before (a hint, or an
+    /// earlier consensus that was wrong): the driver may then step the clock again instead of
+    /// only slewing, so a device stepped to a wrong time follows the honest servers.
+    pub fn on_consensus(&mut self, now: Now, offset: OffsetInterval, authenticated: bool) -> bool {
         let before = self.trust.current(now.mono);
-        let hint = self.trust.state(now.mono) != TrustState::Unknown
+        let known = self.trust.state(now.mono) != TrustState::Unknown;
+        let hint = known
             && matches!(
                 before.provenance,
                 Provenance::Rtc | Provenance::Persisted | Provenance::Manual
             );
         self.trust.on_consensus(now, offset, authenticated);
         let after = self.trust.current(now.mono);
-        if hint && before.interval.intersect(&after.interval).is_none() {
+        let contradicts = known && before.interval.intersect(&after.interval).is_none();
+        if hint && contradicts {
             let o = Override {
                 hint: before.interval,
                 provenance: before.provenance,
@@ -375,6 +381,7 @@ impl System {
             self.push(Action::Persist);
         }
         self.synced_once = true;
+        contradicts
     }
 
     /// The driver disciplined the clock after a consensus (stepped or slewed): queues
@@ -547,13 +554,13 @@ mod tests {
             SignedDuration::from_secs(10 * YEAR),
             SignedDuration::from_millis(5),
         );
-        s.on_consensus(at(1, T0), off, false);
+        let _ = s.on_consensus(at(1, T0), off, false);
         let snap = s.snapshot(at(1, T0));
         assert_eq!(snap.floor, cfg().trust.floor);
         assert_eq!(snap.provenance, Provenance::Ntp);
         let mut a = System::new(cfg());
         let off = OffsetInterval::around(SignedDuration::ZERO, SignedDuration::from_millis(5));
-        a.on_consensus(at(1, T0), off, true);
+        let _ = a.on_consensus(at(1, T0), off, true);
         let snap = a.snapshot(at(1, T0));
         assert!(snap.floor > UnixTime::from_secs(T0 - 1));
     }
@@ -562,13 +569,13 @@ mod tests {
     fn persists_on_first_sync_then_at_most_every_ten_minutes() {
         let mut s = System::new(cfg());
         let off = OffsetInterval::around(SignedDuration::ZERO, SignedDuration::from_millis(5));
-        s.on_consensus(at(0, T0), off, false);
+        let _ = s.on_consensus(at(0, T0), off, false);
         let (q, n) = drain(&mut s);
         assert_eq!(q[..n], [Some(Action::Persist)]);
         let _ = s.snapshot(at(0, T0));
-        s.on_consensus(at(64, T0 + 64), off, false);
+        let _ = s.on_consensus(at(64, T0 + 64), off, false);
         assert_eq!(drain(&mut s).1, 0);
-        s.on_consensus(at(600, T0 + 600), off, false);
+        let _ = s.on_consensus(at(600, T0 + 600), off, false);
         assert_eq!(s.poll_action(), Some(Action::Persist));
         s.on_stop();
         assert_eq!(s.poll_action(), Some(Action::Persist));
@@ -583,7 +590,7 @@ mod tests {
             SignedDuration::from_secs(T0 - wall),
             SignedDuration::from_millis(5),
         );
-        s.on_consensus(at(0, wall), off, false);
+        let _ = s.on_consensus(at(0, wall), off, false);
         // After the step the wall clock reads T0.
         s.on_disciplined(at(0, T0));
         let (q, n) = drain(&mut s);

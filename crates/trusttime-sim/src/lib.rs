@@ -310,7 +310,8 @@ pub struct Device {
     pub disk: Option<(Snapshot, u64, MonoInstant)>,
     /// Every action carried out, in order (for assertions).
     pub log: Vec<Action>,
-    /// Offsets above this are stepped (once per run), as the daemon's discipline does.
+    /// Offsets above this are stepped (once per run, and again when a consensus contradicts
+    /// what was trusted), as the daemon's discipline does.
     pub step_threshold: SignedDuration,
     stepped: bool,
     config: SystemConfig,
@@ -400,7 +401,9 @@ impl Device {
         let out = world.run_exchange(1);
         if let Ok(sel) = &out.decision {
             let now = self.now();
-            sys.on_consensus(now, sel.interval, false);
+            if sys.on_consensus(now, sel.interval, false) {
+                self.stepped = false;
+            }
             let offset = sel.offset;
             if offset.abs() > self.step_threshold && !self.stepped {
                 if now.wall + offset >= sys.floor() {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use trusttime_core::ntp::filter::{ClockFilter, FilterSample};
 use trusttime_core::ntp::{KissCode, PollPolicy};
 use trusttime_core::select::{select, OffsetInterval, Outcome, Selection};
 use trusttime_core::system::{
@@ -57,8 +58,10 @@ struct SourceRun {
     auth_failures: u32,
     policy: PollPolicy,
     next_due: MonoInstant,
-    /// Last good sample: offset interval and when.
+    /// The source's best sample (from `filter`): offset interval, when, delay.
     last: Option<(OffsetInterval, MonoInstant, SignedDuration)>,
+    /// The last 8 samples; `last` is the one with the narrowest interval aged to now.
+    filter: ClockFilter,
     reach: u8,
     verdict: Verdict,
     reason: String,
@@ -90,6 +93,10 @@ struct Status {
     disagreeing: Vec<String>,
     /// The last poll round's answers, in the tally's words.
     last_round: Option<String>,
+    /// Signed Roughtime evidence that a server lies (the last 20).
+    chain_violations: std::collections::VecDeque<String>,
+    /// How the HTTPS Date constraints were combined in the last round that asked them.
+    constraint: Option<Value>,
 }
 
 /// Why a manual time was refused.
@@ -181,6 +188,8 @@ impl StatusHandle {
             "manual_changes": s.manual_log.iter().collect::<Vec<_>>(),
             "last_round": s.last_round,
             "hint_overridden": s.sys.last_override().map(|o| o.to_string()),
+            "chain_violations": s.chain_violations.iter().collect::<Vec<_>>(),
+            "constraint": s.constraint,
             "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.sys.floor(), &s.disagreeing, s.last_round.as_deref()),
         })
     }
@@ -419,12 +428,10 @@ fn take_lock(dir: &std::path::Path) -> Result<std::fs::File, DaemonError> {
         .write(true)
         .open(&path)
         .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(DaemonError::AlreadyRunning(dir.display().to_string()))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    match crate::platform::try_lock_exclusive(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(DaemonError::AlreadyRunning(dir.display().to_string())),
+        Err(e) => Err(io(e)),
     }
 }
 
@@ -542,6 +549,7 @@ impl Daemon {
                     policy,
                     next_due: MonoInstant::ZERO,
                     last: None,
+                    filter: ClockFilter::new(),
                     reach: 0,
                     verdict: Verdict::NoReply,
                     reason: "not asked yet".into(),
@@ -566,6 +574,8 @@ impl Daemon {
             require_authenticated: self.config.require_authenticated(),
             disagreeing: Vec::new(),
             last_round: None,
+            chain_violations: std::collections::VecDeque::new(),
+            constraint: None,
         }));
         let handle = StatusHandle(status, Arc::clone(&self.local));
         let sock_path = cfg.daemon.control_socket.clone();
@@ -712,11 +722,19 @@ impl Daemon {
                 opts.min_agree = Some(1);
                 opts.wait_for_all = true;
                 opts.timeout = Duration::from_secs(3);
-                opts.client.floor = handle
-                    .0
-                    .lock()
-                    .map(|s| s.sys.floor())
-                    .unwrap_or(opts.client.floor);
+                if let Ok(s) = handle.0.lock() {
+                    opts.client.floor = s.sys.floor();
+                    // Once the time rests on authenticated sources, NTS-KE and HTTPS Date
+                    // certificates are checked against that interval (2 s wider, for the
+                    // certificates' one-second resolution), not [floor, floor + 5 years].
+                    let now = self.local.now();
+                    let t = s.sys.trust().current(now.mono);
+                    if t.provenance == Provenance::Authenticated
+                        && s.sys.trust().state(now.mono) != TrustState::Unknown
+                    {
+                        opts.bootstrap = Some(t.interval.widen(SignedDuration::from_secs(2)));
+                    }
+                }
                 let report = sync(&opts, Arc::clone(&self.local)).await;
                 let now = self.local.now();
                 let mut s = match handle.0.lock() {
@@ -726,6 +744,16 @@ impl Daemon {
                 let round = report.tally().to_string();
                 tracing::debug!(answers = %round, "poll round");
                 s.last_round = Some(round.clone());
+                for v in &report.chain_violations {
+                    tracing::warn!(violation = %v, "Roughtime chain: a server is proven to lie");
+                    s.chain_violations.push_back(format!("{}: {v}", now.wall));
+                    while s.chain_violations.len() > 20 {
+                        s.chain_violations.pop_front();
+                    }
+                }
+                if report.constraint != crate::sync::ConstraintDecision::NotAsked {
+                    s.constraint = Some(constraint_json(&report.constraint));
+                }
                 for (k, &i) in due.iter().enumerate() {
                     let r = &report.sources[k];
                     let run = &mut s.sources[i];
@@ -736,11 +764,15 @@ impl Daemon {
                     match (&r.sample, r.kiss) {
                         (Some(sample), _) => {
                             run.reach |= 1;
-                            run.last = Some((
-                                OffsetInterval::around(sample.offset, sample.error_bound()),
-                                now.mono,
-                                sample.delay,
-                            ));
+                            run.filter.add(FilterSample {
+                                offset: OffsetInterval::around(sample.offset, sample.error_bound()),
+                                delay: sample.delay,
+                                at: now.mono,
+                            });
+                            run.last = run
+                                .filter
+                                .best(now.mono, cfg.clock.drift_ppm, max_age)
+                                .map(|b| (b.offset, b.at, b.delay));
                             run.policy.on_success();
                         }
                         (None, Some(k)) => {
@@ -825,7 +857,16 @@ impl Daemon {
                             })
                             .map(|r| r.spec.to_string())
                             .collect();
-                        s.sys.on_consensus(now, sel.interval, authenticated);
+                        if s.sys.on_consensus(now, sel.interval, authenticated) {
+                            // The consensus contradicts what was trusted: step, do not slew
+                            // for years.
+                            tracing::warn!(
+                                offset = ?sel.offset,
+                                authenticated,
+                                "the consensus contradicts the time trusted before; following it"
+                            );
+                            discipline.rearm();
+                        }
                         s.agreed = sel.count;
                         s.last_sync_wall = Some(now.wall);
                         burst_left = 0;
@@ -898,12 +939,37 @@ impl Daemon {
                 tracing::info!(?action, "clock adjusted");
                 if let Ok(mut s) = handle.0.lock() {
                     shift_samples(&mut s, stepped);
+                    if let Action::Slew(by) = action {
+                        slewed_samples(&mut s, by);
+                    }
                     // The core queues the RTC write with the true time.
                     s.sys.on_disciplined(handle.1.now());
                 }
             }
             Err(e) => tracing::error!(error = %e, ?action, "cannot adjust the clock"),
         }
+    }
+}
+
+/// The HTTPS Date decision as `sync --json` shows it.
+fn constraint_json(c: &crate::sync::ConstraintDecision) -> Value {
+    use crate::sync::ConstraintDecision;
+    match c {
+        ConstraintDecision::Applied {
+            interval,
+            agreeing,
+            answered,
+            outvoted,
+        } => json!({
+            "decision": c.as_str(),
+            "offset_lo_s": interval.lo.as_secs_f64(),
+            "offset_hi_s": interval.hi.as_secs_f64(),
+            "agreeing": agreeing,
+            "answered": answered,
+            "outvoted": outvoted,
+        }),
+        ConstraintDecision::Refused(why) => json!({ "decision": c.as_str(), "reason": why }),
+        other => json!({ "decision": other.as_str() }),
     }
 }
 
@@ -914,9 +980,25 @@ fn shift_samples(s: &mut Status, by: SignedDuration) {
         return;
     }
     for r in &mut s.sources {
+        r.filter.stepped(by);
         if let Some((iv, _, _)) = r.last.as_mut() {
             iv.lo -= by;
             iv.hi -= by;
+        }
+    }
+}
+
+/// A slew of `by` was started: until it completes, a stored sample may be measured against
+/// the old clock or the new one, so it covers both.
+fn slewed_samples(s: &mut Status, by: SignedDuration) {
+    for r in &mut s.sources {
+        r.filter.slewed(by);
+        if let Some((iv, _, _)) = r.last.as_mut() {
+            if by.is_negative() {
+                iv.hi -= by;
+            } else {
+                iv.lo -= by;
+            }
         }
     }
 }
@@ -1168,6 +1250,15 @@ mod tests {
                 now.mono,
                 SignedDuration::from_millis(1),
             )),
+            filter: {
+                let mut f = ClockFilter::new();
+                f.add(FilterSample {
+                    offset: OffsetInterval::around(offset, SignedDuration::from_millis(1)),
+                    delay: SignedDuration::from_millis(1),
+                    at: now.mono,
+                });
+                f
+            },
             reach: 1,
             verdict: Verdict::Agreed,
             answer: crate::tally::Answer::Answered,
@@ -1206,6 +1297,11 @@ mod tests {
             iv.midpoint().abs() < SignedDuration::from_secs(1),
             "sample still measured against the old clock: {iv:?}"
         );
+        let kept = s.sources[0]
+            .filter
+            .best(handle.1.now().mono, 50, SignedDuration::from_secs(3600))
+            .unwrap();
+        assert!(kept.offset.midpoint().abs() < SignedDuration::from_secs(1));
         drop(s);
         // Persisted as a hand-set hint: the floor is untouched.
         let st = state::load(&dir.path().join("state")).unwrap().unwrap();
@@ -1228,7 +1324,7 @@ mod tests {
         let now = handle.1.now();
         let truth = now.wall + step;
         if let Ok(mut s) = handle.0.lock() {
-            s.sys.on_consensus(
+            let _ = s.sys.on_consensus(
                 now,
                 OffsetInterval::around(step, SignedDuration::from_millis(2)),
                 false,

@@ -70,6 +70,13 @@ impl Discipline {
         }
     }
 
+    /// Allows one more step: the consensus contradicted what was trusted before (the clock was
+    /// stepped to a wrong time, or set by hand), so slewing half a second per poll would keep
+    /// it wrong for years.
+    pub fn rearm(&mut self) {
+        self.stepped = false;
+    }
+
     /// Decides for `offset` (true minus system), given the system clock `now` and the `floor`.
     pub fn decide(&mut self, offset: SignedDuration, now: UnixTime, floor: UnixTime) -> Action {
         if self.observe_only || offset == SignedDuration::ZERO {
@@ -122,10 +129,31 @@ pub fn boot_instant() -> Option<(String, SignedDuration)> {
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
         return None;
     }
+    // 32-bit targets have narrower fields.
+    #[allow(clippy::useless_conversion)]
     let ns = i64::from(ts.tv_sec)
         .checked_mul(1_000_000_000)?
         .checked_add(i64::from(ts.tv_nsec))?;
     Some((id.to_owned(), SignedDuration::from_nanos(ns)))
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: `Ok(false)` when another process
+/// holds it. Released when the file is closed (or the process exits).
+///
+/// # Errors
+/// Any other failure of `flock`.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for as long as `file` lives.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
 }
 
 /// True when this process may set the clock (CAP_SYS_TIME in its effective set).
@@ -284,6 +312,19 @@ mod tests {
         let (b_id, b) = boot_instant().unwrap();
         assert_eq!(a_id, b_id);
         assert!(b >= a && a > SignedDuration::ZERO);
+    }
+
+    #[test]
+    fn rearm_allows_one_more_step() {
+        let floor = UnixTime::from_secs(1_790_000_000);
+        let mut d = Discipline::new(SignedDuration::from_secs(1), false);
+        let big = SignedDuration::from_secs(10 * 365 * 86_400);
+        assert_eq!(d.decide(big, floor, floor), Action::Step(big));
+        let back = -big;
+        let later = floor + big;
+        assert!(matches!(d.decide(back, later, floor), Action::Slew(_)));
+        d.rearm();
+        assert_eq!(d.decide(back, later, floor), Action::Step(back));
     }
 
     #[test]

@@ -790,6 +790,30 @@ fn two_disagreeing_https_date_constraints_with_shifted_ntp_are_refused() {
     );
     assert_eq!(v["sources"][1]["verdict"], "falseticker", "{v}");
     assert!(offset(&v).abs() < 0.01, "{v}");
+
+    // The daemon with the shifted NTP and the two disagreeing constraints: no trusted time,
+    // and `status` says the constraints were refused.
+    let state = TempDir::new().unwrap();
+    let config = state.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nkind = \"ntp\"\naddress = \"{shifted}\"\n[[source]]\nkind = \"https-date\"\nurl = \"https://localhost:{good}/\"\n[[source]]\nkind = \"https-date\"\nurl = \"https://localhost:{bad}/\"\n[clock]\nobserve-only = true\ntrust-anchors = \"{}\"\n[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+            dir.path().join("root.pem").display(),
+            state.path().join("state").display(),
+            state.path().join("c.sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&config);
+    let daemon = Peer::spawn("trusttime-daemon-constraints", cmd, None);
+    let out = daemon_cli(&["wait", "--max-error", "1h", "--timeout", "4s"], &config);
+    assert_eq!(out.status.code(), Some(1), "{}", daemon.log_text());
+    let st = daemon_json(&["status"], &config);
+    assert_eq!(st["state"], "unknown", "{st}");
+    assert_eq!(st["constraint"]["decision"], "refused", "{st}");
 }
 
 /// One NTS source that contradicts two agreeing plain NTP servers decides (authenticated
@@ -827,4 +851,77 @@ fn a_lone_authenticated_source_contradicting_all_others_is_reported_as_such() {
         "{w}"
     );
     assert!(w.contains("at least two authenticated sources"), "{w}");
+}
+
+/// Once the daemon's time rests on NTS, the certificates of later key exchanges are checked
+/// against that trusted interval, not `[floor, floor + 5 years]`: a key-exchange server whose
+/// certificate expires a few seconds after the first exchange is refused at the handshake
+/// when its cookies run out (before, the handshake went ahead within the wide interval).
+#[test]
+fn daemon_checks_later_certificates_against_its_trusted_time() {
+    let good_certs = everyday_certs();
+    let Some((_g, good)) = nts_server([127, 0, 0, 1], None, good_certs.path(), None) else {
+        return;
+    };
+    let now = unix_now();
+    let old_certs = certs(now - 400 * 86_400, now + 4);
+    let Some((_o, old)) = nts_server([127, 0, 0, 1], None, old_certs.path(), None) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let anchors = dir.path().join("anchors.pem");
+    let mut pem = std::fs::read(good_certs.path().join("root.pem")).unwrap();
+    pem.extend(std::fs::read(old_certs.path().join("root.pem")).unwrap());
+    std::fs::write(&anchors, pem).unwrap();
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nkind = \"nts\"\naddress = \"{good}\"\n[[source]]\nkind = \"nts\"\naddress = \"{old}\"\n[clock]\nobserve-only = true\ntrust-anchors = \"{}\"\n[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+            anchors.display(),
+            dir.path().join("state").display(),
+            dir.path().join("c.sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "trusttime=debug");
+    let daemon = Peer::spawn("trusttime-daemon-cert-window", cmd, None);
+    let out = daemon_cli(&["wait", "--for", "tls", "--timeout", "5s"], &config);
+    assert!(out.status.success(), "{}", daemon.log_text());
+    // The first exchange with it succeeded while its certificate was valid.
+    let src = daemon_json(&["sources"], &config);
+    assert!(
+        src["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["verdict"] == "agreed"),
+        "{src}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let src = daemon_json(&["sources"], &config);
+        let expired = src["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["address"] == old.as_str())
+            .unwrap()
+            .clone();
+        let reason = expired["reason"].as_str().unwrap_or_default().to_owned();
+        if reason.contains("TLS handshake") {
+            assert_eq!(expired["verdict"], "invalid", "{src}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired certificate was never refused at the handshake: {src}\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -659,3 +659,130 @@ fn duplicate_sources_count_once_and_validate_config_warns() {
     let src = cli_json(&["sources"], &config);
     assert_eq!(src["sources"].as_array().unwrap().len(), 1, "{src}");
 }
+
+/// A device whose persisted floor is wrong (raised two years ahead by a lying authenticated
+/// source) refuses every honest server; `trusttime set --reset-floor` (root, over the control
+/// socket) is the documented way out, and it is logged in `status`.
+#[test]
+fn reset_floor_recovers_a_device_whose_floor_is_wrong() {
+    let mut peers = Vec::new();
+    let mut addrs = Vec::new();
+    for ip in [[127, 0, 0, 55], [127, 0, 0, 56], [127, 0, 0, 57]] {
+        let a = SocketAddr::from((ip, free_port()));
+        let Some(p) = chronyd_server(a, None, &[]) else {
+            return;
+        };
+        peers.push(p);
+        addrs.push(a);
+    }
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &addrs, "");
+    let ahead = ((system_now() + 2.0 * 365.0 * 86_400.0) * 1e9) as i64;
+    trusttime::state::save(
+        &dir.path().join("state"),
+        &trusttime::state::State {
+            system_ns: (system_now() * 1e9) as i64,
+            earliest_ns: ahead,
+            latest_ns: ahead + 1_000_000,
+            provenance: "authenticated".into(),
+            freq_ppb: None,
+            rtc_set_ns: None,
+            floor_ns: Some(ahead),
+            boot_id: None,
+            boot_ns: None,
+            sources: Vec::new(),
+        },
+    )
+    .unwrap();
+    let daemon = start_daemon(&config);
+    wait_for_socket(&config, &daemon);
+    let st = cli_json(&["status"], &config);
+    assert!(
+        rfc3339_secs(st["floor"].as_str().unwrap()) > system_now() + 365.0 * 86_400.0,
+        "{st}"
+    );
+    // Honest servers are below that floor: never trusted.
+    let out = Command::new(bin())
+        .args(["wait", "--for", "tls", "--timeout", "3s", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", daemon.log_text());
+    let out = Command::new(bin())
+        .args(["set", "--reset-floor", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin())
+        .args(["wait", "--for", "tls", "--timeout", "10s", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", daemon.log_text());
+    let st = cli_json(&["status"], &config);
+    assert_eq!(st["state"], "synced", "{st}");
+    assert!(st["offset_s"].as_f64().unwrap().abs() < 1.0, "{st}");
+    assert!(
+        rfc3339_secs(st["floor"].as_str().unwrap()) < system_now(),
+        "{st}"
+    );
+    assert!(
+        st["manual_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["reset_floor"].is_object()),
+        "{st}"
+    );
+    assert!(daemon.log_text().contains("floor reset by hand"));
+}
+
+/// State is saved at the first sync and on a clean stop (SIGTERM), not only every 10 minutes.
+#[test]
+fn sigterm_saves_the_state() {
+    let a = SocketAddr::from(([127, 0, 0, 58], free_port()));
+    let Some(_p) = chronyd_server(a, None, &[]) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[a], "");
+    let mut daemon = start_daemon(&config);
+    let out = Command::new(bin())
+        .args(["wait", "--for", "tls", "--timeout", "10s", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", daemon.log_text());
+    let load = || {
+        trusttime::state::load(&dir.path().join("state"))
+            .unwrap()
+            .unwrap()
+    };
+    let first = load();
+    assert_eq!(first.provenance, "ntp");
+    assert!(
+        first.boot_id.is_some() && first.boot_ns.is_some(),
+        "{first:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        load().system_ns,
+        first.system_ns,
+        "saved again within 10 minutes"
+    );
+    sigterm(&daemon);
+    assert!(wait_for_exit(
+        &mut daemon,
+        std::time::Duration::from_secs(5)
+    ));
+    let last = load();
+    assert!(
+        last.system_ns >= first.system_ns + 2_000_000_000,
+        "not saved on SIGTERM: {first:?} then {last:?}"
+    );
+}

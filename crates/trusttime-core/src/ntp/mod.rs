@@ -1,6 +1,7 @@
 //! NTPv4 / SNTPv4 (RFC 5905, RFC 4330): the packet codec and the per-source client.
 
 pub mod client;
+pub mod filter;
 pub mod packet;
 
 pub use client::{
