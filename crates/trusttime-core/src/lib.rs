@@ -36,6 +36,7 @@
 //! - `std`: `std::error::Error` for the error types. Off by default.
 //! - `nts`: [`nts`], NTS-KE records and authenticated NTP (RFC 8915), with AES-SIV. Off by default.
 //! - `roughtime`: [`roughtime`], Roughtime requests and verified responses (Ed25519, SHA-512). Off by default.
+//! - `compact-crypto`: smaller, slower SHA-512 (no unrolling) for microcontrollers. Off by default.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 #![no_std]
 #![forbid(unsafe_code)]
@@ -51,6 +52,7 @@ pub mod nts;
 #[cfg(feature = "roughtime")]
 pub mod roughtime;
 pub mod select;
+pub mod system;
 pub mod time;
 pub mod trust;
 

@@ -321,6 +321,19 @@ pub struct KeResponse {
     server_len: usize,
 }
 
+impl Default for KeResponse {
+    /// No cookies, no port, no server name.
+    fn default() -> Self {
+        KeResponse {
+            cookies: CookieJar::default(),
+            port: None,
+            warnings: 0,
+            server: [0; MAX_SERVER_NAME_LEN],
+            server_len: 0,
+        }
+    }
+}
+
 impl KeResponse {
     /// The NTP server the NTS-KE server named, if any (else the NTS-KE host itself).
     #[must_use]
@@ -338,13 +351,22 @@ impl KeResponse {
 /// # Errors
 /// A [`KeError`] per rule; never panics on any input.
 pub fn parse_ke_response(bytes: &[u8]) -> Result<KeResponse, KeError> {
-    let mut out = KeResponse {
-        cookies: CookieJar::default(),
-        port: None,
-        warnings: 0,
-        server: [0; MAX_SERVER_NAME_LEN],
-        server_len: 0,
-    };
+    let mut out = KeResponse::default();
+    parse_ke_response_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+/// [`parse_ke_response`] into a response the caller owns (e.g. a `static` on a
+/// microcontroller): a `KeResponse` is about 2.3 KB, too large to return by value on a small
+/// stack. `out` is reset first; on error its content is unspecified.
+///
+/// # Errors
+/// As [`parse_ke_response`].
+pub fn parse_ke_response_into(bytes: &[u8], out: &mut KeResponse) -> Result<(), KeError> {
+    out.cookies = CookieJar::default();
+    out.port = None;
+    out.warnings = 0;
+    out.server_len = 0;
     let (mut protocol, mut aead) = (None::<bool>, None::<u16>);
     let mut rest = bytes;
     loop {
@@ -428,7 +450,7 @@ pub fn parse_ke_response(bytes: &[u8]) -> Result<KeResponse, KeError> {
     if out.cookies.is_empty() {
         return Err(KeError::NoCookies);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The two keys exported from the NTS-KE TLS session.
@@ -789,6 +811,28 @@ mod tests {
                 KeError::Incomplete
             );
         }
+    }
+
+    #[test]
+    fn parsing_into_a_reused_response_forgets_the_previous_one() {
+        let (b, n) = ke_response(8);
+        let mut out = KeResponse::default();
+        parse_ke_response_into(&b[..n], &mut out).unwrap();
+        assert_eq!(out.cookies.len(), 8);
+        // A second, smaller response into the same storage: nothing of the first remains.
+        let mut c = [0u8; 256];
+        let mut m = put_record(&mut c, 0, CRITICAL | record::NEXT_PROTOCOL, &[0, 0]).unwrap();
+        m = put_record(&mut c, m, CRITICAL | record::AEAD, &[0, 15]).unwrap();
+        m = put_record(&mut c, m, record::COOKIE, &[9; 64]).unwrap();
+        m = put_record(&mut c, m, CRITICAL | record::END, &[]).unwrap();
+        parse_ke_response_into(&c[..m], &mut out).unwrap();
+        assert_eq!(out.cookies.len(), 1);
+        assert_eq!((out.port, out.server(), out.warnings), (None, None, 0));
+        let fresh = parse_ke_response(&c[..m]).unwrap();
+        assert_eq!(
+            (fresh.cookies.len(), fresh.port, fresh.server()),
+            (1, None, None)
+        );
     }
 
     #[test]

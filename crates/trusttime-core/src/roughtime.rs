@@ -722,12 +722,15 @@ pub struct Verified {
 }
 
 fn verify_signature(
-    key: &VerifyingKey,
+    key: &[u8; 32],
+    bad_key: RoughtimeError,
     context: &[u8],
     tag: Tag,
     value: &[u8],
     sig: &[u8; 64],
 ) -> Result<bool, RoughtimeError> {
+    // The key is decoded here, once for both signatures (less code on a microcontroller).
+    let key = VerifyingKey::from_bytes(key).map_err(|_| bad_key)?;
     let mut buf = [0u8; MAX_SIGNED_LEN];
     let n = context.len() + value.len();
     let signed = buf
@@ -754,18 +757,20 @@ fn merkle_root(leaf: &[u8], mut index: u32, path: &[u8]) -> Result<[u8; 64], Rou
     let mut h = Sha512::new();
     h.update([LEAF_TWEAK]);
     h.update(leaf);
-    hash.copy_from_slice(&h.finalize());
+    h.finalize_into((&mut hash).into());
     for node in path.chunks_exact(64) {
         let mut h = Sha512::new();
         h.update([NODE_TWEAK]);
-        if index & 1 == 0 {
-            h.update(hash);
-            h.update(node);
+        // One pair of updates with the operands swapped by the index bit: half the code on a
+        // microcontroller, where each update is inlined.
+        let (left, right): (&[u8], &[u8]) = if index & 1 == 0 {
+            (&hash, node)
         } else {
-            h.update(node);
-            h.update(hash);
-        }
-        hash.copy_from_slice(&h.finalize());
+            (node, &hash)
+        };
+        h.update(left);
+        h.update(right);
+        h.finalize_into((&mut hash).into());
         index >>= 1;
     }
     if index != 0 {
@@ -833,10 +838,9 @@ pub fn verify_response(
     let cert = msg.require_message(Tag::CERT)?;
     let cert_sig = cert.require_array::<64>(Tag::SIG)?;
     let dele_bytes = cert.require(Tag::DELE)?;
-    let long_term =
-        VerifyingKey::from_bytes(long_term_key).map_err(|_| RoughtimeError::InvalidLongTermKey)?;
     if !verify_signature(
-        &long_term,
+        long_term_key,
+        RoughtimeError::InvalidLongTermKey,
         version.delegation_context(),
         Tag::DELE,
         dele_bytes,
@@ -852,10 +856,9 @@ pub fn verify_response(
     // The response: the delegated key signs SREP = {(VER), RADI, MIDP, (VERS), ROOT}.
     let srep_sig = msg.require_array::<64>(Tag::SIG)?;
     let srep_bytes = msg.require(Tag::SREP)?;
-    let delegated =
-        VerifyingKey::from_bytes(&pubk).map_err(|_| RoughtimeError::InvalidDelegatedKey)?;
     if !verify_signature(
-        &delegated,
+        &pubk,
+        RoughtimeError::InvalidDelegatedKey,
         version.response_context(),
         Tag::SREP,
         srep_bytes,

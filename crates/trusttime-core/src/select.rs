@@ -72,8 +72,9 @@ pub struct Selection {
     pub count: u8,
     /// The intersection of the agreeing intervals: the true offset lies here if they are honest.
     pub interval: OffsetInterval,
-    /// The best single estimate: the mean of the agreeing sources' offsets, clamped into
-    /// `interval`.
+    /// The best single estimate: the centre of `interval`, so that `offset ± radius` is
+    /// exactly the interval reported (a mean of the sources' offsets could sit near one end
+    /// and make `offset ± error` exclude the truth).
     pub offset: SignedDuration,
 }
 
@@ -88,9 +89,10 @@ impl Selection {
 /// Why no consensus was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoConsensus {
-    /// Fewer sources answered than `min_agree` needs.
+    /// Fewer sources gave a usable answer than `min_agree` needs (sources still pending are
+    /// not counted: they have not answered).
     TooFewReplies {
-        /// Sources that answered.
+        /// Sources that gave a usable answer.
         replies: u8,
         /// Sources needed.
         needed: u8,
@@ -112,7 +114,10 @@ impl fmt::Display for NoConsensus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             NoConsensus::TooFewReplies { replies, needed } => {
-                write!(f, "only {replies} source(s) answered; {needed} must agree")
+                write!(
+                    f,
+                    "only {replies} source(s) gave a usable answer; {needed} must agree"
+                )
             }
             NoConsensus::Disagreement {
                 largest_group,
@@ -207,10 +212,7 @@ pub fn decide(outcomes: &[Outcome], min_agree: u8) -> Decision {
     // Even if every pending source joined the largest group it could not reach `needed`.
     if u16::from(count) + u16::from(pending) < u16::from(needed) {
         return Decision::Failed(if replies + pending < needed {
-            NoConsensus::TooFewReplies {
-                replies: replies + pending,
-                needed,
-            }
+            NoConsensus::TooFewReplies { replies, needed }
         } else {
             NoConsensus::Disagreement {
                 largest_group: count,
@@ -227,46 +229,39 @@ fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoCons
     if outcomes.is_empty() || outcomes.len() > MAX_SOURCES {
         return Err(NoConsensus::BadSourceCount);
     }
-    // Endpoints: (value, kind) with kind 0 = start, 1 = end, so that at equal values starts
-    // sort first and touching intervals count as overlapping.
-    let mut points = [(0i64, 0u8); 2 * MAX_SOURCES];
-    let mut n = 0;
+    // The point covered by the most intervals is the low end of one of them (moving a point
+    // down to the nearest low end never leaves an interval that covers it). For each low end,
+    // count the intervals containing it (touching intervals overlap); the smallest of the
+    // deepest wins. Quadratic in the replies (at most 32), but with no sort and no endpoint
+    // array: small code and a small stack, which is what a microcontroller needs.
+    let bounds = |o: &Outcome| match o {
+        Outcome::Reply(iv) => Some((
+            iv.lo.as_nanos().min(iv.hi.as_nanos()),
+            iv.lo.as_nanos().max(iv.hi.as_nanos()),
+        )),
+        _ => None,
+    };
     let mut replies = 0u8;
-    for o in outcomes {
-        if let Outcome::Reply(iv) = o {
-            let (lo, hi) = if iv.lo <= iv.hi {
-                (iv.lo, iv.hi)
-            } else {
-                (iv.hi, iv.lo)
-            };
-            points[n] = (lo.as_nanos(), 0);
-            points[n + 1] = (hi.as_nanos(), 1);
-            n += 2;
-            replies += 1;
+    let (mut best_depth, mut best_at) = (0u8, 0i64);
+    for (v, _) in outcomes.iter().filter_map(bounds) {
+        replies += 1;
+        let depth = outcomes
+            .iter()
+            .filter_map(bounds)
+            .filter(|&(a, b)| a <= v && v <= b)
+            .count() as u8;
+        if depth > best_depth || (depth == best_depth && v < best_at) {
+            best_depth = depth;
+            best_at = v;
         }
     }
     if replies == 0 {
         return Ok((None, 0));
     }
-    let points = &mut points[..n];
-    points.sort_unstable();
-    let (mut depth, mut best_depth, mut best_at) = (0u8, 0u8, 0i64);
-    for &(v, kind) in points.iter() {
-        if kind == 0 {
-            depth += 1;
-            if depth > best_depth {
-                best_depth = depth;
-                best_at = v;
-            }
-        } else {
-            depth = depth.saturating_sub(1);
-        }
-    }
     // Members: the intervals containing the best point.
     let mut agreed = 0u32;
     let mut count = 0u8;
     let (mut lo, mut hi) = (i64::MIN, i64::MAX);
-    let mut sum: i128 = 0;
     for (i, o) in outcomes.iter().enumerate() {
         if let Outcome::Reply(iv) = o {
             let (a, b) = (
@@ -278,16 +273,14 @@ fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoCons
                 count += 1;
                 lo = lo.max(a);
                 hi = hi.min(b);
-                sum += i128::from(iv.midpoint().as_nanos());
             }
         }
     }
-    let mean = (sum / i128::from(count.max(1))) as i64;
-    let offset = SignedDuration::from_nanos(mean.clamp(lo, hi));
     let interval = OffsetInterval {
         lo: SignedDuration::from_nanos(lo),
         hi: SignedDuration::from_nanos(hi),
     };
+    let offset = interval.midpoint();
     Ok((
         Some(Selection {
             agreed,
@@ -324,7 +317,19 @@ mod tests {
                 hi: ms(1005)
             }
         );
+        // The centre of 997 .. 1005, not the mean 1001 of the two offsets.
         assert_eq!(s.offset, ms(1001));
+        // Asymmetric errors: the mean of the offsets (5) would sit at the interval's edge.
+        let s = select(&[reply(0, 10), reply(10, 1)], 2).unwrap();
+        assert_eq!(
+            s.interval,
+            OffsetInterval {
+                lo: ms(9),
+                hi: ms(10)
+            }
+        );
+        assert_eq!(s.offset, s.interval.midpoint());
+        assert_eq!(s.offset, SignedDuration::from_micros(9500));
     }
 
     #[test]
@@ -394,11 +399,12 @@ mod tests {
         assert_eq!(decide(&[reply(0, 1), reply(0, 1), p, p], 2), Decision::Wait);
         // Liar and honest disagree, one pending: wait for the tie-breaker.
         assert_eq!(decide(&[reply(0, 1), reply(3600, 1), p], 2), Decision::Wait);
-        // Two dead and one pending: two can never agree.
+        // Two dead and one pending: two can never agree; none has answered (the pending one
+        // is not counted as an answer).
         assert_eq!(
             decide(&[Outcome::Failed, Outcome::Failed, p], 2),
             Decision::Failed(NoConsensus::TooFewReplies {
-                replies: 1,
+                replies: 0,
                 needed: 2
             })
         );
@@ -407,6 +413,83 @@ mod tests {
             decide(&[reply(0, 1), reply(3600, 1), Outcome::Failed], 2),
             Decision::Failed(NoConsensus::Disagreement { .. })
         ));
+    }
+
+    /// The sweep over sorted endpoints (starts before ends at equal values): the textbook
+    /// Marzullo, as an oracle for the sort-free scan.
+    fn sweep_best_point(outcomes: &[Outcome]) -> Option<(u8, i64)> {
+        let mut points = [(0i64, 0u8); 2 * MAX_SOURCES];
+        let mut n = 0;
+        for o in outcomes {
+            if let Outcome::Reply(iv) = o {
+                let (a, b) = (iv.lo.min(iv.hi), iv.lo.max(iv.hi));
+                points[n] = (a.as_nanos(), 0);
+                points[n + 1] = (b.as_nanos(), 1);
+                n += 2;
+            }
+        }
+        let points = &mut points[..n];
+        points.sort_unstable();
+        let (mut depth, mut best) = (0u8, None);
+        for &(v, kind) in points.iter() {
+            if kind == 0 {
+                depth += 1;
+                match best {
+                    Some((d, _)) if depth <= d => {}
+                    _ => best = Some((depth, v)),
+                }
+            } else {
+                depth -= 1;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_scan_finds_the_same_point_and_group_as_the_sorted_sweep() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let n = (next() % 12 + 1) as usize;
+            let mut o = [Outcome::Pending; 12];
+            for slot in o.iter_mut().take(n) {
+                *slot = match next() % 6 {
+                    0 => Outcome::Failed,
+                    1 => Outcome::Pending,
+                    // Small values so that ties and touching intervals are common.
+                    _ => Outcome::Reply(OffsetInterval::around(
+                        ms((next() % 40) as i64 - 20),
+                        ms((next() % 8) as i64),
+                    )),
+                };
+            }
+            let o = &o[..n];
+            let (sel, _) = largest_group(o).unwrap();
+            match (sel, sweep_best_point(o)) {
+                (None, None) => {}
+                (Some(s), Some((depth, at))) => {
+                    assert_eq!(s.count, depth, "{o:?}");
+                    let mut members = 0u32;
+                    for (i, x) in o.iter().enumerate() {
+                        if let Outcome::Reply(iv) = x {
+                            let (a, b) = (iv.lo.min(iv.hi), iv.lo.max(iv.hi));
+                            if a.as_nanos() <= at && at <= b.as_nanos() {
+                                members |= 1 << i;
+                            }
+                        }
+                    }
+                    assert_eq!(s.agreed, members, "{o:?}");
+                    assert!(s.interval.lo.as_nanos() <= at && at <= s.interval.hi.as_nanos());
+                    assert!(s.interval.lo <= s.offset && s.offset <= s.interval.hi);
+                }
+                other => panic!("{other:?} for {o:?}"),
+            }
+        }
     }
 
     #[test]

@@ -116,17 +116,21 @@ impl SignedDuration {
     /// magnitude so an error bound is never understated.
     #[must_use]
     pub const fn mul_ppm(self, ppm: u32) -> Self {
-        let wide = (self.0 as i128) * (ppm as i128);
-        let q = wide / 1_000_000;
-        let r = wide % 1_000_000;
-        let q = if r > 0 {
-            q + 1
+        // In i64 only (a 32-bit core has no i128 division routine, so each would be expanded
+        // inline): split the duration at a million so no product overflows, then round the
+        // remainder up in magnitude. Equal to the exact result, saturated at the i64 range.
+        let p = ppm as i64;
+        let hi = (self.0 / 1_000_000).saturating_mul(p);
+        let lo = (self.0 % 1_000_000) * p; // |lo| < 1e6 * 2^32: no overflow
+        let q = hi.saturating_add(lo / 1_000_000);
+        let r = lo % 1_000_000;
+        SignedDuration(if r > 0 {
+            q.saturating_add(1)
         } else if r < 0 {
-            q - 1
+            q.saturating_sub(1)
         } else {
             q
-        };
-        SignedDuration(clamp_i128(q))
+        })
     }
     /// Halves, rounding toward negative infinity.
     #[must_use]
@@ -920,6 +924,42 @@ impl Purpose {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mul_ppm_equals_the_exact_product_rounded_up_in_magnitude() {
+        fn exact(d: i64, ppm: u32) -> i64 {
+            let wide = i128::from(d) * i128::from(ppm);
+            let (q, r) = (wide / 1_000_000, wide % 1_000_000);
+            let q = q + r.signum();
+            q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+        }
+        let check = |d: i64| {
+            for ppm in [0, 1, 50, 500, 999_999, 1_000_000, 123_456_789, u32::MAX] {
+                let got = SignedDuration::from_nanos(d).mul_ppm(ppm).as_nanos();
+                assert_eq!(got, exact(d, ppm), "{d} x {ppm}");
+            }
+        };
+        for d in [
+            0,
+            1,
+            -1,
+            999_999,
+            -999_999,
+            1_000_000,
+            -1_000_001,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            check(d);
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            check(x as i64 >> (x % 63));
+        }
+    }
 
     #[test]
     fn ntp_round_trips_through_unix_in_era_0() {

@@ -27,8 +27,12 @@ use trusttime_core::ntp::{
     ClientConfig, Failure, KissCode, LeapIndicator, Mode, NtpClient, NtpPacket, NtpShort, Sample,
 };
 use trusttime_core::select::{decide, Decision, NoConsensus, OffsetInterval, Outcome, Selection};
+use trusttime_core::system::{
+    Action, ManualChange, ManualError, Restored, SinceSave, Snapshot, System, SystemConfig,
+};
 use trusttime_core::time::NtpTimestamp;
-use trusttime_core::{MonoInstant, Now, SignedDuration, UnixTime};
+use trusttime_core::trust::rtc_holdover;
+use trusttime_core::{MonoInstant, Now, Provenance, SignedDuration, TimeInterval, UnixTime};
 
 /// What a simulated server tells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,5 +286,192 @@ fn final_decision(outcomes: &mut [Outcome], min_agree: u8) -> Result<Selection, 
         Decision::Agreed(s) => Ok(s),
         Decision::Failed(e) => Err(e),
         Decision::Wait => Err(NoConsensus::BadSourceCount),
+    }
+}
+
+/// A simulated device around the shipped [`System`]: true time, a wall clock that steps, a
+/// monotonic clock, an RTC, a disk and a boot id. It carries out the [`Action`]s the core
+/// decides the way the daemon does (step once then slew, RTC written with the time given,
+/// the snapshot saved with the boot id), so daemon lifecycles (restart, reboot, dead RTC,
+/// hand-set time, attacks) run in virtual time.
+#[derive(Clone, Debug)]
+pub struct Device {
+    /// True time now.
+    pub truth: UnixTime,
+    /// Device wall clock minus true time.
+    pub wall_error: SignedDuration,
+    /// Monotonic clock (time since boot).
+    pub mono: MonoInstant,
+    /// Counts reboots (stands for the boot id).
+    pub boot: u64,
+    /// RTC reading minus true time (`None`: no RTC). Survives reboots.
+    pub rtc_error: Option<SignedDuration>,
+    /// The saved snapshot with the boot and monotonic clock at save.
+    pub disk: Option<(Snapshot, u64, MonoInstant)>,
+    /// Every action carried out, in order (for assertions).
+    pub log: Vec<Action>,
+    /// Offsets above this are stepped (once per run, and again when a consensus contradicts
+    /// what was trusted), as the daemon's discipline does.
+    pub step_threshold: SignedDuration,
+    stepped: bool,
+    config: SystemConfig,
+}
+
+impl Device {
+    /// A device whose wall clock reads `wall` while true time is `truth`, at boot.
+    #[must_use]
+    pub fn new(config: SystemConfig, truth: UnixTime, wall: UnixTime) -> Self {
+        Device {
+            truth,
+            wall_error: wall - truth,
+            mono: MonoInstant::from_nanos(1_000_000_000),
+            boot: 0,
+            rtc_error: None,
+            disk: None,
+            log: Vec::new(),
+            step_threshold: SignedDuration::from_millis(128),
+            stepped: false,
+            config,
+        }
+    }
+
+    /// The clocks as the device reads them.
+    #[must_use]
+    pub fn now(&self) -> Now {
+        Now {
+            mono: self.mono,
+            wall: self.truth + self.wall_error,
+        }
+    }
+
+    /// Lets `d` of true time pass (a perfect oscillator).
+    pub fn advance(&mut self, d: SignedDuration) {
+        self.truth = self.truth + d;
+        self.mono = self.mono + d;
+    }
+
+    /// Starts the daemon: a [`System`] restored from the disk, like the daemon's start-up.
+    /// Within one boot the elapsed time is the monotonic clock's; after a reboot the wall
+    /// clock's, only when the RTC was set by trusttime and reads sane.
+    pub fn start(&mut self) -> (System, Option<Restored>) {
+        self.stepped = false;
+        let mut sys = System::new(self.config);
+        let now = self.now();
+        let rtc_iv = self.disk.as_ref().and_then(|(snap, _, _)| {
+            let read = self.truth + self.rtc_error?;
+            rtc_holdover(
+                read,
+                snap.floor.max(self.config.trust.floor),
+                snap.rtc_set,
+                self.config.trust.drift_ppm,
+            )
+            .ok()
+        });
+        let restored = self.disk.map(|(snap, boot, mono)| {
+            let since = if boot == self.boot {
+                SinceSave::SameBoot(self.mono.since(mono))
+            } else if rtc_iv.is_some() {
+                SinceSave::TrustedRtc(now.wall - snap.saved_wall)
+            } else {
+                SinceSave::Unknown
+            };
+            sys.restore(now, &snap, since)
+        });
+        if let Some(iv) = rtc_iv {
+            sys.on_holdover(now.mono, iv, Provenance::Rtc);
+        }
+        (sys, restored)
+    }
+
+    /// Reboots: the monotonic clock restarts, the wall clock comes from the RTC (or reads
+    /// `no_rtc_wall` without one).
+    pub fn reboot(&mut self, no_rtc_wall: UnixTime) {
+        self.boot += 1;
+        self.mono = MonoInstant::from_nanos(1_000_000_000);
+        self.wall_error = self.rtc_error.unwrap_or(no_rtc_wall - self.truth);
+    }
+
+    /// One poll of `world`'s servers; on a consensus, the daemon's sequence: the core's
+    /// `on_consensus`, the discipline, `on_disciplined`, then the actions. Returns the
+    /// exchange.
+    pub fn poll(&mut self, sys: &mut System, world: &mut World) -> ExchangeOutcome {
+        world.true_start = self.truth;
+        world.device_start = self.now().wall;
+        world.client.floor = sys.floor();
+        let out = world.run_exchange(1);
+        if let Ok(sel) = &out.decision {
+            let now = self.now();
+            if sys.on_consensus(now, sel.interval, false) {
+                self.stepped = false;
+            }
+            let offset = sel.offset;
+            if offset.abs() > self.step_threshold && !self.stepped {
+                if now.wall + offset >= sys.floor() {
+                    self.stepped = true;
+                    self.wall_error += offset;
+                    sys.on_disciplined(self.now());
+                }
+            } else {
+                // Slew (at most 0.5 s per poll): modelled as done by the next poll.
+                let max = SignedDuration::from_millis(500);
+                let by = if offset.abs() > max {
+                    if offset.is_negative() {
+                        -max
+                    } else {
+                        max
+                    }
+                } else {
+                    offset
+                };
+                self.wall_error += by;
+                sys.on_disciplined(self.now());
+            }
+            self.carry_out(sys);
+        }
+        out
+    }
+
+    /// A hand-set time, then the actions.
+    ///
+    /// # Errors
+    /// As [`System::set_manual`].
+    pub fn set_manual(
+        &mut self,
+        sys: &mut System,
+        time: UnixTime,
+        uncertainty: SignedDuration,
+        force: bool,
+    ) -> Result<ManualChange, ManualError> {
+        let r = sys.set_manual(self.now(), TimeInterval::around(time, uncertainty), force);
+        self.carry_out(sys);
+        r
+    }
+
+    /// A clean stop (SIGTERM).
+    pub fn stop(&mut self, sys: &mut System) {
+        sys.on_stop();
+        self.carry_out(sys);
+    }
+
+    /// Carries out the core's actions as the daemon does.
+    pub fn carry_out(&mut self, sys: &mut System) {
+        let mut persist = false;
+        while let Some(a) = sys.poll_action() {
+            self.log.push(a);
+            match a {
+                Action::Step(by) => self.wall_error += by,
+                Action::WriteRtc { time } => {
+                    if self.rtc_error.is_some() {
+                        self.rtc_error = Some(time - self.truth);
+                        sys.rtc_written(time);
+                    }
+                }
+                Action::Persist => persist = true,
+                Action::HintOverridden(_) => {}
+            }
+        }
+        if persist {
+            self.disk = Some((sys.snapshot(self.now()), self.boot, self.mono));
+        }
     }
 }

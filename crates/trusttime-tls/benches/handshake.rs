@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use trusttime_core::{Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
@@ -82,9 +83,16 @@ fn bench(cr: &mut Criterion) {
             provenance: Provenance::Ntp,
         },
     }));
+    let root_der = root.clone();
     let verifier =
         TrustedTimeVerifier::new(vec![root], clock.clone(), Policy::for_purpose(Purpose::Tls))
             .unwrap();
+    let verifier_only = TrustedTimeVerifier::new(
+        vec![root_der.clone()],
+        clock.clone(),
+        Policy::for_purpose(Purpose::Tls),
+    )
+    .unwrap();
     let ours = Arc::new(
         ClientConfig::builder_with_details(
             provider,
@@ -104,6 +112,59 @@ fn bench(cr: &mut Criterion) {
     let mut g = cr.benchmark_group("tls13_handshake");
     g.bench_function("webpki", |b| b.iter(|| handshake(&plain, &server)));
     g.bench_function("trusttime", |b| b.iter(|| handshake(&ours, &server)));
+    g.finish();
+
+    // The certificate check alone: rustls' webpki verifier against ours (valid over the
+    // interval: one path building), and ours on an interval straddling the leaf's notAfter
+    // (the diagnosis path: probes at the interval's start and the notBefores inside it).
+    let mut store = RootCertStore::empty();
+    store.add(root_der.clone()).unwrap();
+    let webpki_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(store),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let leaf = CertificateDer::from(chain.leaf_der.clone());
+    let inter = [CertificateDer::from(chain.intermediates_der[0].clone())];
+    let name = rustls_pki_types::ServerName::try_from("bench.example.test").unwrap();
+    let pki_now = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(now).unwrap(),
+    ));
+    let straddling = {
+        let t = UnixTime::from_secs(now + 300 * day);
+        TrustedTimeVerifier::new(
+            vec![root_der.clone()],
+            Arc::new(FixedClock(ClockReading {
+                device: t,
+                trusted: TrustedTime {
+                    interval: TimeInterval::around(t, SignedDuration::from_secs(600)),
+                    provenance: Provenance::Ntp,
+                },
+            })),
+            Policy::for_purpose(Purpose::Tls),
+        )
+        .unwrap()
+    };
+    assert!(webpki_verifier
+        .verify_server_cert(&leaf, &inter, &name, &[], pki_now)
+        .is_ok());
+    assert!(verifier_only
+        .verify_server_cert(&leaf, &inter, &name, &[], pki_now)
+        .is_ok());
+    assert!(straddling
+        .verify_server_cert(&leaf, &inter, &name, &[], pki_now)
+        .is_err());
+    let mut g = cr.benchmark_group("verify_server_cert");
+    g.bench_function("webpki", |b| {
+        b.iter(|| webpki_verifier.verify_server_cert(&leaf, &inter, &name, &[], pki_now))
+    });
+    g.bench_function("trusttime", |b| {
+        b.iter(|| verifier_only.verify_server_cert(&leaf, &inter, &name, &[], pki_now))
+    });
+    g.bench_function("trusttime_straddling", |b| {
+        b.iter(|| straddling.verify_server_cert(&leaf, &inter, &name, &[], pki_now))
+    });
     g.finish();
 }
 

@@ -4,9 +4,10 @@
 //! chicken-and-egg problem of authenticated time. With only a floor known, the
 //! [`BootstrapVerifier`] accepts a chain (signatures, name, and every other check of webpki)
 //! if there is a moment within the *bootstrap interval* (by default `[floor, floor +
-//! horizon]`, or better an interval from Roughtime, which needs no certificate) at which
-//! every certificate of the chain, the root included, is valid. It remembers that chain's
-//! common validity window; once time has been obtained through the connection, the caller
+//! horizon]`, or better an interval from Roughtime, which needs no certificate) at which a
+//! path webpki builds is valid, every certificate on it, the trust anchor included
+//! (certificates sent but not on the path play no part). It remembers that path's validity
+//! window; once time has been obtained through the connection, the caller
 //! must [`confirm`] that the obtained time lies inside the window, and throw the time away if
 //! it does not. An attacker holding the key of a certificate that expired before the floor
 //! cannot get past the first check; one whose certificate is still valid is no better off
@@ -15,13 +16,14 @@
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName};
-use trusttime_core::{Human, SignedDuration, TimeInterval, UnixTime};
+use trusttime_core::{Human, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime};
 
-use crate::diagnosis::{date, CertInfo};
-use crate::verifier::{chain_info, root_infos};
+use crate::clock::ClockReading;
+use crate::diagnosis::{date, Finding};
+use crate::verifier::{analyze, Anchors, Engine, Policy, UndeterminedPolicy};
 
 /// The default bootstrap horizon: how far past the floor a certificate may start to be valid
 /// and still be accepted before the time is known (5 years: a device may sit in a warehouse
@@ -38,10 +40,14 @@ pub fn bootstrap_interval(floor: UnixTime, horizon: SignedDuration) -> TimeInter
 }
 
 /// A rustls verifier for connections that obtain the time (NTS-KE, HTTPS Date).
+///
+/// It judges with the same engine as [`crate::TrustedTimeVerifier`] (the path webpki builds,
+/// the trust anchor's dates included), over the bootstrap interval: a chain is accepted when
+/// some instant of the interval makes a path valid.
 #[derive(Debug)]
 pub struct BootstrapVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    roots: Vec<CertInfo>,
+    engine: Engine,
+    provider: Arc<CryptoProvider>,
     interval: TimeInterval,
     window: Mutex<Option<TimeInterval>>,
 }
@@ -53,19 +59,9 @@ impl BootstrapVerifier {
     /// # Errors
     /// When a root cannot be used.
     pub fn new(roots: Vec<CertificateDer<'static>>, interval: TimeInterval) -> Result<Self, Error> {
-        let mut store = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        for r in &roots {
-            store.add(r.clone())?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
-            .build()
-            .map_err(|e| Error::General(format!("cannot build the certificate verifier: {e}")))?;
         Ok(BootstrapVerifier {
-            inner,
-            roots: root_infos(&roots),
+            engine: Engine::new(Anchors::new(&roots, true)?),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
             interval,
             window: Mutex::new(None),
         })
@@ -77,18 +73,12 @@ impl BootstrapVerifier {
         self.interval
     }
 
-    /// The common validity window of the last chain accepted (within the interval).
+    /// The validity window of the path accepted last (the instants at which every
+    /// certificate on it, the trust anchor included, is valid). Of the paths valid somewhere
+    /// in the interval, the one valid over the largest part of it.
     #[must_use]
     pub fn window(&self) -> Option<TimeInterval> {
         self.window.lock().ok().and_then(|w| *w)
-    }
-
-    /// The common window of a chain: from the latest `not_before` to the earliest
-    /// `not_after`, or `None` when the certificates were never valid together.
-    fn common_window(chain: &[CertInfo]) -> Option<TimeInterval> {
-        let from = chain.iter().map(|c| c.not_before).max()?;
-        let to = chain.iter().map(|c| c.not_after).min()?;
-        TimeInterval::new(from, to)
     }
 }
 
@@ -116,53 +106,67 @@ impl ServerCertVerifier for BootstrapVerifier {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
+        _ocsp_response: &[u8],
         _now: rustls_pki_types::UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let chain = chain_info(end_entity, intermediates, &self.roots)
-            .map_err(|why| Error::General(format!("certificate chain: {why}")))?;
-        let Some(common) = Self::common_window(&chain) else {
-            return Err(Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(BootstrapError(
-                    "the certificates of the chain were never valid at the same time".into(),
-                ))),
-            )));
+        let iv = self.interval;
+        let windows = self
+            .engine
+            .paths_in(end_entity, intermediates, server_name, iv);
+        let overlap =
+            |w: &TimeInterval| w.intersect(&iv).map_or(SignedDuration::ZERO, |i| i.width());
+        if let Some(best) = windows.into_iter().max_by_key(overlap) {
+            if let Ok(mut w) = self.window.lock() {
+                *w = Some(best);
+            }
+            return Ok(ServerCertVerified::assertion());
+        }
+        // Refused: the same diagnosis as everywhere, over the bootstrap interval.
+        let reading = ClockReading {
+            device: iv.earliest,
+            trusted: TrustedTime {
+                interval: iv,
+                provenance: Provenance::Floor,
+            },
         };
-        let Some(usable) = common.intersect(&self.interval) else {
-            let why = if common.latest < self.interval.earliest {
-                format!(
-                    "the certificate chain stopped being valid on {}, before the earliest time this device can be at ({}): it is expired",
-                    date(common.latest),
-                    date(self.interval.earliest)
-                )
-            } else {
-                format!(
-                    "the certificate chain is valid only from {}, {} after the latest time accepted before the time is known ({}); sync from a source that needs no certificate (Roughtime, NTP) first, or raise the bootstrap horizon",
-                    date(common.earliest),
-                    Human(common.earliest - self.interval.latest),
-                    date(self.interval.latest)
-                )
-            };
-            return Err(Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(BootstrapError(why))),
-            )));
+        let policy = Policy {
+            max_error: SignedDuration::ZERO,
+            undetermined: UndeterminedPolicy::Reject,
         };
-        // Every other check (signatures, name, usage) by webpki, at a moment inside the window.
-        let at = usable.midpoint();
-        let secs = u64::try_from(at.as_secs()).unwrap_or(0);
-        let pki_at =
-            rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
-        self.inner.verify_server_cert(
+        let d = analyze(
+            &self.engine,
             end_entity,
             intermediates,
             server_name,
-            ocsp_response,
-            pki_at,
-        )?;
-        if let Ok(mut w) = self.window.lock() {
-            *w = Some(common);
-        }
-        Ok(ServerCertVerified::assertion())
+            reading,
+            policy,
+        );
+        let why = match (&d.finding, &d.certificate) {
+            (Finding::NotYetValid, Some(c)) => format!(
+                "the {} \"{}\" is valid only from {}, {} after the latest time accepted before the time is known ({}); sync from a source that needs no certificate (Roughtime, NTP) first, or raise the bootstrap horizon",
+                c.role,
+                c.subject,
+                c.not_before.date(),
+                Human(c.not_before.to_unix() - iv.latest),
+                date(iv.latest)
+            ),
+            (Finding::Expired | Finding::RootExpired, Some(c)) => format!(
+                "the {} \"{}\" stopped being valid on {}, before the earliest time this device can be at ({}): it is expired",
+                c.role,
+                c.subject,
+                c.not_after.date(),
+                date(iv.earliest)
+            ),
+            _ => format!(
+                "before the time is known, certificates are checked against {} .. {}: {}",
+                date(iv.earliest),
+                date(iv.latest),
+                d.message
+            ),
+        };
+        Err(Error::InvalidCertificate(CertificateError::Other(
+            rustls::OtherError(Arc::new(BootstrapError(why))),
+        )))
     }
 
     fn verify_tls12_signature(
@@ -171,7 +175,12 @@ impl ServerCertVerifier for BootstrapVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -180,11 +189,18 @@ impl ServerCertVerifier for BootstrapVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -7,10 +7,12 @@
 //!   [`SharedClock`] updated by a sync or the daemon).
 //! - [`TrustedTimeProvider`]: a rustls `TimeProvider` that returns `None` (the handshake fails
 //!   closed) until the clock is trusted to the error a [`Purpose`] allows.
-//! - [`TrustedTimeVerifier`]: a rustls `ServerCertVerifier` wrapping webpki's. It accepts a
-//!   chain only if the *whole* trusted interval lies inside every certificate's validity
-//!   (the root's too, which webpki does not check), and otherwise fails with a [`Diagnosis`]
-//!   that says in words whether the clock or the certificate is wrong, and proves it.
+//! - [`TrustedTimeVerifier`]: a rustls `ServerCertVerifier` built on webpki's path building.
+//!   It accepts a chain only if the path webpki builds is valid, every certificate on it (the
+//!   trust anchor too, which webpki does not check) at every instant of the trusted interval;
+//!   otherwise it fails with a [`Diagnosis`] that says in words whether the clock or the
+//!   certificate is wrong, and proves it. Certificates the server sent that are not on the
+//!   path play no part.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -44,8 +46,8 @@ pub use bootstrap::{
     bootstrap_interval, confirm, BootstrapError, BootstrapVerifier, DEFAULT_HORIZON,
 };
 pub use clock::{ClockReading, FixedClock, SharedClock, TrustedClock, TrustedTimeProvider};
-pub use diagnosis::{CertInfo, CertRole, Diagnosis, Finding, Verdict};
+pub use diagnosis::{CertInfo, CertRole, CertTime, Diagnosis, Finding, Verdict};
 pub use trusttime_core::Purpose;
 pub use verifier::{
-    analyze, chain_info, root_infos, Policy, TrustedTimeVerifier, UndeterminedPolicy,
+    accepts_undetermined, root_infos, Policy, TrustedTimeVerifier, UndeterminedPolicy,
 };

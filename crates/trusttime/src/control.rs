@@ -29,6 +29,10 @@ pub struct Request {
     /// For `set`: allow a time outside a network-trusted interval (if the config permits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
+    /// For `set`: first reset the floor to the build time and forget every trusted time
+    /// (root only; the recovery for a floor raised by a wrong time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_floor: Option<bool>,
 }
 
 impl Request {
@@ -40,6 +44,7 @@ impl Request {
             unix_ms: None,
             uncertainty_ms: None,
             force: None,
+            reset_floor: None,
         }
     }
 }
@@ -98,7 +103,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, FrameError> {
     let r: Request = serde_json::from_slice(body).map_err(|e| FrameError::Bad(e.to_string()))?;
     match r.command.as_str() {
         "status" | "sources" => Ok(r),
-        "set" if r.unix_ms.is_some() => Ok(r),
+        "set" if r.unix_ms.is_some() || r.reset_floor == Some(true) => Ok(r),
         "set" => Err(FrameError::Bad("`set` needs `unix_ms`".into())),
         other => Err(FrameError::Bad(format!(
             "unknown command `{other}` (status, sources, set)"
@@ -122,6 +127,12 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(l)
+}
+
+/// True when `who` (as passed to the `answer` of [`serve`]) is root.
+#[must_use]
+pub fn is_root(who: &str) -> bool {
+    who.ends_with(", uid 0")
 }
 
 /// Accepts connections and answers each request with `answer(request, who)`, where `who`
@@ -154,32 +165,169 @@ where
     }
 }
 
+/// Why the daemon could not be asked. [`AskError::is_final`] tells a caller that retries
+/// (`trusttime wait`) which ones waiting cannot fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// No daemon listens there (no socket, or a stale one).
+    #[error("cannot reach the trusttime daemon at {path}: {why} (is it running? see `trusttime daemon --help`)")]
+    NotRunning {
+        /// The socket.
+        path: String,
+        /// The system's words.
+        why: String,
+    },
+    /// The socket's permissions keep this user out.
+    #[error("permission denied on the control socket {path}{detail}: run this as root (e.g. `sudo trusttime ...`) or as a member of the socket's group")]
+    Denied {
+        /// The socket.
+        path: String,
+        /// Its mode, owner and group when known (` (mode 660, owner uid 0, group gid 0)`).
+        detail: String,
+    },
+    /// The socket, or the process behind it, belongs to another user: whatever it says is
+    /// not believed.
+    #[error("refusing the control socket {path}: {why}, not root or this user (uid {me}); another user may have bound it first: check the permissions of its directory and the daemon's config")]
+    Untrusted {
+        /// The socket.
+        path: String,
+        /// Who owns it.
+        why: String,
+        /// This process's effective uid.
+        me: u32,
+    },
+    /// The daemon accepted no connection (its queue is full) or did not answer in time.
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    /// The daemon answered with an error.
+    #[error("the daemon says: {0}")]
+    Daemon(String),
+    /// Anything else (I/O on the connection, a malformed reply).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl AskError {
+    /// True when asking again cannot help (permissions, an untrusted socket).
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        matches!(self, AskError::Denied { .. } | AskError::Untrusted { .. })
+    }
+}
+
+/// How long the daemon has to answer.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
 /// Asks the daemon.
 ///
 /// # Errors
-/// A message that says whether the daemon is not running or answered badly.
-pub async fn ask(path: &Path, command: &str) -> Result<serde_json::Value, String> {
+/// [`AskError`]: not running, permission denied, an untrusted socket, a timeout, or the
+/// daemon's own error.
+pub async fn ask(path: &Path, command: &str) -> Result<serde_json::Value, AskError> {
     ask_request(path, &Request::simple(command)).await
 }
 
-/// Sends a full request.
+/// Whether `uid` may serve the control socket to this process: root or this user.
+fn trusted_uid(uid: u32, me: u32) -> bool {
+    uid == 0 || uid == me
+}
+
+/// Sends a full request, after checking that the socket file and the process listening on
+/// it belong to root or to this user (so a socket bound first by another local user in a
+/// shared directory is never believed).
 ///
 /// # Errors
 /// As [`ask`].
-pub async fn ask_request(path: &Path, request: &Request) -> Result<serde_json::Value, String> {
-    let mut s = UnixStream::connect(path)
+pub async fn ask_request(path: &Path, request: &Request) -> Result<serde_json::Value, AskError> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display().to_string();
+    let me = crate::platform::effective_uid();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // A directory on the way is closed to this user.
+            AskError::Denied {
+                path: shown.clone(),
+                detail: " (a directory on its path is not open to you)".into(),
+            }
+        } else {
+            AskError::NotRunning {
+                path: shown.clone(),
+                why: e.to_string(),
+            }
+        }
+    })?;
+    if !trusted_uid(meta.uid(), me) {
+        return Err(AskError::Untrusted {
+            path: shown,
+            why: format!("the socket file belongs to uid {}", meta.uid()),
+            me,
+        });
+    }
+    let connect = tokio::time::timeout(ANSWER_WITHIN, UnixStream::connect(path)).await;
+    let mut s = match connect {
+        Err(_) => {
+            return Err(AskError::TimedOut(format!(
+                "the daemon at {shown} did not accept a connection within {} s",
+                ANSWER_WITHIN.as_secs()
+            )))
+        }
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(match e.kind() {
+                std::io::ErrorKind::PermissionDenied => AskError::Denied {
+                    path: shown,
+                    detail: format!(
+                        " (mode {:o}, owner uid {}, group gid {})",
+                        meta.mode() & 0o7777,
+                        meta.uid(),
+                        meta.gid()
+                    ),
+                },
+                // A Unix socket whose backlog is full refuses with EAGAIN.
+                std::io::ErrorKind::WouldBlock => AskError::TimedOut(format!(
+                    "the daemon at {shown} is not accepting connections (its queue is full: busy or stuck)"
+                )),
+                _ => AskError::NotRunning {
+                    path: shown,
+                    why: e.to_string(),
+                },
+            });
+        }
+    };
+    match s.peer_cred() {
+        Ok(c) if trusted_uid(c.uid(), me) => {}
+        Ok(c) => {
+            return Err(AskError::Untrusted {
+                path: shown,
+                why: format!("the process serving it runs as uid {}", c.uid()),
+                me,
+            })
+        }
+        Err(e) => {
+            return Err(AskError::Other(format!(
+                "cannot tell who serves {shown}: {e}"
+            )))
+        }
+    }
+    let req = serde_json::to_vec(request).map_err(|e| AskError::Other(e.to_string()))?;
+    let exchange = async {
+        write_frame(&mut s, &req).await?;
+        read_frame(&mut s).await
+    };
+    let body = tokio::time::timeout(ANSWER_WITHIN, exchange)
         .await
-        .map_err(|e| format!("cannot reach the trusttime daemon at {}: {e} (is it running? see `trusttime daemon --help`)", path.display()))?;
-    let req = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-    write_frame(&mut s, &req).await.map_err(|e| e.to_string())?;
-    let body = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut s))
-        .await
-        .map_err(|_| "the daemon did not answer within 5 s".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("bad reply: {e}"))?;
+        .map_err(|_| {
+            AskError::TimedOut(format!(
+                "the daemon at {shown} did not answer within {} s",
+                ANSWER_WITHIN.as_secs()
+            ))
+        })?
+        .map_err(|e| AskError::Other(format!("talking to the daemon at {shown}: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| AskError::Other(format!("bad reply from the daemon: {e}")))?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        return Err(format!("the daemon says: {e}"));
+        return Err(AskError::Daemon(e.to_owned()));
     }
     Ok(v)
 }
@@ -195,7 +343,42 @@ mod tests {
         assert!(parse_request(br#"{"command":"set"}"#).is_err());
         assert!(parse_request(br#"{"command":"set","unix_ms":1,"force":true}"#).is_ok());
         assert!(parse_request(br#"{"command":"status","x":1}"#).is_err());
+        assert!(parse_request(br#"{"command":"set","reset_floor":true}"#).is_ok());
+        assert!(parse_request(br#"{"command":"set","reset_floor":false}"#).is_err());
+        assert!(is_root("control socket, uid 0"));
+        assert!(!is_root("control socket, uid 1000"));
+        assert!(!is_root("control socket"));
         assert!(parse_request(b"\xff\x00").is_err());
+    }
+
+    #[test]
+    fn only_root_or_this_user_is_believed() {
+        assert!(trusted_uid(0, 1000));
+        assert!(trusted_uid(1000, 1000));
+        assert!(!trusted_uid(1001, 1000));
+        assert!(trusted_uid(0, 0));
+        assert!(!trusted_uid(65534, 0));
+    }
+
+    /// A socket file owned by another user is refused before anything is sent.
+    #[tokio::test]
+    async fn a_socket_owned_by_another_user_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(serve(
+            listener,
+            |_, _| serde_json::json!({"state": "synced"}),
+        ));
+        assert!(ask(&path, "status").await.is_ok());
+        let me = crate::platform::effective_uid();
+        if me != 0 {
+            return; // only root can give the file away; the peer check is tested end to end
+        }
+        std::os::unix::fs::lchown(&path, Some(65534), None).unwrap();
+        let e = ask(&path, "status").await.unwrap_err();
+        assert!(e.is_final(), "{e}");
+        assert!(e.to_string().contains("uid 65534"), "{e}");
     }
 
     #[tokio::test]

@@ -11,9 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use trusttime_core::ntp::filter::{ClockFilter, FilterSample};
 use trusttime_core::ntp::{KissCode, PollPolicy};
 use trusttime_core::select::{select, OffsetInterval, Outcome, Selection};
-use trusttime_core::trust::{rtc_holdover, TrustConfig, TrustMachine, TrustState};
+use trusttime_core::system::{
+    self as core_system, ManualError, SinceSave, Snapshot, System, SystemConfig,
+};
+use trusttime_core::trust::{rtc_holdover, TrustConfig, TrustState};
 use trusttime_core::{
     floor, Human, MonoInstant, Provenance, SignedDuration, TimeInterval, UnixTime,
 };
@@ -54,34 +58,45 @@ struct SourceRun {
     auth_failures: u32,
     policy: PollPolicy,
     next_due: MonoInstant,
-    /// Last good sample: offset interval and when.
+    /// The source's best sample (from `filter`): offset interval, when, delay.
     last: Option<(OffsetInterval, MonoInstant, SignedDuration)>,
+    /// The last 8 samples; `last` is the one with the narrowest interval aged to now.
+    filter: ClockFilter,
     reach: u8,
     verdict: Verdict,
     reason: String,
     kod: Option<KissCode>,
     requests: u64,
+    /// How it took part in its last poll.
+    answer: crate::tally::Answer,
 }
 
 /// Everything `status` and `sources` report.
 #[derive(Debug)]
 struct Status {
-    trust: TrustMachine,
+    /// The owner of the time: floor, manual time, RTC and persistence rules.
+    sys: System,
     sources: Vec<SourceRun>,
-    floor: UnixTime,
     observe_only: bool,
     last_sync_wall: Option<UnixTime>,
     next_poll: Option<MonoInstant>,
     notes: Vec<String>,
     agreed: u8,
-    allow_force: bool,
     manual_log: std::collections::VecDeque<Value>,
     state_dir: std::path::PathBuf,
     control: Option<Arc<dyn ClockControl>>,
+    /// The RTC to write (none when observe-only).
+    rtc: Option<Arc<dyn Rtc>>,
     /// Purposes for which only authenticated time counts.
     require_authenticated: Vec<String>,
     /// Unauthenticated sources that disagree with the authenticated consensus.
     disagreeing: Vec<String>,
+    /// The last poll round's answers, in the tally's words.
+    last_round: Option<String>,
+    /// Signed Roughtime evidence that a server lies (the last 20).
+    chain_violations: std::collections::VecDeque<String>,
+    /// How the HTTPS Date constraints were combined in the last round that asked them.
+    constraint: Option<Value>,
 }
 
 /// Why a manual time was refused.
@@ -117,13 +132,13 @@ impl trusttime_tls::TrustedClock for StatusHandle {
         let now = self.1.now();
         match self.0.lock() {
             Ok(s) => {
-                let trusted = s.trust.current(now.mono);
+                let trusted = s.sys.trust().current(now.mono);
                 if s.require_authenticated.iter().any(|p| p == "tls")
                     && trusted.provenance != Provenance::Authenticated
                 {
                     // The config asks for authenticated time for TLS: anything less is
                     // reported as unknown, so the verifier refuses.
-                    return trusttime_tls::ClockReading::untrusted(now.wall, s.floor);
+                    return trusttime_tls::ClockReading::untrusted(now.wall, s.sys.floor());
                 }
                 trusttime_tls::ClockReading {
                     device: now.wall,
@@ -143,8 +158,8 @@ impl StatusHandle {
         let Ok(s) = self.0.lock() else {
             return json!({ "error": "status unavailable" });
         };
-        let t = s.trust.current(now.mono);
-        let state = s.trust.state(now.mono);
+        let t = s.sys.trust().current(now.mono);
+        let state = s.sys.trust().state(now.mono);
         let known = state != TrustState::Unknown;
         let offset = known.then(|| (t.interval.midpoint() - now.wall).as_secs_f64());
         let uncertainty = known.then(|| t.uncertainty().as_secs_f64());
@@ -159,19 +174,23 @@ impl StatusHandle {
             "latest": known.then(|| t.interval.latest.to_string()),
             "offset_s": offset,
             "uncertainty_s": uncertainty,
-            "floor": s.floor.to_string(),
+            "floor": s.sys.floor().to_string(),
             "system_time": now.wall.to_string(),
             "last_sync": s.last_sync_wall.map(|w| w.to_string()),
             "next_poll_in_s": next_poll_s,
-            "freq_ppm": s.trust.freq_ppb().map(|p| p as f64 / 1000.0),
-            "drift_bound_ppm": s.trust.config().drift_ppm,
+            "freq_ppm": s.sys.trust().freq_ppb().map(|p| p as f64 / 1000.0),
+            "drift_bound_ppm": s.sys.trust().config().drift_ppm,
             "agreed": s.agreed,
             "require_authenticated": s.require_authenticated,
             "unauthenticated_disagree": s.disagreeing,
             "observe_only": s.observe_only,
             "notes": s.notes,
             "manual_changes": s.manual_log.iter().collect::<Vec<_>>(),
-            "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.floor, &s.disagreeing),
+            "last_round": s.last_round,
+            "hint_overridden": s.sys.last_override().map(|o| o.to_string()),
+            "chain_violations": s.chain_violations.iter().collect::<Vec<_>>(),
+            "constraint": s.constraint,
+            "verdict": verdict_line(state, &t, s.agreed, s.sources.len(), s.sys.floor(), &s.disagreeing, s.last_round.as_deref()),
         })
     }
 
@@ -201,64 +220,77 @@ impl StatusHandle {
         }
         let t = UnixTime::from_millis(unix_ms);
         let unc = SignedDuration::from_millis(uncertainty_ms);
-        let new = TimeInterval::around(t, unc);
+        let requested = TimeInterval::around(t, unc);
         let now = self.1.now();
         let Ok(mut s) = self.0.lock() else {
             return Err(SetError::Invalid("status unavailable".into()));
         };
-        if new.latest < s.floor {
-            return Err(SetError::BelowFloor(format!(
-                "{t} ± {} is below the floor {}: refused (the clock never goes below the floor)",
-                Human(unc),
-                s.floor
-            )));
-        }
-        let state = s.trust.state(now.mono);
-        let current = s.trust.current(now.mono);
-        let networked = matches!(state, TrustState::Synced | TrustState::Authenticated);
-        if networked && current.interval.intersect(&new).is_none() {
-            if !force {
-                return Err(SetError::Conflict(format!(
-                    "{t} ± {} is outside the network-trusted interval {} .. {}: refused (send force to override, if the config allows it)",
-                    Human(unc),
-                    current.interval.earliest,
-                    current.interval.latest
-                )));
-            }
-            if !s.allow_force {
-                return Err(SetError::Conflict(
-                    "force is not allowed by the config ([clock] allow-manual-force)".into(),
-                ));
-            }
-        }
-        let old = (state != TrustState::Unknown).then(|| current.interval.midpoint().to_string());
-        s.trust.set_manual(now.mono, new);
+        let change = s
+            .sys
+            .set_manual(now, requested, force)
+            .map_err(|e| match e {
+                ManualError::BelowFloor { .. } => {
+                    SetError::BelowFloor(format!("{t} ± {} is {e}", Human(unc)))
+                }
+                ManualError::ForceNotAllowed => SetError::Conflict(e.to_string()),
+                _ => SetError::Conflict(format!("{t} ± {} is {e}", Human(unc))),
+            })?;
+        let old = change.old.map(|o| o.midpoint().to_string());
         let entry = json!({
             "at": now.wall.to_string(),
             "who": who,
             "old": old,
             "new": t.to_string(),
             "uncertainty_ms": uncertainty_ms,
-            "forced": force && networked,
+            "trusted": change.new.to_string(),
+            "forced": change.forced,
         });
-        tracing::warn!(%who, old = ?old, new = %t, uncertainty_ms, "time set by hand");
+        if change.forced {
+            tracing::warn!(%who, old = ?old, new = %t, uncertainty_ms, "time set by hand, FORCED over the network-trusted interval");
+        } else {
+            tracing::warn!(%who, old = ?old, new = %t, uncertainty_ms, "time set by hand");
+        }
         s.manual_log.push_back(entry.clone());
         while s.manual_log.len() > 20 {
             s.manual_log.pop_front();
         }
-        let control = s.control.clone();
-        let dir = s.state_dir.clone();
         drop(s);
-        if let Some(c) = control {
-            let offset = t - now.wall;
-            if offset.abs() > unc {
-                if let Err(e) = c.step(offset) {
-                    tracing::error!(error = %e, "cannot step the clock to the manual time");
-                }
-            }
-        }
-        save(self, &dir, self.1.now().wall);
+        carry_out(self);
         Ok(json!({ "ok": true, "change": entry }))
+    }
+
+    /// Resets the floor to the build time and forgets every trusted time: the recovery for a
+    /// device whose floor was raised by a wrong time. Root only (the control socket checks);
+    /// logged and shown in `status`.
+    pub fn reset_floor(&self, who: &str) -> Value {
+        let now = self.1.now();
+        let Ok(mut s) = self.0.lock() else {
+            return json!({ "error": "status unavailable" });
+        };
+        let old = s.sys.floor();
+        s.sys.reset_floor();
+        let new = s.sys.floor();
+        tracing::warn!(%who, %old, %new, "floor reset by hand; every trusted time forgotten");
+        let entry = json!({
+            "at": now.wall.to_string(),
+            "who": who,
+            "reset_floor": { "old": old.to_string(), "new": new.to_string() },
+        });
+        s.manual_log.push_back(entry.clone());
+        while s.manual_log.len() > 20 {
+            s.manual_log.pop_front();
+        }
+        drop(s);
+        carry_out(self);
+        json!({ "ok": true, "change": entry })
+    }
+
+    /// A clean stop (SIGTERM): persists the state.
+    pub fn shutdown(&self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.sys.on_stop();
+        }
+        carry_out(self);
     }
 
     /// The `sources` reply.
@@ -288,10 +320,12 @@ impl StatusHandle {
                     "next_poll_in_s": if r.policy.stopped_by().is_some() { None } else { Some(r.next_due.since(now.mono).as_secs_f64().max(0.0)) },
                     "kiss_code": r.kod.map(|k| k.to_string()),
                     "requests": r.requests,
+                    "answer": r.answer.as_str(),
+                    "rejected_why": r.answer.why(),
                 })
             })
             .collect();
-        json!({ "sources": list })
+        json!({ "sources": list, "last_round": s.last_round })
     }
 }
 
@@ -302,9 +336,18 @@ fn verdict_line(
     n: usize,
     floor: UnixTime,
     disagreeing: &[String],
+    last_round: Option<&str>,
 ) -> String {
     let mut line = verdict_words(state, t, agreed, n, floor);
-    if !disagreeing.is_empty() {
+    if let (TrustState::Unknown | TrustState::Holdover, Some(round)) = (state, last_round) {
+        line.push_str(&format!(" Last poll: {round}."));
+    }
+    if agreed == 1 && disagreeing.len() >= 2 {
+        line.push_str(&format!(
+            " A single authenticated source contradicts the unauthenticated sources {}: either it or the network path lies; configure at least two authenticated sources.",
+            disagreeing.join(", ")
+        ));
+    } else if !disagreeing.is_empty() {
         line.push_str(&format!(
             " Unauthenticated source(s) {} disagree with the authenticated consensus: plain NTP may be shifted on the network path.",
             disagreeing.join(", ")
@@ -358,6 +401,38 @@ pub enum DaemonError {
     /// The configured trust anchors cannot be read.
     #[error("clock.trust-anchors {0}")]
     TrustAnchors(String),
+    /// Another daemon holds the lock on this state directory.
+    #[error("another trusttime daemon is already running with the state directory {0} (it holds {0}/lock); stop it first, or give this one its own [daemon] state-dir and control-socket")]
+    AlreadyRunning(String),
+    /// The lock file cannot be created.
+    #[error("cannot lock the state directory {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Takes the exclusive lock on `dir/lock` (kept for as long as the returned file lives).
+fn take_lock(dir: &std::path::Path) -> Result<std::fs::File, DaemonError> {
+    let path = dir.join("lock");
+    let io = |source| DaemonError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match crate::platform::try_lock_exclusive(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(DaemonError::AlreadyRunning(dir.display().to_string())),
+        Err(e) => Err(io(e)),
+    }
 }
 
 impl Daemon {
@@ -371,7 +446,14 @@ impl Daemon {
     ) -> Result<(StatusHandle, impl std::future::Future<Output = ()>), DaemonError> {
         let cfg = &self.config.raw;
         let state_dir = cfg.daemon.state_dir.clone();
+        // One daemon per state directory: a second one would fight over the clock, the state
+        // file and the control socket. The lock is released when the process exits.
+        let lock = take_lock(&state_dir)?;
         let mut notes = Vec::new();
+        for w in &self.config.warnings {
+            tracing::warn!("{w}");
+            notes.push(w.clone());
+        }
         let persisted = match state::load(&state_dir) {
             Ok(s) => s,
             Err(e) => {
@@ -380,54 +462,64 @@ impl Daemon {
                 None
             }
         };
-        let mut floor = floor::build_time();
-        if let Some(p) = &persisted {
-            floor = floor.max(UnixTime::from_nanos(p.earliest_ns));
-        }
-        let mut trust = TrustMachine::new(TrustConfig {
-            floor,
-            drift_ppm: cfg.clock.drift_ppm,
-            sync_fresh_for: SignedDuration::from_secs(3 << cfg.daemon.max_poll.clamp(0, 17)),
+        let build_floor = floor::build_time();
+        let mut sys = System::new(SystemConfig {
+            trust: TrustConfig {
+                floor: build_floor,
+                drift_ppm: cfg.clock.drift_ppm,
+                sync_fresh_for: SignedDuration::from_secs(3 << cfg.daemon.max_poll.clamp(0, 17)),
+            },
+            allow_manual_force: cfg.clock.allow_manual_force,
+            has_rtc: self.rtc.is_some() && !self.observe_only,
         });
         let now = self.local.now();
-        if let Some(p) = &persisted {
-            if let Some(ppb) = p.freq_ppb {
-                trust.set_freq_ppb(ppb);
-            }
-            let elapsed = now.wall - UnixTime::from_nanos(p.system_ns);
-            if elapsed.is_negative() {
-                notes.push("the system clock is earlier than when the state was saved: persisted time used as the floor only".into());
-            } else {
-                let iv = TimeInterval {
-                    earliest: UnixTime::from_nanos(p.earliest_ns),
-                    latest: UnixTime::from_nanos(p.latest_ns),
+        let boot = crate::platform::boot_instant();
+        // The RTC, judged against the persisted floor (raised only by authenticated time) and
+        // when trusttime last wrote it.
+        let snapshot = persisted.as_ref().map(|p| snapshot_of(p, build_floor));
+        let rtc_floor = snapshot.map_or(build_floor, |p| p.floor.max(build_floor));
+        let rtc_iv = self.rtc.as_ref().and_then(|rtc| match rtc.read() {
+            Ok(read) => match rtc_holdover(
+                read,
+                rtc_floor,
+                snapshot.and_then(|p| p.rtc_set),
+                cfg.clock.drift_ppm,
+            ) {
+                Ok(iv) => Some(iv),
+                Err(why) => {
+                    tracing::warn!(%why, "RTC not used");
+                    notes.push(why.to_string());
+                    None
                 }
-                .shift(elapsed)
-                .widen(elapsed.mul_ppm(cfg.clock.drift_ppm));
-                trust.on_holdover(now.mono, iv, Provenance::Persisted);
+            },
+            Err(e) => {
+                notes.push(format!("cannot read the RTC: {e}"));
+                None
+            }
+        });
+        if let (Some(p), Some(snap)) = (&persisted, &snapshot) {
+            // Within one boot the monotonic clock says how long ago the state was saved;
+            // across a reboot only the wall clock can, and only when it came from an RTC that
+            // trusttime set and that reads sane.
+            let same_boot = match (&p.boot_id, p.boot_ns, &boot) {
+                (Some(id), Some(at), Some((now_id, now_boot))) if id == now_id => {
+                    Some(*now_boot - SignedDuration::from_nanos(at))
+                }
+                _ => None,
+            };
+            let since = match same_boot {
+                Some(d) => SinceSave::SameBoot(d),
+                None if rtc_iv.is_some() => SinceSave::TrustedRtc(now.wall - snap.saved_wall),
+                None => SinceSave::Unknown,
+            };
+            let restored = sys.restore(now, snap, since);
+            tracing::info!(%restored, ?since, "persisted state");
+            if !matches!(restored, core_system::Restored::Holdover(_)) {
+                notes.push(restored.to_string());
             }
         }
-        if let Some(rtc) = &self.rtc {
-            match rtc.read() {
-                Ok(read) => match rtc_holdover(
-                    read,
-                    floor,
-                    persisted
-                        .as_ref()
-                        .and_then(|p| p.rtc_set_ns)
-                        .map(UnixTime::from_nanos),
-                    cfg.clock.drift_ppm,
-                ) {
-                    Ok(iv) => {
-                        trust.on_holdover(now.mono, iv, Provenance::Rtc);
-                    }
-                    Err(why) => {
-                        tracing::warn!(%why, "RTC not used");
-                        notes.push(why.to_string());
-                    }
-                },
-                Err(e) => notes.push(format!("cannot read the RTC: {e}")),
-            }
+        if let Some(iv) = rtc_iv {
+            sys.on_holdover(now.mono, iv, Provenance::Rtc);
         }
         let nts_ca = match &cfg.clock.trust_anchors {
             None => Vec::new(),
@@ -457,29 +549,33 @@ impl Daemon {
                     policy,
                     next_due: MonoInstant::ZERO,
                     last: None,
+                    filter: ClockFilter::new(),
                     reach: 0,
                     verdict: Verdict::NoReply,
                     reason: "not asked yet".into(),
                     kod: None,
                     requests: 0,
+                    answer: crate::tally::Answer::Silent,
                 }
             })
             .collect();
         let status = Arc::new(Mutex::new(Status {
-            trust,
+            sys,
             sources,
-            floor,
             observe_only: self.observe_only,
             last_sync_wall: None,
             next_poll: None,
             notes,
             agreed: 0,
-            allow_force: cfg.clock.allow_manual_force,
             manual_log: std::collections::VecDeque::new(),
             state_dir: state_dir.clone(),
             control: (!self.observe_only).then(|| Arc::clone(&self.control)),
-            require_authenticated: cfg.clock.require_authenticated.clone(),
+            rtc: self.rtc.clone().filter(|_| !self.observe_only),
+            require_authenticated: self.config.require_authenticated(),
             disagreeing: Vec::new(),
+            last_round: None,
+            chain_violations: std::collections::VecDeque::new(),
+            constraint: None,
         }));
         let handle = StatusHandle(status, Arc::clone(&self.local));
         let sock_path = cfg.daemon.control_socket.clone();
@@ -490,15 +586,27 @@ impl Daemon {
         let h = handle.clone();
         let answer = move |r: &crate::control::Request, who: &str| match r.command.as_str() {
             "sources" => h.sources_json(),
-            "set" => match h.set_manual(
-                r.unix_ms.unwrap_or_default(),
-                r.uncertainty_ms.unwrap_or(0),
-                r.force.unwrap_or(false),
-                who,
-            ) {
-                Ok(v) => v,
-                Err(e) => json!({ "error": e.to_string() }),
-            },
+            "set" => {
+                let mut reset = None;
+                if r.reset_floor == Some(true) {
+                    if !crate::control::is_root(who) {
+                        return json!({ "error": format!("resetting the floor is for root only ({who})") });
+                    }
+                    reset = Some(h.reset_floor(who));
+                }
+                match (r.unix_ms, reset) {
+                    (None, Some(v)) => v,
+                    (unix_ms, _) => match h.set_manual(
+                        unix_ms.unwrap_or_default(),
+                        r.uncertainty_ms.unwrap_or(0),
+                        r.force.unwrap_or(false),
+                        who,
+                    ) {
+                        Ok(v) => v,
+                        Err(e) => json!({ "error": e.to_string() }),
+                    },
+                }
+            }
             _ => h.status_json(),
         };
         let h2 = handle.clone();
@@ -514,12 +622,14 @@ impl Daemon {
                     cooling,
                 ),
                 cfg.web.listen,
+                cfg.web.allowed_hosts.clone(),
             )
         });
         let metrics = cfg.daemon.metrics_listen;
         #[cfg(feature = "mqtt")]
         let report = cfg.report.clone();
         let fut = async move {
+            let _lock = lock;
             tokio::spawn(crate::control::serve(listener, answer));
             if let Some(addr) = metrics {
                 let h = h2.clone();
@@ -530,9 +640,9 @@ impl Daemon {
                 });
             }
             #[cfg(feature = "web")]
-            if let Some((web, listen)) = web {
+            if let Some((web, listen, hosts)) = web {
                 tokio::spawn(async move {
-                    if let Err(e) = crate::web::serve(web, listen).await {
+                    if let Err(e) = crate::web::serve(web, listen, &hosts).await {
                         tracing::error!(%listen, error = %e, "cannot serve the web page");
                     }
                 });
@@ -549,7 +659,6 @@ impl Daemon {
     #[allow(clippy::too_many_lines)]
     async fn run(self, handle: StatusHandle, nts_ca: Vec<Vec<u8>>) {
         let cfg = self.config.raw.clone();
-        let state_dir = cfg.daemon.state_dir.clone();
         let delay = self.config.startup_delay;
         if !delay.is_zero() {
             let d = Duration::from_nanos(rand::random::<u64>() % (delay.as_nanos() as u64 + 1));
@@ -564,10 +673,6 @@ impl Daemon {
         // NTS cookies carry over between polls: one key exchange per eight polls, not per poll.
         let nts_cache: crate::sync::NtsCache = Arc::default();
         let mut notified = false;
-        // Persist after the first consensus, then at most every 10 minutes: the interval
-        // carried forward from a slightly older save is still honest (it only widens), and
-        // flash storage on devices wears with every write.
-        let mut last_save: Option<std::time::Instant> = None;
         let max_age = SignedDuration::from_secs(2 << cfg.daemon.max_poll.clamp(0, 17));
         loop {
             let now = self.local.now();
@@ -617,31 +722,57 @@ impl Daemon {
                 opts.min_agree = Some(1);
                 opts.wait_for_all = true;
                 opts.timeout = Duration::from_secs(3);
-                opts.client.floor = handle
-                    .0
-                    .lock()
-                    .map(|s| s.floor)
-                    .unwrap_or(opts.client.floor);
+                if let Ok(s) = handle.0.lock() {
+                    opts.client.floor = s.sys.floor();
+                    // Once the time rests on authenticated sources, NTS-KE and HTTPS Date
+                    // certificates are checked against that interval (2 s wider, for the
+                    // certificates' one-second resolution), not [floor, floor + 5 years].
+                    let now = self.local.now();
+                    let t = s.sys.trust().current(now.mono);
+                    if t.provenance == Provenance::Authenticated
+                        && s.sys.trust().state(now.mono) != TrustState::Unknown
+                    {
+                        opts.bootstrap = Some(t.interval.widen(SignedDuration::from_secs(2)));
+                    }
+                }
                 let report = sync(&opts, Arc::clone(&self.local)).await;
                 let now = self.local.now();
                 let mut s = match handle.0.lock() {
                     Ok(s) => s,
                     Err(_) => return,
                 };
+                let round = report.tally().to_string();
+                tracing::debug!(answers = %round, "poll round");
+                s.last_round = Some(round.clone());
+                for v in &report.chain_violations {
+                    tracing::warn!(violation = %v, "Roughtime chain: a server is proven to lie");
+                    s.chain_violations.push_back(format!("{}: {v}", now.wall));
+                    while s.chain_violations.len() > 20 {
+                        s.chain_violations.pop_front();
+                    }
+                }
+                if report.constraint != crate::sync::ConstraintDecision::NotAsked {
+                    s.constraint = Some(constraint_json(&report.constraint));
+                }
                 for (k, &i) in due.iter().enumerate() {
                     let r = &report.sources[k];
                     let run = &mut s.sources[i];
                     run.requests += 1;
+                    run.answer = r.answer.clone();
                     run.auth_failures += r.auth_failures;
                     run.reach <<= 1;
                     match (&r.sample, r.kiss) {
                         (Some(sample), _) => {
                             run.reach |= 1;
-                            run.last = Some((
-                                OffsetInterval::around(sample.offset, sample.error_bound()),
-                                now.mono,
-                                sample.delay,
-                            ));
+                            run.filter.add(FilterSample {
+                                offset: OffsetInterval::around(sample.offset, sample.error_bound()),
+                                delay: sample.delay,
+                                at: now.mono,
+                            });
+                            run.last = run
+                                .filter
+                                .best(now.mono, cfg.clock.drift_ppm, max_age)
+                                .map(|b| (b.offset, b.at, b.delay));
                             run.policy.on_success();
                         }
                         (None, Some(k)) => {
@@ -726,26 +857,34 @@ impl Daemon {
                             })
                             .map(|r| r.spec.to_string())
                             .collect();
-                        s.trust.on_consensus(now, sel.interval, authenticated);
+                        if s.sys.on_consensus(now, sel.interval, authenticated) {
+                            // The consensus contradicts what was trusted: step, do not slew
+                            // for years.
+                            tracing::warn!(
+                                offset = ?sel.offset,
+                                authenticated,
+                                "the consensus contradicts the time trusted before; following it"
+                            );
+                            discipline.rearm();
+                        }
                         s.agreed = sel.count;
                         s.last_sync_wall = Some(now.wall);
                         burst_left = 0;
-                        let floor = s.floor;
+                        let floor = s.sys.floor();
                         let action = discipline.decide(sel.offset, now.wall, floor);
                         drop(s);
                         self.apply(action, &handle);
+                        // RTC writes, persistence (first sync, then at most every 10 min)
+                        // and logs decided by the core.
+                        carry_out(&handle);
                         if !notified {
                             notified = true;
                             sd_notify("READY=1\nSTATUS=time trusted");
                             tracing::info!("time trusted; READY=1");
                         }
-                        if last_save.map_or(true, |t| t.elapsed() >= SAVE_EVERY) {
-                            save(&handle, &state_dir, self.local.now().wall);
-                            last_save = Some(std::time::Instant::now());
-                        }
                     }
                     Err(why) => {
-                        tracing::warn!(%why, "no consensus this round");
+                        tracing::warn!(%why, answers = %round, "no consensus this round");
                         for (r, o) in s.sources.iter_mut().zip(&outcomes) {
                             if matches!(o, Outcome::Reply(_)) {
                                 r.verdict = Verdict::Unconfirmed;
@@ -798,25 +937,124 @@ impl Daemon {
         match result {
             Ok(stepped) => {
                 tracing::info!(?action, "clock adjusted");
-                if stepped != SignedDuration::ZERO {
-                    if let Ok(mut s) = handle.0.lock() {
-                        // Samples were measured against the old clock.
-                        for r in &mut s.sources {
-                            if let Some((iv, _, _)) = r.last.as_mut() {
-                                iv.lo -= stepped;
-                                iv.hi -= stepped;
-                            }
-                        }
+                if let Ok(mut s) = handle.0.lock() {
+                    shift_samples(&mut s, stepped);
+                    if let Action::Slew(by) = action {
+                        slewed_samples(&mut s, by);
                     }
-                }
-                if let Some(rtc) = &self.rtc {
-                    if let Err(e) = rtc.set(self.local.now().wall + stepped) {
-                        tracing::warn!(error = %e, "cannot write the RTC");
-                    }
+                    // The core queues the RTC write with the true time.
+                    s.sys.on_disciplined(handle.1.now());
                 }
             }
             Err(e) => tracing::error!(error = %e, ?action, "cannot adjust the clock"),
         }
+    }
+}
+
+/// The HTTPS Date decision as `sync --json` shows it.
+fn constraint_json(c: &crate::sync::ConstraintDecision) -> Value {
+    use crate::sync::ConstraintDecision;
+    match c {
+        ConstraintDecision::Applied {
+            interval,
+            agreeing,
+            answered,
+            outvoted,
+        } => json!({
+            "decision": c.as_str(),
+            "offset_lo_s": interval.lo.as_secs_f64(),
+            "offset_hi_s": interval.hi.as_secs_f64(),
+            "agreeing": agreeing,
+            "answered": answered,
+            "outvoted": outvoted,
+        }),
+        ConstraintDecision::Refused(why) => json!({ "decision": c.as_str(), "reason": why }),
+        other => json!({ "decision": other.as_str() }),
+    }
+}
+
+/// The clock was stepped by `by`: samples measured against the old clock move with it. Every
+/// step (after a consensus or a hand-set time) goes through here.
+fn shift_samples(s: &mut Status, by: SignedDuration) {
+    if by == SignedDuration::ZERO {
+        return;
+    }
+    for r in &mut s.sources {
+        r.filter.stepped(by);
+        if let Some((iv, _, _)) = r.last.as_mut() {
+            iv.lo -= by;
+            iv.hi -= by;
+        }
+    }
+}
+
+/// A slew of `by` was started: until it completes, a stored sample may be measured against
+/// the old clock or the new one, so it covers both.
+fn slewed_samples(s: &mut Status, by: SignedDuration) {
+    for r in &mut s.sources {
+        r.filter.slewed(by);
+        if let Some((iv, _, _)) = r.last.as_mut() {
+            if by.is_negative() {
+                iv.hi -= by;
+            } else {
+                iv.lo -= by;
+            }
+        }
+    }
+}
+
+/// Carries out what the core decided: steps for hand-set time, RTC writes, persistence, logs.
+/// The one place (besides the discipline after a consensus) that changes a clock or the disk.
+fn carry_out(handle: &StatusHandle) {
+    let mut persist = false;
+    loop {
+        let (action, control, rtc) = {
+            let Ok(mut s) = handle.0.lock() else { return };
+            let Some(a) = s.sys.poll_action() else { break };
+            (a, s.control.clone(), s.rtc.clone())
+        };
+        match action {
+            core_system::Action::Step(by) => {
+                // Observe-only: no control, nothing stepped, samples unchanged.
+                let Some(c) = control else { continue };
+                match c.step(by) {
+                    Ok(()) => {
+                        tracing::info!(?by, "clock stepped to the hand-set time");
+                        if let Ok(mut s) = handle.0.lock() {
+                            shift_samples(&mut s, by);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot step the clock to the manual time")
+                    }
+                }
+            }
+            core_system::Action::WriteRtc { time } => {
+                let Some(rtc) = rtc else { continue };
+                match rtc.set(time) {
+                    Ok(()) => {
+                        if let Ok(mut s) = handle.0.lock() {
+                            s.sys.rtc_written(time);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot write the RTC"),
+                }
+            }
+            // After everything else, so the saved state includes the RTC write.
+            core_system::Action::Persist => persist = true,
+            core_system::Action::HintOverridden(o) => {
+                tracing::warn!(%o, "holdover hint overridden by the network");
+                if let Ok(mut s) = handle.0.lock() {
+                    s.notes.push(o.to_string());
+                    if s.notes.len() > 20 {
+                        s.notes.remove(0);
+                    }
+                }
+            }
+        }
+    }
+    if persist {
+        save(handle);
     }
 }
 
@@ -837,18 +1075,31 @@ fn apply_verdicts(
     }
 }
 
-fn save(handle: &StatusHandle, dir: &std::path::Path, system: UnixTime) {
-    let st = {
-        let Ok(s) = handle.0.lock() else { return };
+/// Saves the core's snapshot with the boot id and boot clock (to tell a restart from a reboot)
+/// and the per-source poll state.
+fn save(handle: &StatusHandle) {
+    let (st, dir) = {
+        let Ok(mut s) = handle.0.lock() else { return };
         let now = handle.1.now();
-        let t = s.trust.current(now.mono);
-        State {
-            system_ns: system.as_nanos(),
-            earliest_ns: t.interval.earliest.as_nanos(),
-            latest_ns: t.interval.latest.as_nanos(),
-            provenance: t.provenance.as_str().into(),
-            freq_ppb: s.trust.freq_ppb(),
-            rtc_set_ns: None,
+        let snap = s.sys.snapshot(now);
+        let (earliest, latest) = snap
+            .interval
+            .map_or((snap.floor, snap.floor), |iv| (iv.earliest, iv.latest));
+        let boot = crate::platform::boot_instant();
+        let st = State {
+            system_ns: snap.saved_wall.as_nanos(),
+            earliest_ns: earliest.as_nanos(),
+            latest_ns: latest.as_nanos(),
+            provenance: if snap.interval.is_some() {
+                snap.provenance.as_str().into()
+            } else {
+                Provenance::Floor.as_str().into()
+            },
+            freq_ppb: snap.freq_ppb,
+            rtc_set_ns: snap.rtc_set.map(UnixTime::as_nanos),
+            floor_ns: Some(snap.floor.as_nanos()),
+            boot_id: boot.as_ref().map(|(id, _)| id.clone()),
+            boot_ns: boot.as_ref().map(|(_, at)| at.as_nanos()),
             sources: s
                 .sources
                 .iter()
@@ -858,10 +1109,44 @@ fn save(handle: &StatusHandle, dir: &std::path::Path, system: UnixTime) {
                     kod: r.kod.map(|k| k.to_string()),
                 })
                 .collect(),
-        }
+        };
+        (st, s.state_dir.clone())
     };
-    if let Err(e) = state::save(dir, &st) {
+    if let Err(e) = state::save(&dir, &st) {
         tracing::warn!(error = %e, "cannot persist state");
+    }
+}
+
+/// The core's view of a state file. Files written before the floor was kept apart hold no
+/// `floor_ns`: their time raises the floor only if it was authenticated.
+fn snapshot_of(p: &State, build_floor: UnixTime) -> Snapshot {
+    let provenance = match p.provenance.as_str() {
+        "authenticated" => Provenance::Authenticated,
+        "ntp" => Provenance::Ntp,
+        "rtc" => Provenance::Rtc,
+        "manual" => Provenance::Manual,
+        "persisted" => Provenance::Persisted,
+        _ => Provenance::Floor,
+    };
+    let earliest = UnixTime::from_nanos(p.earliest_ns);
+    let floor = p.floor_ns.map_or(
+        if provenance == Provenance::Authenticated {
+            earliest
+        } else {
+            build_floor
+        },
+        UnixTime::from_nanos,
+    );
+    Snapshot {
+        saved_wall: UnixTime::from_nanos(p.system_ns),
+        floor,
+        interval: (provenance != Provenance::Floor).then_some(TimeInterval {
+            earliest,
+            latest: UnixTime::from_nanos(p.latest_ns),
+        }),
+        provenance,
+        rtc_set: p.rtc_set_ns.map(UnixTime::from_nanos),
+        freq_ppb: p.freq_ppb,
     }
 }
 
@@ -883,5 +1168,176 @@ pub fn sd_notify(msg: &str) {
     };
     if let Err(e) = res {
         tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// A device clock that steps when told to: wall = base + offset.
+    #[derive(Debug)]
+    struct FakeClock {
+        base: UnixTime,
+        offset_ns: AtomicI64,
+        rtc_ns: Mutex<Option<UnixTime>>,
+    }
+
+    impl LocalClock for FakeClock {
+        fn now(&self) -> trusttime_core::Now {
+            trusttime_core::Now {
+                mono: crate::clock::mono_now(),
+                wall: self.base + SignedDuration::from_nanos(self.offset_ns.load(Ordering::SeqCst)),
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct Control(Arc<FakeClock>);
+
+    impl ClockControl for Control {
+        fn step(&self, by: SignedDuration) -> std::io::Result<()> {
+            self.0.offset_ns.fetch_add(by.as_nanos(), Ordering::SeqCst);
+            Ok(())
+        }
+        fn slew(&self, _: SignedDuration) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Rtc for Control {
+        fn read(&self) -> std::io::Result<UnixTime> {
+            Err(std::io::Error::other("dead battery"))
+        }
+        fn set(&self, t: UnixTime) -> std::io::Result<()> {
+            if let Ok(mut r) = self.0.rtc_ns.lock() {
+                *r = Some(t);
+            }
+            Ok(())
+        }
+    }
+
+    fn daemon(dir: &std::path::Path, clock: &Arc<FakeClock>) -> Daemon {
+        let text = format!(
+            "[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\n",
+            dir.join("state").display(),
+            dir.join("control.sock").display()
+        );
+        let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let c = Arc::new(Control(Arc::clone(clock)));
+        Daemon {
+            config,
+            local: Arc::clone(clock) as Arc<dyn LocalClock>,
+            control: Arc::clone(&c) as Arc<dyn ClockControl>,
+            rtc: Some(c as Arc<dyn Rtc>),
+            observe_only: false,
+        }
+    }
+
+    fn run_with_sample(handle: &StatusHandle, offset: SignedDuration) {
+        let mut s = handle.0.lock().unwrap();
+        let now = handle.1.now();
+        s.sources.push(SourceRun {
+            spec: "192.0.2.1".parse().unwrap(),
+            kind: SourceKind::Ntp,
+            roughtime: None,
+            auth_failures: 0,
+            policy: PollPolicy::default(),
+            next_due: MonoInstant::ZERO,
+            last: Some((
+                OffsetInterval::around(offset, SignedDuration::from_millis(1)),
+                now.mono,
+                SignedDuration::from_millis(1),
+            )),
+            filter: {
+                let mut f = ClockFilter::new();
+                f.add(FilterSample {
+                    offset: OffsetInterval::around(offset, SignedDuration::from_millis(1)),
+                    delay: SignedDuration::from_millis(1),
+                    at: now.mono,
+                });
+                f
+            },
+            reach: 1,
+            verdict: Verdict::Agreed,
+            answer: crate::tally::Answer::Answered,
+            reason: String::new(),
+            kod: None,
+            requests: 1,
+        });
+    }
+
+    /// A hand-set time that steps the clock shifts the stored samples like a network step.
+    #[tokio::test]
+    async fn a_manual_step_shifts_stored_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock {
+            base: floor::build_time() + SignedDuration::from_secs(86_400),
+            offset_ns: AtomicI64::new(0),
+            rtc_ns: Mutex::new(None),
+        });
+        let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
+        // A source measured the truth 1 h ahead of the device clock (no consensus yet).
+        let hour = SignedDuration::from_secs(3600);
+        run_with_sample(&handle, hour);
+        let truth = handle.1.now().wall + hour;
+        handle
+            .set_manual(truth.as_millis(), 1000, false, "test")
+            .unwrap();
+        // The clock was stepped by an hour, and the sample now says ~0.
+        let stepped = SignedDuration::from_nanos(clock.offset_ns.load(Ordering::SeqCst));
+        assert!(
+            (stepped - hour).abs() < SignedDuration::from_secs(1),
+            "{stepped:?}"
+        );
+        let s = handle.0.lock().unwrap();
+        let (iv, _, _) = s.sources[0].last.unwrap();
+        assert!(
+            iv.midpoint().abs() < SignedDuration::from_secs(1),
+            "sample still measured against the old clock: {iv:?}"
+        );
+        let kept = s.sources[0]
+            .filter
+            .best(handle.1.now().mono, 50, SignedDuration::from_secs(3600))
+            .unwrap();
+        assert!(kept.offset.midpoint().abs() < SignedDuration::from_secs(1));
+        drop(s);
+        // Persisted as a hand-set hint: the floor is untouched.
+        let st = state::load(&dir.path().join("state")).unwrap().unwrap();
+        assert_eq!(st.provenance, "manual");
+        assert_eq!(st.floor_ns, Some(floor::build_time().as_nanos()));
+    }
+
+    /// After a network step the RTC gets the true time, not the stepped clock plus the step.
+    #[tokio::test]
+    async fn the_rtc_is_written_with_the_true_time_after_a_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock {
+            base: floor::build_time() + SignedDuration::from_secs(86_400),
+            offset_ns: AtomicI64::new(0),
+            rtc_ns: Mutex::new(None),
+        });
+        let d = daemon(dir.path(), &clock);
+        let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
+        let step = SignedDuration::from_secs(20 * 365 * 86_400);
+        let now = handle.1.now();
+        let truth = now.wall + step;
+        if let Ok(mut s) = handle.0.lock() {
+            let _ = s.sys.on_consensus(
+                now,
+                OffsetInterval::around(step, SignedDuration::from_millis(2)),
+                false,
+            );
+        }
+        d.apply(Action::Step(step), &handle);
+        carry_out(&handle);
+        let written = clock.rtc_ns.lock().unwrap().unwrap();
+        assert!(
+            (written - truth).abs() < SignedDuration::from_secs(1),
+            "RTC written with {written}, true time {truth}"
+        );
+        let st = state::load(&dir.path().join("state")).unwrap().unwrap();
+        assert_eq!(st.rtc_set_ns, Some(written.as_nanos()));
     }
 }

@@ -22,8 +22,10 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod duration;
+pub mod files;
 #[cfg(feature = "tls")]
 pub mod https_date;
+pub mod json;
 pub mod metrics;
 #[cfg(feature = "tls")]
 pub mod nts;
@@ -34,5 +36,6 @@ pub mod roughtime;
 pub mod serve;
 pub mod state;
 pub mod sync;
+pub mod tally;
 #[cfg(feature = "web")]
 pub mod web;

@@ -70,6 +70,13 @@ impl Discipline {
         }
     }
 
+    /// Allows one more step: the consensus contradicted what was trusted before (the clock was
+    /// stepped to a wrong time, or set by hand), so slewing half a second per poll would keep
+    /// it wrong for years.
+    pub fn rearm(&mut self) {
+        self.stepped = false;
+    }
+
     /// Decides for `offset` (true minus system), given the system clock `now` and the `floor`.
     pub fn decide(&mut self, offset: SignedDuration, now: UnixTime, floor: UnixTime) -> Action {
         if self.observe_only || offset == SignedDuration::ZERO {
@@ -98,16 +105,78 @@ impl Discipline {
     }
 }
 
+/// This boot's id (`/proc/sys/kernel/random/boot_id`) and the time since boot
+/// (`CLOCK_BOOTTIME`, which counts suspend too): together they tell a daemon restart, where
+/// the elapsed time since a save is exact, from a reboot. `None` when either is unavailable.
+#[must_use]
+pub fn boot_instant() -> Option<(String, SignedDuration)> {
+    use std::io::Read;
+    let mut id = String::new();
+    std::fs::File::open("/proc/sys/kernel/random/boot_id")
+        .ok()?
+        .take(64)
+        .read_to_string(&mut id)
+        .ok()?;
+    let id = id.trim();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    // 32-bit targets have narrower fields.
+    #[allow(clippy::useless_conversion)]
+    let ns = i64::from(ts.tv_sec)
+        .checked_mul(1_000_000_000)?
+        .checked_add(i64::from(ts.tv_nsec))?;
+    Some((id.to_owned(), SignedDuration::from_nanos(ns)))
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: `Ok(false)` when another process
+/// holds it. Released when the file is closed (or the process exits).
+///
+/// # Errors
+/// Any other failure of `flock`.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for as long as `file` lives.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 /// True when this process may set the clock (CAP_SYS_TIME in its effective set).
 #[must_use]
 pub fn has_cap_sys_time() -> bool {
-    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+    let Ok(s) = crate::files::read_to_string(
+        Path::new("/proc/self/status"),
+        64 << 10,
+        crate::files::Links::Follow,
+    ) else {
         return false;
     };
     s.lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << 25) != 0)
+}
+
+/// This process's effective user ID.
+#[must_use]
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// The message for a process that may not set the clock.
@@ -236,6 +305,27 @@ impl Rtc for LinuxRtc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_instant_is_stable_within_a_boot_and_moves_forward() {
+        let (a_id, a) = boot_instant().unwrap();
+        let (b_id, b) = boot_instant().unwrap();
+        assert_eq!(a_id, b_id);
+        assert!(b >= a && a > SignedDuration::ZERO);
+    }
+
+    #[test]
+    fn rearm_allows_one_more_step() {
+        let floor = UnixTime::from_secs(1_790_000_000);
+        let mut d = Discipline::new(SignedDuration::from_secs(1), false);
+        let big = SignedDuration::from_secs(10 * 365 * 86_400);
+        assert_eq!(d.decide(big, floor, floor), Action::Step(big));
+        let back = -big;
+        let later = floor + big;
+        assert!(matches!(d.decide(back, later, floor), Action::Slew(_)));
+        d.rearm();
+        assert_eq!(d.decide(back, later, floor), Action::Step(back));
+    }
 
     #[test]
     fn steps_once_then_slews_and_never_below_the_floor() {

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use trusttime_core::Purpose;
 use trusttime_tls::TrustedClock;
@@ -39,9 +37,7 @@ fn tls_transport(cfg: &ReportConfig, handle: &StatusHandle) -> Result<Option<Tra
         return Ok(None);
     };
     let read = |p: &std::path::PathBuf| {
-        CertificateDer::pem_file_iter(p)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{}: {e}", p.display()))
+        crate::files::pem_certificates(p).map_err(|e| format!("{}: {e}", p.display()))
     };
     let m = trusttime_iot::MqttTls {
         endpoint: cfg.broker.clone(),
@@ -50,7 +46,7 @@ fn tls_transport(cfg: &ReportConfig, handle: &StatusHandle) -> Result<Option<Tra
         client_id: cfg.client_id.clone(),
         cert_chain: read(cert)?,
         key: Some(
-            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?,
+            crate::files::pem_private_key(key).map_err(|e| format!("{}: {e}", key.display()))?,
         ),
         roots: read(ca)?,
         alpn: (cfg.port == 443).then(|| trusttime_iot::ALPN_AWS_MQTT.to_vec()),

@@ -110,7 +110,7 @@ pub struct Answer {
     pub response: Vec<u8>,
 }
 
-/// Asks one server (up to three tries of `timeout / 3`) with `nonce`.
+/// Asks one server (up to three tries within `timeout`) with `nonce`.
 ///
 /// # Errors
 /// A sentence: unreachable, no reply, or why the reply failed verification.
@@ -147,7 +147,12 @@ pub async fn query(
     let n = encode_request_for_server(spec.version, nonce, &spec.key, &mut req)
         .map_err(|e| fail(Verdict::Invalid, e.to_string()))?;
     let mut buf = vec![0u8; 4096];
-    let per_try = timeout / 3;
+    // Three tries, and for the draft a probe without SRV after them (see below), all within
+    // `timeout` with room to spare for the caller's own deadline.
+    let per_try = match spec.version {
+        Version::Draft => timeout / 5,
+        Version::Google => timeout / 3,
+    };
     let mut last_invalid = None;
     for _ in 0..3 {
         let t1: Now = clock.now();
@@ -170,6 +175,7 @@ pub async fn query(
                         delay: rtt,
                         root_delay: SignedDuration::ZERO,
                         root_dispersion: v.radius,
+                        precision: SignedDuration::ZERO,
                         stratum: 1,
                         leap: LeapIndicator::NoWarning,
                         reference_id: *b"ROUG",
@@ -195,13 +201,47 @@ pub async fn query(
             }
         }
     }
-    Err(match last_invalid {
-        Some(why) => fail(
+    if let Some(why) = last_invalid {
+        return Err(fail(
             Verdict::Invalid,
-            format!("reply failed verification: {why}"),
-        ),
-        None => fail(Verdict::NoReply, "no reply to 3 requests".into()),
-    })
+            format!("reply failed verification (spoofed, corrupted or malformed): {why}"),
+        ));
+    }
+    // A draft request names the server's key (SRV), and a server whose key differs stays
+    // silent. Ask once more without it: an answer now means the server is there and the
+    // configured key is not its key.
+    if spec.version == Version::Draft {
+        if let Some(why) = probe_without_srv(&sock, spec, nonce, per_try, &mut buf).await {
+            return Err(fail(Verdict::Invalid, why));
+        }
+    }
+    Err(fail(Verdict::NoReply, "no reply to 3 requests".into()))
+}
+
+/// Asks without naming a key; `Some(why)` when a reply comes back (its signature is checked
+/// against the configured key for the message).
+async fn probe_without_srv(
+    sock: &UdpSocket,
+    spec: &RoughtimeSpec,
+    nonce: &[u8; 64],
+    wait: Duration,
+    buf: &mut [u8],
+) -> Option<String> {
+    let mut req = [0u8; REQUEST_LEN];
+    let n = trusttime_core::roughtime::encode_request(spec.version, nonce, &mut req).ok()?;
+    sock.send(&req[..n]).await.ok()?;
+    let len = tokio::time::timeout(wait, sock.recv(buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(
+        match verify_response(spec.version, &buf[..len], nonce, &req[..n], &spec.key) {
+            Ok(_) => "the server ignores requests that name the configured key (SRV) but answers without it; check the key".into(),
+            Err(e) => format!(
+                "wrong key: the server answers, but not for the configured public key, and its reply does not verify with it ({e})"
+            ),
+        },
+    )
 }
 
 /// Runs the Roughtime sources of a sync as one chain, in order; reports each as it answers.

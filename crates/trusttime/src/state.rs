@@ -6,9 +6,10 @@
 //! of one. A file that is truncated, corrupt, or of another version is reported and ignored:
 //! never trusted, never a crash.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
+
+use crate::files;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -35,6 +36,16 @@ pub struct State {
     pub freq_ppb: Option<i64>,
     /// True time when the RTC was last written (Unix ns).
     pub rtc_set_ns: Option<i64>,
+    /// The floor (Unix ns): the build time, raised only by authenticated time. Absent in
+    /// files from older versions.
+    #[serde(default)]
+    pub floor_ns: Option<i64>,
+    /// `/proc/sys/kernel/random/boot_id` when saved: tells a restart from a reboot.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// The boot clock (time since boot, ns) when saved.
+    #[serde(default)]
+    pub boot_ns: Option<i64>,
     /// Per source.
     pub sources: Vec<SourceState>,
 }
@@ -113,7 +124,8 @@ pub fn decode(bytes: &[u8]) -> Result<State, StateError> {
     Ok(s)
 }
 
-/// Writes `dir/state` atomically.
+/// Writes `dir/state` atomically (see [`crate::files::write_atomic`]: a symlink in its place
+/// or at a temporary name is refused, never followed).
 ///
 /// # Errors
 /// [`StateError::Io`].
@@ -123,24 +135,17 @@ pub fn save(dir: &Path, s: &State) -> Result<(), StateError> {
         source,
     };
     fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    {
-        let mut f = File::create(&tmp).map_err(io)?;
-        f.write_all(&encode(s)).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    fs::rename(&tmp, dir.join(FILE)).map_err(io)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(())
+    files::write_atomic(&dir.join(FILE), &encode(s), 0o600).map_err(io)
 }
 
-/// Reads `dir/state`: `Ok(None)` when there is none.
+/// Reads `dir/state`: `Ok(None)` when there is none. A symlink, FIFO, device or a file over
+/// [`MAX_LEN`] is refused (see [`crate::files::read`]), never read.
 ///
 /// # Errors
 /// [`StateError`] when it exists but cannot be read or is corrupt.
 pub fn load(dir: &Path) -> Result<Option<State>, StateError> {
     let path = dir.join(FILE);
-    match fs::read(&path) {
+    match files::read(&path, MAX_LEN as u64, files::Links::Refuse) {
         Ok(b) => decode(&b).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StateError::Io {
@@ -162,6 +167,9 @@ mod tests {
             provenance: "ntp".into(),
             freq_ppb: Some(-12_000),
             rtc_set_ns: None,
+            floor_ns: None,
+            boot_id: None,
+            boot_ns: None,
             sources: vec![SourceState {
                 address: "127.0.0.1:123".into(),
                 poll: 6,
@@ -177,6 +185,42 @@ mod tests {
         save(dir.path(), &sample()).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(sample()));
         assert!(!dir.path().join("state.tmp").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A state file replaced by a FIFO, a symlink to /dev/zero, or a symlink to a real state
+    /// file elsewhere is refused at once (no stall, no unbounded read); saving over a symlink
+    /// is refused and leaves its target untouched.
+    #[test]
+    fn hostile_state_files_are_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let st = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(st.is_ok_and(|s| s.success()));
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("FIFO"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        symlink("/dev/zero", &path).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("symlink"), "{e}");
+        let e = save(dir.path(), &sample()).unwrap_err().to_string();
+        assert!(e.contains("symlink"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        save(elsewhere.path(), &sample()).unwrap();
+        let before = std::fs::read(elsewhere.path().join(FILE)).unwrap();
+        symlink(elsewhere.path().join(FILE), &path).unwrap();
+        assert!(load(dir.path()).is_err());
+        let mut other = sample();
+        other.provenance = "manual".into();
+        assert!(save(dir.path(), &other).is_err());
+        assert_eq!(std::fs::read(elsewhere.path().join(FILE)).unwrap(), before);
+        // Too large: refused before decoding.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, vec![b'x'; MAX_LEN + 1]).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ use trusttime_core::select::{
 use trusttime_core::{Now, SignedDuration, TimeInterval};
 
 use crate::clock::LocalClock;
+use crate::tally::{Answer, Tally};
 
 /// The NTP port.
 pub const NTP_PORT: u16 = 123;
@@ -245,6 +246,25 @@ impl SyncOptions {
         let n = self.nts.len() + self.roughtime.len();
         self.min_agree.unwrap_or_else(|| default_min_agree(n))
     }
+    /// Drops sources listed more than once (same kind, same host and port): one server is
+    /// one vote however often it is written down. Returns a warning per dropped entry.
+    pub fn dedup(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut keep = |kind: &str, spec: &ServerSpec| {
+            let fresh = seen.insert((kind.to_owned(), spec.to_string()));
+            if !fresh {
+                warnings.push(format!(
+                    "{kind} server {spec} is listed more than once; it counts once"
+                ));
+            }
+            fresh
+        };
+        self.servers.retain(|s| keep("ntp", s));
+        self.nts.retain(|s| keep("nts", s));
+        self.roughtime.retain(|r| keep("roughtime", &r.server));
+        warnings
+    }
     /// Every source, in report order: NTP, then NTS, then Roughtime.
     #[must_use]
     pub fn source_count(&self) -> usize {
@@ -267,6 +287,8 @@ pub enum Verdict {
     KissOfDeath,
     /// Its reply was malformed or unusable.
     Invalid,
+    /// The same server as another source of the same kind (same address): counted once.
+    Duplicate,
 }
 
 impl Verdict {
@@ -280,6 +302,7 @@ impl Verdict {
             Verdict::NoReply => "no_reply",
             Verdict::KissOfDeath => "kiss_of_death",
             Verdict::Invalid => "invalid",
+            Verdict::Duplicate => "duplicate",
         }
     }
 }
@@ -309,12 +332,15 @@ pub struct SourceReport {
     pub reason: String,
     /// The Kiss-o'-Death code, when it sent one.
     pub kiss: Option<KissCode>,
+    /// Answered, rejected (why) or silent.
+    pub answer: Answer,
 }
 
 /// A consensus result.
 #[derive(Clone, Copy, Debug)]
 pub struct Consensus {
-    /// Server time minus local time: the best estimate.
+    /// True time minus local time at `at`: the centre of `interval`, so `offset ± radius` is
+    /// exactly `interval`.
     pub offset: SignedDuration,
     /// The offsets the agreeing sources allow.
     pub offset_interval: OffsetInterval,
@@ -345,9 +371,74 @@ pub struct SyncReport {
     /// The HTTPS Date constraints asked for: URL and the offset interval it allows, or why
     /// it gave none.
     pub constraints: Vec<(String, Result<OffsetInterval, String>)>,
+    /// What was made of the constraints together.
+    pub constraint: ConstraintDecision,
     /// What certificates (NTS-KE, HTTPS Date) were checked against before the time was known:
     /// `floor` (`[floor, floor + 5 years]`), `roughtime` (the Roughtime consensus), or `given`.
     pub bootstrap_from: &'static str,
+}
+
+impl SyncReport {
+    /// How the sources took part: answered, rejected (why), silent.
+    #[must_use]
+    pub fn tally(&self) -> Tally {
+        Tally::of(self.sources.iter().map(|s| &s.answer))
+    }
+
+    /// Why there is no consensus, with the tally; `None` when there is one.
+    #[must_use]
+    pub fn failure(&self) -> Option<String> {
+        self.result
+            .as_ref()
+            .err()
+            .map(|why| format!("{why} ({})", self.tally()))
+    }
+
+    /// The HTTPS Date constraints that were asked for but gave none (`url: why`).
+    #[must_use]
+    pub fn failed_constraints(&self) -> Vec<String> {
+        self.constraints
+            .iter()
+            .filter_map(|(url, c)| c.as_ref().err().map(|e| format!("{url}: {e}")))
+            .collect()
+    }
+}
+
+/// How the HTTPS Date constraints were combined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConstraintDecision {
+    /// None were configured.
+    NotAsked,
+    /// None gave a usable answer: no constraint applied.
+    NoneAnswered,
+    /// The constraints of a strict majority agree: their common interval was applied; the
+    /// others (URLs) were outvoted.
+    Applied {
+        /// The offsets they allow together.
+        interval: OffsetInterval,
+        /// How many agree.
+        agreeing: usize,
+        /// How many answered.
+        answered: usize,
+        /// URLs outside the agreeing group.
+        outvoted: Vec<String>,
+    },
+    /// They contradict each other with no majority: plain NTP is refused this round (an
+    /// attacker who controls one web server must not make the result less safe).
+    Refused(String),
+}
+
+impl ConstraintDecision {
+    /// A word for the JSON.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ConstraintDecision::NotAsked => "not_asked",
+            ConstraintDecision::NoneAnswered => "none_answered",
+            ConstraintDecision::Applied { .. } => "applied",
+            ConstraintDecision::Refused(_) => "refused",
+        }
+    }
 }
 
 pub(crate) enum Event {
@@ -431,6 +522,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             verdict: Verdict::NoReply,
             reason: "no reply before the majority decided".into(),
             kiss: None,
+            answer: Answer::Silent,
         })
         .collect();
     if n == 0 || n > MAX_SOURCES {
@@ -441,10 +533,14 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             elapsed: started.elapsed(),
             chain_violations: Vec::new(),
             constraints: Vec::new(),
+            constraint: ConstraintDecision::NotAsked,
             bootstrap_from: "floor",
         };
     }
     let mut outcomes = vec![Outcome::Pending; n];
+    // Sources that resolved to the address of an earlier source of the same kind: one
+    // server, one vote.
+    let mut duplicate = vec![false; n];
     let mut chain_violations = Vec::new();
     let (tx, mut rx) = mpsc::channel(4 * n + 8);
     // Roughtime needs no certificate: when it is configured beside sources that do (NTS-KE,
@@ -492,10 +588,18 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     if opts.bootstrap.is_some() && bootstrap_from == "floor" {
         bootstrap_from = "given";
     }
-    let (constraints, constraint) = if opts.https_date.is_empty() {
-        (Vec::new(), None)
+    let (constraints, constraint_decision) = if opts.https_date.is_empty() {
+        (Vec::new(), ConstraintDecision::NotAsked)
     } else {
         https_constraints(opts, &clock).await
+    };
+    let constraint = match &constraint_decision {
+        ConstraintDecision::Applied { interval, .. } => Some(*interval),
+        _ => None,
+    };
+    let refused = match &constraint_decision {
+        ConstraintDecision::Refused(why) => Some(why.clone()),
+        _ => None,
     };
     let mut tasks = JoinSet::new();
     for (i, (kind, spec)) in specs.iter().enumerate() {
@@ -534,8 +638,39 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             ev = rx.recv() => ev,
             () = tokio::time::sleep_until(deadline) => None,
         };
+        let index = match &ev {
+            Some(
+                Event::Resolved(i, _)
+                | Event::Ignored(i, _)
+                | Event::Done(i, _)
+                | Event::Unreachable(i, _)
+                | Event::Failed(i, _, _)
+                | Event::AuthFailed(i, _),
+            ) => Some(*i),
+            _ => None,
+        };
+        if index.is_some_and(|i| duplicate[i]) {
+            continue;
+        }
         match ev {
-            Some(Event::Resolved(i, a)) => sources[i].address = Some(a),
+            Some(Event::Resolved(i, a)) => {
+                sources[i].address = Some(a);
+                let twin = (0..n).find(|&j| {
+                    j != i
+                        && !duplicate[j]
+                        && sources[j].kind == sources[i].kind
+                        && sources[j].address == Some(a)
+                });
+                if let Some(j) = twin {
+                    duplicate[i] = true;
+                    outcomes[i] = Outcome::Failed;
+                    sources[i].verdict = Verdict::Duplicate;
+                    sources[i].reason = format!(
+                        "same address {a} as {}: one server counts once",
+                        sources[j].server
+                    );
+                }
+            }
             Some(Event::Ignored(i, r)) => {
                 tracing::debug!(server = %sources[i].server, reason = %r, "ignored datagram");
             }
@@ -546,6 +681,10 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             Some(Event::Failed(i, verdict, why)) => {
                 outcomes[i] = Outcome::Failed;
                 sources[i].verdict = verdict;
+                sources[i].answer = match verdict {
+                    Verdict::NoReply => Answer::Silent,
+                    _ => Answer::Rejected(short_why(&why)),
+                };
                 sources[i].reason = why;
             }
             Some(Event::ChainViolation(why)) => chain_violations.push(why),
@@ -554,12 +693,23 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                 tracing::warn!(server = %sources[i].server, reason = %why, "dropped a reply that failed authentication");
             }
             Some(Event::Done(i, r)) => match r {
+                Ok(s) if refused.is_some() && !sources[i].kind.is_authenticated() => {
+                    outcomes[i] = Outcome::Failed;
+                    sources[i].verdict = Verdict::Unconfirmed;
+                    sources[i].reason = format!(
+                        "offset {:+.6} s not used: {}",
+                        s.offset.as_secs_f64(),
+                        refused.as_deref().unwrap_or_default()
+                    );
+                }
                 Ok(s) => {
                     let iv = OffsetInterval::around(s.offset, s.error_bound());
                     match constraint {
                         Some(c) if iv.hi < c.lo || c.hi < iv.lo => {
                             outcomes[i] = Outcome::Failed;
                             sources[i].verdict = Verdict::Falseticker;
+                            sources[i].answer =
+                                Answer::Rejected("outside the HTTPS Date constraint".into());
                             sources[i].reason = format!(
                                 "offset {:+.6} s is outside the HTTPS Date constraint ({:+.3} s .. {:+.3} s)",
                                 s.offset.as_secs_f64(),
@@ -570,6 +720,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                         _ => {
                             outcomes[i] = Outcome::Reply(iv);
                             sources[i].sample = Some(s);
+                            sources[i].answer = Answer::Answered;
                         }
                     }
                 }
@@ -585,6 +736,10 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                     };
                     sources[i].verdict = verdict;
                     sources[i].kiss = kiss;
+                    sources[i].answer = match f {
+                        Failure::NoReply { .. } => Answer::Silent,
+                        Failure::Rejected(r) => Answer::rejected(&r),
+                    };
                     sources[i].reason = f.to_string();
                 }
             },
@@ -613,17 +768,21 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     if let Ok((_, false)) = decision {
         min_agree = min_plain;
     }
-    let result = decision.as_ref().map(|&(sel, authenticated)| Consensus {
-        authenticated,
-        offset: sel.offset,
-        offset_interval: sel.interval,
-        interval: TimeInterval {
+    let result = decision.as_ref().map(|&(sel, authenticated)| {
+        let interval = TimeInterval {
             earliest: at.wall + sel.interval.lo,
             latest: at.wall + sel.interval.hi,
         }
-        .clamp_to_floor(floor),
-        at,
-        agreed: sel.count,
+        .clamp_to_floor(floor);
+        Consensus {
+            authenticated,
+            // The centre of the interval reported (after the floor clamp).
+            offset: interval.midpoint() - at.wall,
+            offset_interval: sel.interval,
+            interval,
+            at,
+            agreed: sel.count,
+        }
     });
     let result = result.map_err(|e| *e);
     for (i, s) in sources.iter_mut().enumerate() {
@@ -655,6 +814,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         elapsed: started.elapsed(),
         chain_violations,
         constraints,
+        constraint: constraint_decision,
         bootstrap_from,
     }
 }
@@ -666,7 +826,7 @@ async fn https_constraints(
     clock: &Arc<dyn LocalClock>,
 ) -> (
     Vec<(String, Result<OffsetInterval, String>)>,
-    Option<OffsetInterval>,
+    ConstraintDecision,
 ) {
     let mut results = Vec::new();
     #[cfg(feature = "tls")]
@@ -716,28 +876,72 @@ async fn https_constraints(
         ));
     }
     let _ = clock;
-    let mut meet: Option<OffsetInterval> = None;
-    let mut contradiction = false;
-    for (_, _, r) in &results {
-        if let Ok(iv) = r {
-            meet = match meet {
-                None => Some(*iv),
-                Some(m) if m.lo <= iv.hi && iv.lo <= m.hi => Some(OffsetInterval {
-                    lo: m.lo.max(iv.lo),
-                    hi: m.hi.min(iv.hi),
-                }),
-                Some(m) => {
-                    contradiction = true;
-                    Some(m)
-                }
-            };
+    let results: Vec<(String, Result<OffsetInterval, String>)> =
+        results.into_iter().map(|(_, u, r)| (u, r)).collect();
+    let decision = combine_constraints(&results);
+    match &decision {
+        ConstraintDecision::Refused(why) => tracing::warn!(%why, "HTTPS Date constraints refused"),
+        ConstraintDecision::Applied { outvoted, .. } if !outvoted.is_empty() => {
+            tracing::warn!(?outvoted, "HTTPS Date constraints outvoted by the others");
         }
+        _ => {}
     }
-    if contradiction {
-        tracing::warn!("HTTPS Date constraints contradict each other; none is applied");
-        meet = None;
+    (results, decision)
+}
+
+/// Combines HTTPS Date constraints by agreement: the common interval of a strict majority of
+/// those that answered, or a refusal when there is none. Never drops one silently.
+#[must_use]
+pub fn combine_constraints(
+    results: &[(String, Result<OffsetInterval, String>)],
+) -> ConstraintDecision {
+    let answered: Vec<(&String, OffsetInterval)> = results
+        .iter()
+        .filter_map(|(u, r)| r.as_ref().ok().map(|iv| (u, *iv)))
+        .collect();
+    if answered.is_empty() {
+        return ConstraintDecision::NoneAnswered;
     }
-    (results.into_iter().map(|(_, u, r)| (u, r)).collect(), meet)
+    let outcomes: Vec<Outcome> = answered.iter().map(|(_, iv)| Outcome::Reply(*iv)).collect();
+    match trusttime_core::select::select(&outcomes, 1) {
+        Ok(sel) => ConstraintDecision::Applied {
+            interval: sel.interval,
+            agreeing: usize::from(sel.count),
+            answered: answered.len(),
+            outvoted: answered
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| !sel.is_member(*k))
+                .map(|(_, (u, _))| (*u).clone())
+                .collect(),
+        },
+        Err(_) => ConstraintDecision::Refused(format!(
+            "the HTTPS Date constraints ({}) contradict each other and no majority of them agrees",
+            answered
+                .iter()
+                .map(|(u, iv)| format!(
+                    "{u}: {:+.3} s .. {:+.3} s",
+                    iv.lo.as_secs_f64(),
+                    iv.hi.as_secs_f64()
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
+
+/// The first clause of a failure reason, as the tally's "why".
+fn short_why(reason: &str) -> String {
+    let first = reason
+        .split([':', ';', '('])
+        .next()
+        .unwrap_or(reason)
+        .trim();
+    if first.is_empty() {
+        "invalid".into()
+    } else {
+        first.to_owned()
+    }
 }
 
 /// The verdict on a source outside the group that decided.
@@ -803,14 +1007,7 @@ pub fn verdict_of(
 /// When the file cannot be read or holds no certificate.
 #[cfg(feature = "tls")]
 pub fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates: {e}"))?;
-    if certs.is_empty() {
-        return Err("holds no PEM certificate".into());
-    }
+    let certs = crate::files::pem_certificates(path)?;
     Ok(certs.into_iter().map(|c| c.to_vec()).collect())
 }
 
@@ -1186,6 +1383,47 @@ mod tests {
             assert!(p(bad).is_err(), "{bad:?} should not parse");
         }
         assert!(p("x:0").unwrap_err().to_string().contains("port must be"));
+    }
+
+    #[test]
+    fn constraints_combine_by_agreement_or_are_refused() {
+        let c = |lo: i64, hi: i64| {
+            Ok(OffsetInterval {
+                lo: SignedDuration::from_secs(lo),
+                hi: SignedDuration::from_secs(hi),
+            })
+        };
+        let url = |k: u8| format!("https://{k}.example/");
+        assert_eq!(combine_constraints(&[]), ConstraintDecision::NoneAnswered);
+        let two = [(url(1), c(0, 1)), (url(2), c(86_400, 86_401))];
+        assert!(matches!(
+            combine_constraints(&two),
+            ConstraintDecision::Refused(_)
+        ));
+        let three = [
+            (url(1), c(0, 2)),
+            (url(2), c(86_400, 86_401)),
+            (url(3), c(1, 3)),
+        ];
+        match combine_constraints(&three) {
+            ConstraintDecision::Applied {
+                interval,
+                agreeing,
+                answered,
+                outvoted,
+            } => {
+                assert_eq!((agreeing, answered), (2, 3));
+                assert_eq!(outvoted, [url(2)]);
+                assert_eq!(interval.lo, SignedDuration::from_secs(1));
+                assert_eq!(interval.hi, SignedDuration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let with_error = [(url(1), c(0, 1)), (url(2), Err("TLS".to_owned()))];
+        assert!(matches!(
+            combine_constraints(&with_error),
+            ConstraintDecision::Applied { agreeing: 1, .. }
+        ));
     }
 
     #[test]

@@ -264,8 +264,49 @@ fn roughtime_against_roughenough() {
     assert_ne!(key, wrong);
     let (code, v) = sync_json(&["--roughtime".into(), format!("{addr}={wrong}")]);
     assert_eq!(code, 1, "{v}");
-    assert_ne!(v["sources"][0]["verdict"], "agreed", "{v}");
     assert!(v["provenance"].is_null() && v["offset_s"].is_null(), "{v}");
+    // Reported as what it is, not as a silent server.
+    let s = &v["sources"][0];
+    assert_eq!(s["verdict"], "invalid", "{v}");
+    assert!(
+        s["reason"].as_str().unwrap().starts_with("wrong key"),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 rejected (wrong key)"),
+        "{v}"
+    );
+    // Replies tampered with on the path (a flipped bit) or spoofed garbage: invalid, and
+    // said so; never a time.
+    for (tamper, ip) in [
+        (flip_a_bit as fn(&mut [u8]), [127, 0, 0, 6]),
+        (spoof_garbage as fn(&mut [u8]), [127, 0, 0, 7]),
+    ] {
+        let proxy = SocketAddr::from((ip, addr.port()));
+        udp_proxy(proxy, addr, tamper);
+        let (code, v) = sync_json(&["--roughtime".into(), format!("{proxy}={key}")]);
+        assert_eq!(code, 1, "{v}");
+        assert!(v["offset_s"].is_null(), "{v}");
+        let s = &v["sources"][0];
+        assert_eq!(s["verdict"], "invalid", "{v}");
+        assert!(
+            s["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("reply failed verification"),
+            "{v}"
+        );
+    }
+}
+
+/// Replaces a reply with bytes that are not a Roughtime message.
+fn spoof_garbage(b: &mut [u8]) {
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = (i as u8).wrapping_mul(37) ^ 0x5a;
+    }
 }
 
 #[test]
@@ -512,7 +553,9 @@ fn https_date_constraint_rules_out_a_shifted_ntp_server() {
     );
     assert!(offset(&v).abs() < 0.01, "{v}");
 
-    // A server whose certificate the device does not trust gives no constraint.
+    // A server whose certificate the device does not trust gives no constraint: the
+    // safeguard asked for is missing, so `sync` fails (exit 1) and says why, while still
+    // reporting what the sources said.
     let other = everyday_certs();
     let mut args = vec![
         "--server".to_owned(),
@@ -522,7 +565,14 @@ fn https_date_constraint_rules_out_a_shifted_ntp_server() {
     ];
     args.extend(ca_args(other.path()));
     let (code, v) = sync_json(&args);
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTPS Date constraint not obtained"),
+        "{v}"
+    );
     assert!(
         v["constraints"][0]["error"]
             .as_str()
@@ -571,4 +621,307 @@ fn roughtime_vouches_for_certificates_when_the_floor_is_too_old() {
         .find(|s| s["kind"] == "nts")
         .unwrap();
     assert_eq!(nts["verdict"], "agreed", "{v}");
+}
+
+/// NTS blocked (its key-exchange port refuses) while an on-path attacker shifts plain NTP by
+/// a day: `sync` prints the shifted time labelled unauthenticated but does not exit 0, and the
+/// daemon's TLS readiness does not follow plain NTP, unless the operator allowed it.
+#[test]
+fn nts_blocked_while_plain_ntp_is_shifted_is_no_silent_downgrade() {
+    let plain = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_n) = chronyd_server(plain, None, &[]) else {
+        return;
+    };
+    let shifted = SocketAddr::from(([127, 0, 0, 8], plain.port()));
+    udp_proxy(shifted, plain, shift_ntp_reply_by_a_day);
+    let blocked = format!("localhost:{}", free_port());
+
+    let args = vec![
+        "--nts".to_owned(),
+        blocked.clone(),
+        "--server".into(),
+        shifted.to_string(),
+    ];
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 1, "a silent downgrade to shifted plain NTP: {v}");
+    assert_eq!(v["authenticated"], false, "{v}");
+    assert!(
+        v["refused"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-unauthenticated"),
+        "{v}"
+    );
+    // Explicitly allowed: the same result, exit 0, still labelled.
+    let mut allowed = args.clone();
+    allowed.push("--allow-unauthenticated".into());
+    let (code, v) = sync_json(&allowed);
+    assert_eq!(code, 0, "{v}");
+    assert!(v["refused"].is_null(), "{v}");
+    assert!((offset(&v) - 86_400.0).abs() < 1.0, "{v}");
+    // --require-authenticated refuses plain NTP even with no authenticated source given.
+    let (code, v) = sync_json(&[
+        "--server".into(),
+        shifted.to_string(),
+        "--require-authenticated".into(),
+    ]);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["refused"]
+            .as_str()
+            .unwrap()
+            .contains("--require-authenticated"),
+        "{v}"
+    );
+
+    // The daemon: no require-authenticated in the config, yet TLS readiness waits for NTS.
+    let dir = TempDir::new().unwrap();
+    let write = |name: &str, extra: &str| {
+        let text = format!(
+            "[[source]]\nkind = \"ntp\"\naddress = \"{shifted}\"\n[[source]]\nkind = \"nts\"\naddress = \"{blocked}\"\n[clock]\nobserve-only = true\n{extra}[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+            dir.path().join(format!("state-{name}")).display(),
+            dir.path().join(format!("{name}.sock")).display(),
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let strict = write("strict", "");
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&strict);
+    let daemon = Peer::spawn("trusttime-daemon-nts-blocked", cmd, None);
+    let out = daemon_cli(&["wait", "--for", "tls", "--timeout", "4s"], &strict);
+    assert_eq!(out.status.code(), Some(1), "{}", daemon.log_text());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires authenticated time"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = daemon_json(&["status"], &strict);
+    assert_eq!(st["state"], "synced", "{st}");
+    assert_eq!(st["require_authenticated"][0], "tls", "{st}");
+    drop(daemon);
+
+    let lax = write("lax", "allow-unauthenticated = true\n");
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&lax);
+    let daemon = Peer::spawn("trusttime-daemon-nts-blocked-lax", cmd, None);
+    let out = daemon_cli(&["wait", "--for", "tls", "--timeout", "5s"], &lax);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log_text()
+    );
+}
+
+/// Two HTTPS Date constraints that disagree (one web server a day ahead, like the shifted
+/// plain NTP) are not both dropped, which would hand the decision to the shifted NTP: the
+/// plain NTP result is refused. With a third, honest, constraint the majority applies, the
+/// liar is named as outvoted and the shifted NTP server is a falseticker.
+#[test]
+fn two_disagreeing_https_date_constraints_with_shifted_ntp_are_refused() {
+    let upstream = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_u) = chronyd_server(upstream, None, &[]) else {
+        return;
+    };
+    let honest = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_h) = chronyd_server(honest, None, &[]) else {
+        return;
+    };
+    let shifted = SocketAddr::from(([127, 0, 0, 9], upstream.port()));
+    udp_proxy(shifted, upstream, shift_ntp_reply_by_a_day);
+    let dir = everyday_certs();
+    let (good, bad, good2) = (free_port(), free_port(), free_port());
+    let Some(_w1) = trusttime_test_support::python_https_server(dir.path(), good, None) else {
+        return;
+    };
+    let Some(_w2) = trusttime_test_support::python_https_server(dir.path(), bad, Some("+86400"))
+    else {
+        return;
+    };
+    let mut args = vec![
+        "--server".to_owned(),
+        shifted.to_string(),
+        "--https-date".into(),
+        format!("https://localhost:{good}/"),
+        "--https-date".into(),
+        format!("https://localhost:{bad}/"),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 1, "the shifted NTP time was taken: {v}");
+    assert_eq!(v["constraint"]["decision"], "refused", "{v}");
+    assert!(v["offset_s"].is_null(), "{v}");
+    assert!(
+        v["sources"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("contradict"),
+        "{v}"
+    );
+
+    let Some(_w3) = trusttime_test_support::python_https_server(dir.path(), good2, None) else {
+        return;
+    };
+    let mut args = vec![
+        "--server".to_owned(),
+        honest.to_string(),
+        "--server".into(),
+        shifted.to_string(),
+        "--https-date".into(),
+        format!("https://localhost:{good}/"),
+        "--https-date".into(),
+        format!("https://localhost:{bad}/"),
+        "--https-date".into(),
+        format!("https://localhost:{good2}/"),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["constraint"]["decision"], "applied", "{v}");
+    assert_eq!(v["constraint"]["agreeing"], 2, "{v}");
+    assert_eq!(
+        v["constraint"]["outvoted"][0],
+        format!("https://localhost:{bad}/"),
+        "{v}"
+    );
+    assert_eq!(v["sources"][1]["verdict"], "falseticker", "{v}");
+    assert!(offset(&v).abs() < 0.01, "{v}");
+
+    // The daemon with the shifted NTP and the two disagreeing constraints: no trusted time,
+    // and `status` says the constraints were refused.
+    let state = TempDir::new().unwrap();
+    let config = state.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nkind = \"ntp\"\naddress = \"{shifted}\"\n[[source]]\nkind = \"https-date\"\nurl = \"https://localhost:{good}/\"\n[[source]]\nkind = \"https-date\"\nurl = \"https://localhost:{bad}/\"\n[clock]\nobserve-only = true\ntrust-anchors = \"{}\"\n[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+            dir.path().join("root.pem").display(),
+            state.path().join("state").display(),
+            state.path().join("c.sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&config);
+    let daemon = Peer::spawn("trusttime-daemon-constraints", cmd, None);
+    let out = daemon_cli(&["wait", "--max-error", "1h", "--timeout", "4s"], &config);
+    assert_eq!(out.status.code(), Some(1), "{}", daemon.log_text());
+    let st = daemon_json(&["status"], &config);
+    assert_eq!(st["state"], "unknown", "{st}");
+    assert_eq!(st["constraint"]["decision"], "refused", "{st}");
+}
+
+/// One NTS source that contradicts two agreeing plain NTP servers decides (authenticated
+/// first), and the warning says that a single authenticated source stands against every other
+/// source, instead of blaming the network path.
+#[test]
+fn a_lone_authenticated_source_contradicting_all_others_is_reported_as_such() {
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_a) = chronyd_server(a, None, &[]) else {
+        return;
+    };
+    let b = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let Some(_b) = chronyd_server(b, None, &[]) else {
+        return;
+    };
+    let dir = everyday_certs();
+    let Some((_p, ke)) = nts_server([127, 0, 0, 1], Some("+600"), dir.path(), None) else {
+        return;
+    };
+    let mut args = vec![
+        "--nts".to_owned(),
+        ke,
+        "--server".into(),
+        a.to_string(),
+        "--server".into(),
+        b.to_string(),
+    ];
+    args.extend(ca_args(dir.path()));
+    let (code, v) = sync_json(&args);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["authenticated"], true, "{v}");
+    let w = v["warning"].as_str().unwrap();
+    assert!(
+        w.contains("single authenticated source contradicts all 2 other sources"),
+        "{w}"
+    );
+    assert!(w.contains("at least two authenticated sources"), "{w}");
+}
+
+/// Once the daemon's time rests on NTS, the certificates of later key exchanges are checked
+/// against that trusted interval, not `[floor, floor + 5 years]`: a key-exchange server whose
+/// certificate expires a few seconds after the first exchange is refused at the handshake
+/// when its cookies run out (before, the handshake went ahead within the wide interval).
+#[test]
+fn daemon_checks_later_certificates_against_its_trusted_time() {
+    let good_certs = everyday_certs();
+    let Some((_g, good)) = nts_server([127, 0, 0, 1], None, good_certs.path(), None) else {
+        return;
+    };
+    let now = unix_now();
+    let old_certs = certs(now - 400 * 86_400, now + 4);
+    let Some((_o, old)) = nts_server([127, 0, 0, 1], None, old_certs.path(), None) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let anchors = dir.path().join("anchors.pem");
+    let mut pem = std::fs::read(good_certs.path().join("root.pem")).unwrap();
+    pem.extend(std::fs::read(old_certs.path().join("root.pem")).unwrap());
+    std::fs::write(&anchors, pem).unwrap();
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\nkind = \"nts\"\naddress = \"{good}\"\n[[source]]\nkind = \"nts\"\naddress = \"{old}\"\n[clock]\nobserve-only = true\ntrust-anchors = \"{}\"\n[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+            anchors.display(),
+            dir.path().join("state").display(),
+            dir.path().join("c.sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "trusttime=debug");
+    let daemon = Peer::spawn("trusttime-daemon-cert-window", cmd, None);
+    let out = daemon_cli(&["wait", "--for", "tls", "--timeout", "5s"], &config);
+    assert!(out.status.success(), "{}", daemon.log_text());
+    // The first exchange with it succeeded while its certificate was valid.
+    let src = daemon_json(&["sources"], &config);
+    assert!(
+        src["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["verdict"] == "agreed"),
+        "{src}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let src = daemon_json(&["sources"], &config);
+        let expired = src["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["address"] == old.as_str())
+            .unwrap()
+            .clone();
+        let reason = expired["reason"].as_str().unwrap_or_default().to_owned();
+        if reason.contains("TLS handshake") {
+            assert_eq!(expired["verdict"], "invalid", "{src}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired certificate was never refused at the handshake: {src}\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -183,7 +183,14 @@ fn chronyd_measures_trusttime_serve() {
     };
     let addr = SocketAddr::from(([127, 0, 0, 13], free_port()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
-    cmd.args(["serve", "--listen", &addr.to_string(), "--offset", "1h"]);
+    cmd.args([
+        "serve",
+        "--listen",
+        &addr.to_string(),
+        "--offset",
+        "1h",
+        "--trust-local-clock",
+    ]);
     let _server = Peer::spawn("trusttime-serve", cmd, None);
     trusttime_test_support::wait_for_ntp(addr, std::time::Duration::from_secs(10));
     let dir = tempfile_dir();
@@ -234,4 +241,126 @@ fn demo_names_the_liar() {
     );
     assert!(text.contains("server C said: falseticker"), "{text}");
     assert!(text.contains("2 of 3 servers agree"), "{text}");
+}
+
+/// One wording for how sources took part: answered, rejected (why), silent. Two servers in
+/// 2000 (below the floor) answer and are rejected, a third is silent: none gave a usable
+/// answer, and the message says so instead of "only 1 answered".
+#[test]
+fn no_consensus_counts_answered_rejected_and_silent() {
+    let Some((_a, a)) = chronyd([127, 0, 0, 14], Some("@2000-01-01 00:00:00")) else {
+        return;
+    };
+    let Some((_b, b)) = chronyd([127, 0, 0, 15], Some("@2000-01-01 00:00:00")) else {
+        return;
+    };
+    let dead = SocketAddr::from(([127, 0, 0, 16], free_port()));
+    let run = |servers: &[SocketAddr]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
+        cmd.args(["sync", "--timeout", "3s"]);
+        for s in servers {
+            cmd.args(["-s", &s.to_string()]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&[a, b, dead]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "only 0 source(s) gave a usable answer; 2 must agree (3 sources: 0 answered, 2 rejected (below the floor x2), 1 silent)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "answers        3 sources: 0 answered, 2 rejected (below the floor x2), 1 silent"
+        ),
+        "{stdout}"
+    );
+    // The same words in the JSON, per source too.
+    let (code, v) = sync_json(&[a, b, dead], &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        v["answers"], "3 sources: 0 answered, 2 rejected (below the floor x2), 1 silent",
+        "{v}"
+    );
+    assert_eq!(v["sources"][0]["answer"], "rejected", "{v}");
+    assert_eq!(v["sources"][0]["rejected_why"], "below the floor", "{v}");
+    assert_eq!(v["sources"][2]["answer"], "silent", "{v}");
+    assert!(v["sources"][2]["rejected_why"].is_null(), "{v}");
+    // One server, which answered but is below the floor: it answered, and was rejected.
+    let (code, _, stderr) = run(&[a]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("(1 source: 0 answered, 1 rejected (below the floor), 0 silent)"),
+        "{stderr}"
+    );
+}
+
+/// One server written three times (twice as the same address, once by a name that resolves
+/// to it) is one vote: `sync` says 1 agreed, not 3.
+#[test]
+fn the_same_server_listed_three_times_counts_once() {
+    let Some((_p, a)) = chronyd([127, 0, 0, 1], Some("+600")) else {
+        return;
+    };
+    use std::net::ToSocketAddrs;
+    let by_name = format!("localhost:{}", a.port());
+    let name_is_twin = by_name.to_socket_addrs().ok().and_then(|mut it| it.next()) == Some(a);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trusttime"));
+    cmd.args(["sync", "--json", "--timeout", "3s"]);
+    cmd.args(["--server", &a.to_string(), "--server", &a.to_string()]);
+    if name_is_twin {
+        cmd.args(["--server", &by_name]);
+    }
+    let out = cmd.output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listed more than once"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["agreed"], 1, "{v}");
+    let sources = v["sources"].as_array().unwrap();
+    assert_eq!(sources[0]["verdict"], "agreed", "{v}");
+    if name_is_twin {
+        assert_eq!(sources.len(), 2, "{v}");
+        assert_eq!(sources[1]["verdict"], "duplicate", "{v}");
+    } else {
+        assert_eq!(sources.len(), 1, "{v}");
+    }
+}
+
+/// A server whose clock has a coarse precision (chronyd `clockprecision 0.5`: its timestamps
+/// are only good to half a second, and it says so in the precision field): the error bound
+/// carries that precision and the interval holds the true time (this machine's clock, which
+/// the server reads too), where a bound of root dispersion alone (~0.1 ms) would miss it.
+#[test]
+fn a_low_precision_servers_interval_contains_the_truth() {
+    let addr = SocketAddr::from(([127, 0, 0, 17], free_port()));
+    let Some(_p) = chronyd_server(addr, None, &["clockprecision 0.5".into()]) else {
+        return;
+    };
+    for _ in 0..5 {
+        let (code, v) = sync_json(&[addr], &[]);
+        assert_eq!(code, 0, "{v}");
+        let (offset, error) = (offset(&v), v["error_s"].as_f64().unwrap());
+        assert!(error >= 0.5, "{v}");
+        assert!(
+            offset.abs() <= error,
+            "the truth (offset 0) is outside: {v}"
+        );
+        // offset_s is the centre of earliest .. latest.
+        let secs = |k: &str| {
+            trusttime_core::UnixTime::parse_rfc3339(v[k].as_str().unwrap())
+                .unwrap()
+                .as_nanos() as f64
+                / 1e9
+        };
+        let width = secs("latest") - secs("earliest");
+        assert!((width / 2.0 - error).abs() < 1e-6, "{v}");
+    }
 }

@@ -500,3 +500,75 @@ fn certificate_failure_triggers_one_resync_not_a_retry_loop() {
     // Not retried 5 times: one attempt before the re-sync (none after, the time was the same).
     assert_eq!(err.matches("retrying").count(), 0, "{err}");
 }
+
+/// `connect` judges the path it builds, as `check` does: a broker that also sends expired
+/// certificates it does not need (an old intermediate, an expired cross-sign of the root) is
+/// connected to; one whose only trusted root has expired is refused, though the broker
+/// appends a self-signed certificate.
+#[test]
+fn connect_judges_the_path_unused_certificates_and_the_trust_anchor() {
+    use trusttime_test_support::certs::{ca_cert, leaf_cert, write_served, CertKey, Identity};
+    let now = unix_now();
+    let day = 86_400;
+    let ntp = SocketAddr::from(([127, 0, 0, 85], free_port()));
+    let Some(_c) = chronyd_server(ntp, None, &[]) else {
+        return;
+    };
+    let connect = |dir: &Path, port: u16| {
+        let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+            .args(["connect", "--endpoint", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(["--servername", BROKER, "--client-id", "device-42"])
+            .arg("--cert")
+            .arg(dir.join("client.pem"))
+            .arg("--key")
+            .arg(dir.join("client-key.pem"))
+            .arg("--ca")
+            .arg(dir.join("root.pem"))
+            .args(["--ntp-server", &ntp.to_string(), "--retries", "0"])
+            .args(["--publish", "devices/42/path", "x", "--timeout", "5s"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Unused expired certificates: connected.
+    let root = Identity::ecdsa("Broker Root");
+    let inter = Identity::ecdsa("Broker CA");
+    let old_root = Identity::ecdsa("Broker Old Root");
+    let key = CertKey::generate().unwrap();
+    let leaf = leaf_cert(BROKER, &key, &inter, (now - 30 * day, now + 300 * day));
+    let sent = vec![
+        ca_cert(&inter, &root, (now - 2000 * day, now - 3 * day)),
+        ca_cert(&inter, &root, (now - 300 * day, now + 900 * day)),
+        ca_cert(&root, &old_root, (now - 4000 * day, now - 20 * day)),
+    ];
+    let roots = vec![ca_cert(&root, &root, (now - 400 * day, now + 3650 * day))];
+    let dir = TempDir::new().unwrap();
+    write_served(dir.path(), &leaf, &key, &sent, &roots, &root).unwrap();
+    let Some(broker) = mosquitto_tls(dir.path(), None) else {
+        return;
+    };
+    let (code, err) = connect(dir.path(), broker.tls_port);
+    assert_eq!(code, Some(0), "{err}\nbroker: {}", broker.log_text());
+
+    // The trusted root has expired: refused, with the root named.
+    let stranger = Identity::ecdsa("Broker Stranger");
+    let sent = vec![
+        ca_cert(&inter, &root, (now - 300 * day, now + 900 * day)),
+        ca_cert(&stranger, &stranger, (now - 300 * day, now + 900 * day)),
+    ];
+    let roots = vec![ca_cert(&root, &root, (now - 4000 * day, now - 10 * day))];
+    let dir = TempDir::new().unwrap();
+    write_served(dir.path(), &leaf, &key, &sent, &roots, &root).unwrap();
+    let Some(broker) = mosquitto_tls(dir.path(), None) else {
+        return;
+    };
+    let (code, err) = connect(dir.path(), broker.tls_port);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("root CA certificate"), "{err}");
+    assert!(err.contains("X509_V_ERR_CERT_HAS_EXPIRED"), "{err}");
+}

@@ -318,3 +318,215 @@ fn handshake_fails_closed_until_synced() {
         "{after}"
     );
 }
+
+// The four classes of real-world chains, served by `openssl s_server -cert_chain`.
+use trusttime_test_support::certs::{ca_cert, leaf_cert, write_served, CertKey, Identity};
+
+fn serve_built(
+    leaf: &[u8],
+    key: &CertKey,
+    sent: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    client_issuer: &Identity,
+) -> Option<Served> {
+    let dir = TempDir::new().unwrap();
+    write_served(dir.path(), leaf, key, sent, roots, client_issuer).unwrap();
+    let port = free_port();
+    let server = openssl_s_server(dir.path(), port)?;
+    Some(Served {
+        _server: server,
+        dir,
+        port,
+    })
+}
+
+fn check_text(s: &Served, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args([
+            "check",
+            &format!("127.0.0.1:{}", s.port),
+            "--servername",
+            NAME,
+            "--ca",
+        ])
+        .arg(s.dir.path().join("root.pem"))
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn class1_unused_expired_certificates_sent_by_the_server_play_no_part() {
+    let now = unix_now();
+    let root = Identity::ecdsa("E2E Root");
+    let inter = Identity::ecdsa("E2E CA");
+    let old_root = Identity::ecdsa("E2E Old Root");
+    let key = CertKey::generate().unwrap();
+    let leaf = leaf_cert(NAME, &key, &inter, (now - 30 * DAY, now + 300 * DAY));
+    let sent = vec![
+        ca_cert(&inter, &root, (now - 2000 * DAY, now - 3 * DAY)), // old copy, expired
+        ca_cert(&inter, &root, (now - 300 * DAY, now + 900 * DAY)),
+        ca_cert(&root, &old_root, (now - 4000 * DAY, now - 20 * DAY)), // expired cross-sign
+    ];
+    let roots = vec![ca_cert(&root, &root, (now - 400 * DAY, now + 3650 * DAY))];
+    let Some(s) = serve_built(&leaf, &key, &sent, &roots, &root) else {
+        return;
+    };
+    let (code, v) = check(&s, &["--at", &now_rfc3339()]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["verdict"], "valid", "{v}");
+    assert_eq!(
+        v["diagnosis"]["also_sent"].as_array().unwrap().len(),
+        2,
+        "{v}"
+    );
+    let (code, text) = check_text(&s, &["--at", &now_rfc3339()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("VALID"), "{text}");
+    assert!(text.contains("(not used)"), "{text}");
+    assert!(text.contains("not used"), "{text}");
+}
+
+#[test]
+fn class2_the_root_in_use_decides_not_the_order_of_certificates() {
+    let now = unix_now();
+    let root = Identity::ecdsa("E2E Root 2");
+    let inter = Identity::ecdsa("E2E CA 2");
+    let key = CertKey::generate().unwrap();
+    let leaf = leaf_cert(NAME, &key, &inter, (now - 30 * DAY, now + 300 * DAY));
+    let expired_copy = ca_cert(&root, &root, (now - 5000 * DAY, now - 100 * DAY));
+    let good_root = ca_cert(&root, &root, (now - 400 * DAY, now + 3650 * DAY));
+    // The server sends an expired copy of the root; the --ca bundle lists it first too.
+    let sent = vec![
+        ca_cert(&inter, &root, (now - 300 * DAY, now + 900 * DAY)),
+        expired_copy.clone(),
+    ];
+    let Some(s) = serve_built(&leaf, &key, &sent, &[expired_copy, good_root], &root) else {
+        return;
+    };
+    let (code, v) = check(&s, &["--at", &now_rfc3339()]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["chain"][2]["role"], "root", "{v}");
+
+    // The only trusted root has expired: an extra self-signed certificate and intermediates
+    // sent root-side first do not hide it.
+    let inter2 = Identity::ecdsa("E2E CA 2b");
+    let stranger = Identity::ecdsa("E2E Stranger");
+    let leaf = leaf_cert(NAME, &key, &inter, (now - 30 * DAY, now + 300 * DAY));
+    let sent = vec![
+        ca_cert(&inter2, &root, (now - 300 * DAY, now + 900 * DAY)),
+        ca_cert(&inter, &inter2, (now - 300 * DAY, now + 900 * DAY)),
+        ca_cert(&stranger, &stranger, (now - 300 * DAY, now + 900 * DAY)),
+    ];
+    let expired_root = ca_cert(&root, &root, (now - 4000 * DAY, now - 10 * DAY));
+    let Some(s) = serve_built(&leaf, &key, &sent, &[expired_root], &root) else {
+        return;
+    };
+    let (code, v) = check(&s, &["--at", &now_rfc3339()]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["diagnosis"]["finding"]["kind"], "root_expired", "{v}");
+    let (_, text) = check_text(&s, &["--at", &now_rfc3339()]);
+    assert!(text.contains("INVALID"), "{text}");
+    assert!(
+        text.contains("the root itself expired 10 days ago"),
+        "{text}"
+    );
+}
+
+#[test]
+fn class3_a_boundary_inside_the_interval_is_undetermined_and_accept_says_so() {
+    let now = unix_now();
+    let root = Identity::ecdsa("E2E Root 3");
+    let key = CertKey::generate().unwrap();
+    // Expired 10 minutes ago, with ±45 minutes of uncertainty: not a certain "invalid".
+    let leaf = leaf_cert(NAME, &key, &root, (now - 30 * DAY, now - 600));
+    let roots = vec![ca_cert(&root, &root, (now - 400 * DAY, now + 3650 * DAY))];
+    let Some(s) = serve_built(&leaf, &key, &[], &roots, &root) else {
+        return;
+    };
+    let args = ["--at", &now_rfc3339(), "--uncertainty", "45m"];
+    let (code, v) = check(&s, &args);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["diagnosis"]["finding"]["kind"], "straddles", "{v}");
+    assert_eq!(v["accepted_undetermined"], false, "{v}");
+    let mut accept = args.to_vec();
+    accept.push("--accept-undetermined");
+    let (code, v) = check(&s, &accept);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["verdict"], "undetermined", "{v}");
+    assert_eq!(v["accepted_undetermined"], true, "{v}");
+    let (code, text) = check_text(&s, &accept);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("accepted   exit 0 because of --accept-undetermined"),
+        "{text}"
+    );
+}
+
+#[test]
+fn class4_no_expiry_dates_and_names_whatever_the_clock() {
+    let now = unix_now();
+    let root = Identity::ecdsa("E2E Device Root");
+    let key = CertKey::generate().unwrap();
+    let leaf = leaf_cert(NAME, &key, &root, (now - 30 * DAY, 253_402_300_799));
+    let roots = vec![ca_cert(&root, &root, (-631_152_000, 253_402_300_799))];
+    let Some(s) = serve_built(&leaf, &key, &[], &roots, &root) else {
+        return;
+    };
+    let (code, v) = check(&s, &["--at", &now_rfc3339()]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["chain"][0]["not_after"], "9999-12-31T23:59:59Z", "{v}");
+    assert_eq!(v["chain"][0]["no_expiry"], true, "{v}");
+    assert_eq!(v["chain"][1]["not_before"], "1950-01-01T00:00:00Z", "{v}");
+    let (_, text) = check_text(&s, &["--at", &now_rfc3339()]);
+    assert!(text.contains("no expiry date"), "{text}");
+    // A wrong host name is named as such with a device clock in 2000.
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args([
+            "check",
+            &format!("127.0.0.1:{}", s.port),
+            "--servername",
+            "other.example.test",
+            "--json",
+            "--device-clock",
+            "2000-01-01T00:00:00Z",
+            "--ca",
+        ])
+        .arg(s.dir.path().join("root.pem"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(
+        v["diagnosis"]["openssl_error"], "X509_V_ERR_HOSTNAME_MISMATCH",
+        "{v}"
+    );
+}
+
+#[test]
+fn small_things_negative_uncertainty_and_network_error_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args([
+            "check",
+            "x",
+            "--at",
+            "2027-01-01T00:00:00Z",
+            "--uncertainty=-5m",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("negative"));
+    let dead = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_trusttime"))
+        .args(["check", &format!("127.0.0.1:{dead}"), "--no-sync", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_code"], 4, "{v}");
+}

@@ -23,8 +23,8 @@ use crate::time::{MonoInstant, Now, NtpTimestamp, SignedDuration, TimeInterval, 
 pub struct ClientConfig {
     /// Nothing below this time is accepted; it is also the pivot that decides the NTP era.
     pub floor: UnixTime,
-    /// Replies whose root distance (root delay / 2 + root dispersion) exceeds this are
-    /// rejected. Default 1 s.
+    /// Replies whose root distance (root delay / 2 + root dispersion + the server's
+    /// precision) exceeds this are rejected. Default 1 s.
     pub max_root_distance: SignedDuration,
     /// How long to wait for a reply to one request. Default 1 s.
     pub reply_timeout: SignedDuration,
@@ -93,8 +93,12 @@ pub enum Reject {
         /// The limit.
         limit: SignedDuration,
     },
-    /// The server sent its reply before it received the request (T3 < T2).
+    /// The server sent its reply before it received the request (T3 < T2 by more than its
+    /// precision).
     TimestampsReversed,
+    /// The server's clock was last set after it sent this reply (reference time later than
+    /// transmit time): RFC 5905 refuses such a packet.
+    ReferenceAfterTransmit,
     /// The server claims a time below the floor: it is certainly wrong (a falseticker).
     BelowFloor {
         /// The time the server claimed (its transmit timestamp).
@@ -121,6 +125,7 @@ impl Reject {
             Reject::Duplicate => "duplicate",
             Reject::RootDistanceTooLarge { .. } => "root_distance_too_large",
             Reject::TimestampsReversed => "timestamps_reversed",
+            Reject::ReferenceAfterTransmit => "reference_after_transmit",
             Reject::BelowFloor { .. } => "below_floor",
         }
     }
@@ -162,6 +167,9 @@ impl fmt::Display for Reject {
             Reject::TimestampsReversed => {
                 f.write_str("server transmit time precedes its receive time")
             }
+            Reject::ReferenceAfterTransmit => {
+                f.write_str("server reference time is later than its transmit time")
+            }
             Reject::BelowFloor { claimed, floor } => {
                 write!(
                     f,
@@ -186,6 +194,8 @@ pub struct Sample {
     pub root_delay: SignedDuration,
     /// The server's root dispersion.
     pub root_dispersion: SignedDuration,
+    /// The server's clock precision (one tick of its clock), rounded up.
+    pub precision: SignedDuration,
     /// The server's stratum.
     pub stratum: u8,
     /// The server's leap indicator.
@@ -199,10 +209,16 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The error bound of the offset: delay / 2 plus the server's root distance.
+    /// The error bound of the offset: delay / 2 plus the server's root distance, which
+    /// (RFC 5905) is its root delay / 2 plus its dispersion, root dispersion plus precision:
+    /// a server whose clock ticks once a second can be a second off whatever it claims.
     #[must_use]
     pub fn error_bound(&self) -> SignedDuration {
-        self.delay.half() + self.root_delay.half() + self.root_dispersion
+        self.delay
+            .half()
+            .saturating_add(self.root_delay.half())
+            .saturating_add(self.root_dispersion)
+            .saturating_add(self.precision)
     }
     /// The offset interval: `offset ± error_bound`, as (low, high).
     #[must_use]
@@ -413,7 +429,8 @@ impl NtpClient {
         if p.transmit_ts.is_zero() {
             return Err(Reject::ZeroTransmit);
         }
-        let distance = p.root_distance();
+        let precision = precision_duration(p.precision);
+        let distance = p.root_distance().saturating_add(precision);
         if distance > self.config.max_root_distance {
             return Err(Reject::RootDistanceTooLarge {
                 distance,
@@ -426,8 +443,15 @@ impl NtpClient {
         if t3 < floor {
             return Err(Reject::BelowFloor { claimed: t3, floor });
         }
-        if t3 < t2 {
+        // A server fills the bits below its precision with noise (chronyd does), so T3 may
+        // precede T2 by up to one tick; more than that is a contradiction.
+        if t2 - t3 > precision {
             return Err(Reject::TimestampsReversed);
+        }
+        // A zero reference time means "never set" (some servers send it); otherwise the
+        // clock cannot have been set after the reply left.
+        if !p.reference_ts.is_zero() && p.reference_ts.to_unix(floor) > t3 {
+            return Err(Reject::ReferenceAfterTransmit);
         }
         // T4 - T1 from the monotonic clock: immune to wall-clock steps in between.
         let rtt = now.mono.since(sent).abs();
@@ -443,6 +467,7 @@ impl NtpClient {
             delay,
             root_delay: p.root_delay.to_duration(),
             root_dispersion: p.root_dispersion.to_duration(),
+            precision,
             stratum: p.stratum,
             leap: p.leap,
             reference_id: p.reference_id,
@@ -484,6 +509,22 @@ impl NtpClient {
     #[must_use]
     pub fn tries(&self) -> u8 {
         self.tries
+    }
+}
+
+/// A precision exponent (log2 seconds) as a duration, rounded up to whole nanoseconds and
+/// capped at 2^40 s (any such server fails the root-distance limit anyway).
+#[must_use]
+pub fn precision_duration(log2_secs: i8) -> SignedDuration {
+    if log2_secs >= 0 {
+        SignedDuration::from_secs(1i64 << (log2_secs.min(40) as u32))
+    } else {
+        let shift = u32::from(log2_secs.unsigned_abs());
+        if shift >= 40 {
+            return SignedDuration::from_nanos(1);
+        }
+        let tick = 1u64 << shift;
+        SignedDuration::from_nanos(1_000_000_000_u64.div_ceil(tick) as i64)
     }
 }
 
@@ -735,6 +776,80 @@ mod tests {
             }),
             Err(Reject::TimestampsReversed)
         );
+        // Reference time (bytes 16..24) a second after the transmit time.
+        assert_eq!(
+            reject_with(|r| {
+                let later = NtpTimestamp::from_unix(UnixTime::from_secs(FLOOR + 1001)).to_bits();
+                r[16..24].copy_from_slice(&later.to_be_bytes());
+            }),
+            Err(Reject::ReferenceAfterTransmit)
+        );
+        // Within one tick of a coarse clock, T3 < T2 is noise, not a contradiction.
+        assert_eq!(
+            reject_with(|r| {
+                r[3] = (-4i8) as u8; // 1/16 s
+                let t3 = NtpTimestamp::from_unix(
+                    UnixTime::from_secs(FLOOR + 1000) - SignedDuration::from_millis(50),
+                )
+                .to_bits();
+                r[40..48].copy_from_slice(&t3.to_be_bytes());
+                r[16..24].copy_from_slice(&t3.to_be_bytes());
+            }),
+            Ok(())
+        );
+        // A zero reference time ("never set") is not a contradiction.
+        assert_eq!(reject_with(|r| r[16..24].fill(0)), Ok(()));
+        // A precision of 2^0 s = 1 s on top of the root distance exceeds the 1 s limit.
+        assert!(matches!(
+            reject_with(|r| r[3] = 0),
+            Err(Reject::RootDistanceTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn precision_converts_and_rounds_up() {
+        assert_eq!(precision_duration(0), SignedDuration::from_secs(1));
+        assert_eq!(precision_duration(-1), SignedDuration::from_millis(500));
+        assert_eq!(precision_duration(-10), SignedDuration::from_nanos(976_563));
+        assert_eq!(precision_duration(-20), SignedDuration::from_nanos(954));
+        assert_eq!(precision_duration(-30), SignedDuration::from_nanos(1));
+        assert_eq!(precision_duration(-128), SignedDuration::from_nanos(1));
+        assert_eq!(precision_duration(3), SignedDuration::from_secs(8));
+        assert_eq!(precision_duration(127), SignedDuration::from_secs(1 << 40));
+    }
+
+    /// A server whose clock ticks only every 0.5 s reads "now" as the start of its tick: it
+    /// can be up to 0.5 s behind the truth while it claims 0.1 ms of dispersion. The sample's
+    /// interval must still hold the true offset, and be centred on the offset.
+    #[test]
+    fn a_low_precision_servers_interval_contains_the_truth() {
+        for behind_ms in [0i64, 100, 250, 499] {
+            let (mut c, req) = start();
+            let truth = UnixTime::from_secs(FLOOR + 5000);
+            let dev = UnixTime::from_secs(946_684_800);
+            // The server's clock reads a truncated time: up to one tick behind.
+            let server_reads = truth - SignedDuration::from_millis(behind_ms);
+            let mut r = reply_to(&req, server_reads);
+            r[3] = (-1i8) as u8; // precision 2^-1 s
+            r[8..12].copy_from_slice(&0u32.to_be_bytes()); // root delay 0
+            r[4..8].copy_from_slice(&7u32.to_be_bytes()); // root dispersion ~0.1 ms
+                                                          // The request left at dev (mono 0) and the reply came back at mono 2 ms; the
+                                                          // server read its clock in the middle.
+            let truth_at_send = truth - SignedDuration::from_millis(1);
+            assert_eq!(
+                c.handle_datagram(now(2, dev + SignedDuration::from_millis(2)), &r),
+                Ok(())
+            );
+            let s = c.take_sample().unwrap();
+            let true_offset = truth_at_send - dev;
+            let (lo, hi) = s.offset_interval();
+            assert!(
+                lo <= true_offset && true_offset <= hi,
+                "{behind_ms} ms behind: {lo} .. {hi} misses {true_offset}"
+            );
+            assert!(s.error_bound() >= SignedDuration::from_millis(500), "{s:?}");
+            assert_eq!(s.offset, lo + (hi - lo).half(), "offset is the centre");
+        }
     }
 
     #[test]

@@ -10,14 +10,14 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use trusttime_core::{
     floor, Human, Provenance, SignedDuration, TimeInterval, TrustedTime, UnixTime,
 };
 use trusttime_tls::{
-    chain_info, ClockReading, FixedClock, Policy, TrustedTimeVerifier, UndeterminedPolicy, Verdict,
+    accepts_undetermined, ClockReading, FixedClock, Policy, TrustedTimeVerifier,
+    UndeterminedPolicy, Verdict,
 };
 
 use super::EXIT_USAGE;
@@ -39,8 +39,11 @@ pub const EXIT_NETWORK: u8 = 4;
 /// something is wrong, a diagnosis in words that says whether the clock or the certificate is
 /// at fault (naming the OpenSSL error, e.g. X509_V_ERR_CERT_NOT_YET_VALID).
 ///
-/// The time comes from a consensus sync first (--ntp-server, or the NTP Pool), unless --at
-/// gives it or --no-sync judges by the device clock alone (untrusted).
+/// The time to judge by, in this order: --at; the device clock alone with --no-sync or
+/// --device-clock (untrusted); a consensus sync with the --ntp-server given; the running
+/// trusttime daemon's trusted time (its control socket from --socket, --config, or the
+/// default; it must belong to root or you); else a consensus sync with the NTP Pool. A
+/// daemon named with --socket or --config that cannot be asked leaves the time untrusted.
 ///
 /// Exit status: 0 valid, 1 invalid certificate, 3 undetermined because of the clock,
 /// 2 usage error, 4 network error.
@@ -58,14 +61,17 @@ pub struct Args {
     /// The name to verify (SNI and certificate name); default: HOST.
     #[arg(long, value_name = "NAME")]
     pub servername: Option<String>,
-    /// PEM file with the root certificates to trust (default: the Mozilla roots built in).
+    /// PEM file with the root certificates to trust. They replace the Mozilla roots built in
+    /// (default), as a device's own trust store would, and as `connect --ca` does; `sync --ca`
+    /// instead adds anchors beside the built-in roots. Each root's own validity is checked.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Judge at this time (RFC 3339) instead of syncing.
     #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time, conflicts_with = "no_sync")]
     pub at: Option<UnixTime>,
-    /// Uncertainty of --at (e.g. 30m).
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::duration::parse_signed, requires = "at")]
+    /// Uncertainty of --at (e.g. 30m; not negative): the time is judged over
+    /// [at - uncertainty, at + uncertainty].
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_uncertainty, requires = "at")]
     pub uncertainty: SignedDuration,
     /// Do not sync: judge by the device clock, which is untrusted.
     #[arg(long)]
@@ -80,7 +86,8 @@ pub struct Args {
     /// Maximum error of trusted time for the verdict.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::duration::parse)]
     pub max_error: Duration,
-    /// Accept a chain whose validity starts or ends inside the trusted interval.
+    /// Accept (exit 0) a chain that is valid for part of the trusted interval only (a validity
+    /// period starts or ends inside it); the output says that it was accepted and why.
     #[arg(long)]
     pub accept_undetermined: bool,
     /// Connection timeout.
@@ -89,6 +96,19 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub daemon: super::daemon::Where,
+}
+
+/// A non-negative duration for --uncertainty.
+fn parse_uncertainty(s: &str) -> Result<SignedDuration, String> {
+    let d = crate::duration::parse_signed(s).map_err(|e| e.to_string())?;
+    if d.is_negative() {
+        return Err(format!(
+            "`{s}` is negative: an uncertainty is a half-width, 0s or more"
+        ));
+    }
+    Ok(d)
 }
 
 /// Records the chain the server sends, then stops the handshake: the judging happens offline.
@@ -141,6 +161,18 @@ impl ServerCertVerifier for Capture {
 
 type Chain = (CertificateDer<'static>, Vec<CertificateDer<'static>>);
 
+/// An I/O error in words; a socket timeout (which the system reports as EAGAIN, "Resource
+/// temporarily unavailable") says "timed out".
+fn io_words(e: &std::io::Error, timeout: Duration) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+            "timed out after {} (no answer; raise --timeout if the server is slow)",
+            super::daemon::human_secs(timeout.as_secs_f64())
+        ),
+        _ => e.to_string(),
+    }
+}
+
 /// Connects and returns the chain the server presented.
 fn fetch_chain(
     server: &ServerSpec,
@@ -166,7 +198,7 @@ fn fetch_chain(
         .next()
         .ok_or_else(|| format!("no address for {}", server.host))?;
     let mut sock = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .map_err(|e| format!("cannot connect to {addr}: {}", io_words(&e, timeout)))?;
     let _ = sock.set_read_timeout(Some(timeout));
     let _ = sock.set_write_timeout(Some(timeout));
     let mut conn =
@@ -180,9 +212,59 @@ fn fetch_chain(
     match (captured, res) {
         (Some(chain), _) => Ok(chain),
         (None, Err(e)) => Err(format!(
-            "TLS handshake with {addr} failed before a certificate arrived: {e}"
+            "TLS handshake with {addr} failed before a certificate arrived: {}",
+            io_words(&e, timeout)
         )),
         (None, Ok(())) => Err(format!("{addr} sent no certificate")),
+    }
+}
+
+/// The running daemon's trusted time, when it should be used: `None` to sync instead (NTP
+/// servers were named, or no daemon was named and none runs at the default socket).
+async fn from_daemon(at: &super::daemon::Where, floor: UnixTime) -> Option<(ClockReading, String)> {
+    let named = at.socket.is_some() || at.config.is_some();
+    let sock = match at.socket() {
+        Ok(s) => s,
+        Err(e) if named => {
+            return Some((
+                ClockReading::untrusted(system_wall(), floor),
+                format!("the daemon's config cannot be used: {e}"),
+            ))
+        }
+        Err(_) => return None,
+    };
+    if !named && !sock.exists() {
+        return None;
+    }
+    match crate::control::ask(&sock, "status").await {
+        Ok(v) => {
+            let now = system_wall();
+            match super::daemon::trusted_from_status(&v, "tls") {
+                Some(trusted) => Some((
+                    ClockReading {
+                        device: now,
+                        trusted,
+                    },
+                    format!(
+                        "the trusttime daemon's trusted time (state {})",
+                        v["state"].as_str().unwrap_or("?")
+                    ),
+                )),
+                None => Some((
+                    ClockReading::untrusted(now, floor),
+                    format!(
+                        "the trusttime daemon has no time trusted for TLS (state {})",
+                        v["state"].as_str().unwrap_or("?")
+                    ),
+                )),
+            }
+        }
+        // A stale socket at the default place: no daemon runs; sync instead.
+        Err(crate::control::AskError::NotRunning { .. }) if !named => None,
+        Err(e) => Some((
+            ClockReading::untrusted(system_wall(), floor),
+            format!("cannot ask the trusttime daemon: {e}"),
+        )),
     }
 }
 
@@ -192,7 +274,7 @@ pub async fn run(args: Args) -> ExitCode {
     let server = match ServerSpec::parse_with_default_port(&args.server, 443) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -203,24 +285,15 @@ pub async fn run(args: Args) -> ExitCode {
     let name = match ServerName::try_from(name_str.clone()) {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("error: invalid --servername `{name_str}`: {e}");
+            errln!("error: invalid --servername `{name_str}`: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     let roots: Vec<CertificateDer<'static>> = match &args.ca {
-        Some(path) => match CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        {
-            Ok(v) if !v.is_empty() => v,
-            Ok(_) => {
-                eprintln!("error: {} holds no PEM certificate", path.display());
-                return ExitCode::from(EXIT_USAGE);
-            }
+        Some(path) => match crate::files::pem_certificates(path) {
+            Ok(v) => v,
             Err(e) => {
-                eprintln!(
-                    "error: cannot read certificates from {}: {e}",
-                    path.display()
-                );
+                errln!("error: --ca {}: {e}", path.display());
                 return ExitCode::from(EXIT_USAGE);
             }
         },
@@ -240,6 +313,13 @@ pub async fn run(args: Args) -> ExitCode {
         }
     } else if args.no_sync || args.device_clock.is_some() {
         ClockReading::untrusted(args.device_clock.unwrap_or_else(system_wall), floor)
+    } else if let Some((reading, note)) = if args.ntp_servers.is_empty() {
+        from_daemon(&args.daemon, floor).await
+    } else {
+        None
+    } {
+        sync_note = Some(note);
+        reading
     } else {
         let servers = if args.ntp_servers.is_empty() {
             pool_servers("pool.ntp.org", 4)
@@ -287,7 +367,7 @@ pub async fn run(args: Args) -> ExitCode {
     } {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -298,21 +378,34 @@ pub async fn run(args: Args) -> ExitCode {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             if args.json {
-                println!(
+                outln!(
                     "{}",
-                    json!({ "server": server.to_string(), "error": e, "verdict": null })
+                    json!({ "server": server.to_string(), "error": e, "verdict": null, "exit_code": EXIT_NETWORK })
                 );
             }
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(EXIT_NETWORK);
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            if args.json {
+                outln!(
+                    "{}",
+                    json!({ "server": server.to_string(), "error": e.to_string(), "verdict": null, "exit_code": EXIT_NETWORK })
+                );
+            }
+            errln!("error: {e}");
             return ExitCode::from(EXIT_NETWORK);
         }
     };
     let diagnosis = verifier.diagnose_at(&leaf, &inter, &name, reading);
-    let chain = chain_info(&leaf, &inter, verifier.roots()).unwrap_or_default();
+    // The path judged, then what the server sent that is not on it.
+    let chain: Vec<_> = diagnosis
+        .chain
+        .iter()
+        .chain(diagnosis.also_sent.iter())
+        .cloned()
+        .collect();
+    let accepted = accepts_undetermined(&diagnosis, policy);
     let judge_at = if reading.is_trusted_within(policy.max_error) {
         reading.trusted.interval.midpoint()
     } else {
@@ -321,12 +414,7 @@ pub async fn run(args: Args) -> ExitCode {
     let code = match diagnosis.verdict {
         Verdict::Valid => EXIT_VALID,
         Verdict::Invalid => EXIT_INVALID,
-        Verdict::Undetermined
-            if args.accept_undetermined
-                && diagnosis.finding == trusttime_tls::Finding::Straddles =>
-        {
-            EXIT_VALID
-        }
+        Verdict::Undetermined if accepted => EXIT_VALID,
         Verdict::Undetermined => EXIT_UNDETERMINED,
     };
     let trusted = reading.is_trusted_within(policy.max_error);
@@ -341,7 +429,9 @@ pub async fn run(args: Args) -> ExitCode {
                     "issuer": c.issuer,
                     "not_before": c.not_before.to_string(),
                     "not_after": c.not_after.to_string(),
-                    "expires_in_s": (c.not_after - judge_at).as_secs(),
+                    "no_expiry": c.not_after.is_no_expiry(),
+                    "expires_in_s": (!c.not_after.is_no_expiry())
+                        .then(|| c.not_after.as_secs().saturating_sub(judge_at.as_secs())),
                 })
             })
             .collect();
@@ -349,6 +439,7 @@ pub async fn run(args: Args) -> ExitCode {
             "server": server.to_string(),
             "servername": name_str,
             "verdict": diagnosis.verdict,
+            "accepted_undetermined": accepted,
             "exit_code": code,
             "time": {
                 "device": reading.device.to_string(),
@@ -362,38 +453,47 @@ pub async fn run(args: Args) -> ExitCode {
             "chain": chain_json,
             "diagnosis": diagnosis,
         });
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!("server     {server} (name {name_str})");
+        outln!("server     {server} (name {name_str})");
         if trusted {
-            println!(
+            outln!(
                 "time       {} ({})",
                 reading.trusted.interval,
                 reading.trusted.provenance.describe()
             );
         } else {
-            println!(
+            outln!(
                 "time       device clock {} (untrusted: {})",
                 reading.device,
                 reading.trusted.provenance.describe()
             );
         }
         if let Some(n) = &sync_note {
-            println!("sync       {n}");
+            outln!("sync       {n}");
         }
-        println!("chain");
+        outln!("chain");
         for c in &chain {
-            let left = c.not_after - judge_at;
-            let expiry = if left.is_negative() {
+            let left =
+                SignedDuration::from_secs(c.not_after.as_secs().saturating_sub(judge_at.as_secs()));
+            let expiry = if c.not_after.is_no_expiry() {
+                "no expiry date".to_owned()
+            } else if left.is_negative() {
                 format!("expired {} ago", Human(left))
             } else {
                 format!("expires in {}", Human(left))
             };
-            println!("  {:<32} {}", c.role.to_string(), c.subject);
-            println!("  {:<32} issuer {}", "", c.issuer);
-            println!(
+            let role = match c.role {
+                trusttime_tls::CertRole::Sent(_) => format!("{} (not used)", c.role),
+                r => r.to_string(),
+            };
+            outln!("  {role:<32} {}", c.subject);
+            outln!("  {:<32} issuer {}", "", c.issuer);
+            outln!(
                 "  {:<32} valid {} .. {} ({expiry})",
-                "", c.not_before, c.not_after
+                "",
+                c.not_before,
+                c.not_after
             );
         }
         let verdict = match diagnosis.verdict {
@@ -401,8 +501,13 @@ pub async fn run(args: Args) -> ExitCode {
             Verdict::Invalid => "INVALID",
             Verdict::Undetermined => "UNDETERMINED (clock)",
         };
-        println!("verdict    {verdict}");
-        println!("why        {diagnosis}");
+        outln!("verdict    {verdict}");
+        outln!("why        {diagnosis}");
+        if accepted {
+            outln!(
+                "accepted   exit 0 because of --accept-undetermined: the chain is valid for part of the trusted interval only, and accepted as if valid."
+            );
+        }
     }
     ExitCode::from(code)
 }

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use trusttime_core::{floor, Provenance, TimeInterval, TrustedTime, UnixTime};
 use trusttime_iot::{publish_with_retries, Backoff, ConnectError, MqttTls, ALPN_AWS_MQTT};
 use trusttime_tls::{ClockReading, SharedClock, TrustedClock};
@@ -67,7 +65,8 @@ pub struct Args {
     /// AWS region of the endpoint, for SigV4 (with --websocket).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
-    /// Root CA(s) for the broker (PEM).
+    /// Root CA(s) for the broker (PEM): the only roots trusted (the built-in Mozilla roots
+    /// are not used, as with `check --ca`); each root's own validity is checked.
     #[arg(long, value_name = "FILE")]
     pub ca: PathBuf,
     /// Publish MESSAGE to TOPIC (QoS 1).
@@ -94,35 +93,30 @@ pub struct Args {
 }
 
 fn usage(msg: String) -> ExitCode {
-    eprintln!("error: {msg}");
+    errln!("error: {msg}");
     ExitCode::from(EXIT_USAGE)
 }
 
 /// Runs `connect`.
 pub async fn run(args: Args) -> ExitCode {
-    let certs = |p: &PathBuf| {
-        CertificateDer::pem_file_iter(p).and_then(|it| it.collect::<Result<Vec<_>, _>>())
-    };
     let cert_chain = match &args.cert {
         None if args.websocket => Vec::new(),
         None => return usage("--cert and --key are required for MQTT over TLS".into()),
-        Some(path) => match certs(path) {
-            Ok(v) if !v.is_empty() => v,
-            Ok(_) => return usage(format!("{} holds no certificate", path.display())),
-            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
+        Some(path) => match crate::files::pem_certificates(path) {
+            Ok(v) => v,
+            Err(e) => return usage(format!("--cert {}: {e}", path.display())),
         },
     };
-    let roots = match certs(&args.ca) {
-        Ok(v) if !v.is_empty() => v,
-        Ok(_) => return usage(format!("{} holds no certificate", args.ca.display())),
-        Err(e) => return usage(format!("cannot read {}: {e}", args.ca.display())),
+    let roots = match crate::files::pem_certificates(&args.ca) {
+        Ok(v) => v,
+        Err(e) => return usage(format!("--ca {}: {e}", args.ca.display())),
     };
     let key = match &args.key {
         None if cert_chain.is_empty() => None,
         None => return usage("--key is required with --cert".into()),
-        Some(path) => match PrivateKeyDer::from_pem_file(path) {
+        Some(path) => match crate::files::pem_private_key(path) {
             Ok(k) => Some(k),
-            Err(e) => return usage(format!("cannot read the key {}: {e}", path.display())),
+            Err(e) => return usage(format!("--key {}: {e}", path.display())),
         },
     };
     let websocket = if args.websocket {
@@ -162,7 +156,7 @@ pub async fn run(args: Args) -> ExitCode {
                 interval: c.interval,
                 provenance: Provenance::Ntp,
             }),
-            Err(e) => eprintln!("sync: no consensus: {e}"),
+            Err(e) => errln!("sync: no consensus: {e}"),
         }
     } else if let Ok(sock) = args.at.socket() {
         match crate::control::ask(&sock, "status").await {
@@ -185,7 +179,7 @@ pub async fn run(args: Args) -> ExitCode {
                     });
                 }
             }
-            Err(e) => eprintln!("daemon: {e}"),
+            Err(e) => errln!("daemon: {e}"),
         }
     }
     let reading: ClockReading = clock.read();
@@ -219,8 +213,8 @@ pub async fn run(args: Args) -> ExitCode {
     // again only if the new time differs from the one the handshake was judged by.
     if let Err(e @ ConnectError::Connection(_)) = &result {
         if trusttime_iot::is_time_or_certificate_failure(e) && !args.ntp_servers.is_empty() {
-            eprintln!("warning: {e}");
-            eprintln!("re-syncing before trying again: the failure may be the clock's");
+            errln!("warning: {e}");
+            errln!("re-syncing before trying again: the failure may be the clock's");
             let offset = |r: ClockReading| r.trusted.interval.midpoint() - r.device;
             let before = offset(clock.read());
             let report = sync(
@@ -237,25 +231,23 @@ pub async fn run(args: Args) -> ExitCode {
                 if (after - before).abs() > trusttime_core::SignedDuration::from_secs(1) {
                     result = attempt(Arc::clone(&clock)).await;
                 } else {
-                    eprintln!(
-                        "the time did not change: the certificate, not the clock, is at fault"
-                    );
+                    errln!("the time did not change: the certificate, not the clock, is at fault");
                 }
             }
         }
     }
     match result {
         Ok(()) => {
-            println!("published to {topic} on {}:{}", args.endpoint, args.port);
+            outln!("published to {topic} on {}:{}", args.endpoint, args.port);
             ExitCode::from(EXIT_OK)
         }
         Err(e @ ConnectError::NotTrusted(_)) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(EXIT_NOT_TRUSTED)
         }
         Err(e @ ConnectError::Config(_)) => usage(e.to_string()),
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(EXIT_FAIL)
         }
     }

@@ -18,7 +18,15 @@ use crate::sync::{sync, ServerSpec, SyncOptions, Verdict};
 /// Starts three NTP servers on 127.0.0.1 (two honest, one lying by an hour) and a device
 /// whose clock reads the build time (the floor: trusttime never goes below it). The device
 /// asks all three at once, rejects the liar, and ends with a trusted interval.
+///
+/// Examples:
+///   trusttime demo
+///   trusttime demo --liar-offset -90d
+///
+/// Exit status: 0 the liar was named and a trusted interval found, 1 it was not (or the
+/// loopback servers could not start), 2 usage error.
 #[derive(Debug, ClapArgs)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// How far the lying server is off.
     #[arg(long, value_name = "DURATION", default_value = "1h", allow_hyphen_values = true,
@@ -26,41 +34,57 @@ pub struct Args {
     pub liar_offset: SignedDuration,
 }
 
+/// How the lying server's clock differs from the truth, with its sign in words.
+fn liar_note(offset: SignedDuration) -> String {
+    if offset == SignedDuration::ZERO {
+        "honest too (--liar-offset 0)".to_owned()
+    } else if offset.is_negative() {
+        format!("lies: {} behind", Human(offset))
+    } else {
+        format!("lies: {} ahead", Human(offset))
+    }
+}
+
+/// How a clock compares with the true time, given `true - clock`.
+fn clock_words(offset: SignedDuration) -> String {
+    if offset.is_negative() {
+        format!("{} ahead", Human(offset))
+    } else {
+        format!("{} behind", Human(offset))
+    }
+}
+
 /// Runs the demo.
 pub async fn run(args: Args) -> ExitCode {
     let floor = floor::build_time();
-    println!("1. The device boots without a working clock.");
-    println!("   Its clock starts at the floor, the build time of this binary: {floor}.");
-    println!("   Nothing any server says can move it below that.\n");
+    outln!("1. The device boots without a working clock.");
+    outln!("   Its clock starts at the floor, the build time of this binary: {floor}.");
+    outln!("   Nothing any server says can move it below that.\n");
 
     let honest: Arc<dyn LocalClock> = Arc::new(SystemClock);
     let liar: Arc<dyn LocalClock> = Arc::new(ShiftedClock {
         offset: args.liar_offset,
     });
     let mut specs = Vec::new();
-    println!("2. Three NTP servers start on loopback:");
+    outln!("2. Three NTP servers start on loopback:");
     for (name, clock, note) in [
         ("A", Arc::clone(&honest), "honest".to_owned()),
         ("B", Arc::clone(&honest), "honest".to_owned()),
-        (
-            "C",
-            liar,
-            format!("lies: {} ahead", Human(args.liar_offset)),
-        ),
+        ("C", liar, liar_note(args.liar_offset)),
     ] {
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
         let server = match Server::bind(addr, clock, ServeOptions::default()).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: cannot start a loopback server: {e}");
+                errln!("error: cannot start a loopback server: {e}");
                 return ExitCode::from(EXIT_FAIL);
             }
         };
         let Ok(bound) = server.local_addr() else {
-            eprintln!("error: cannot read the server's address");
+            errln!("error: cannot read the server's address");
             return ExitCode::from(EXIT_FAIL);
         };
-        println!("   server {name} on {bound}: {note}");
+        outln!("   server {name} on {bound}: {note}");
         specs.push(ServerSpec {
             host: bound.ip().to_string(),
             port: bound.port(),
@@ -73,41 +97,42 @@ pub async fn run(args: Args) -> ExitCode {
     opts.timeout = Duration::from_secs(3);
     // Wait for all three so each gets a verdict (`trusttime sync` decides on the first two).
     opts.wait_for_all = true;
-    println!(
+    outln!(
         "\n3. The device asks all three at once, one request each; {} must agree.",
         opts.effective_min_agree()
     );
     let report = sync(&opts, device).await;
     for (name, s) in ["A", "B", "C"].iter().zip(&report.sources) {
-        println!(
+        outln!(
             "   server {name} said: {:<12} {}",
             s.verdict.as_str(),
             s.reason
         );
     }
-    println!();
+    outln!();
     match &report.result {
         Ok(c) => {
-            println!(
+            outln!(
                 "4. Consensus after {:.1} ms: {} of 3 servers agree.",
                 report.elapsed.as_secs_f64() * 1e3,
                 c.agreed
             );
-            println!(
+            outln!(
                 "   Trusted time: {} .. {}",
-                c.interval.earliest, c.interval.latest
+                c.interval.earliest,
+                c.interval.latest
             );
-            println!(
-                "   The device clock was {} behind; it now knows the time to ±{}.",
-                Human(c.offset),
+            outln!(
+                "   The device clock was {}; it now knows the time to ±{}.",
+                clock_words(c.offset),
                 Human(c.interval.radius())
             );
-            println!("   A TLS certificate can be checked against this interval, and a");
-            println!(
+            outln!("   A TLS certificate can be checked against this interval, and a");
+            outln!(
                 "   single-server SNTP client that had asked only server C would be {} off.",
                 Human(args.liar_offset)
             );
-            println!("\n   (Plain NTP is unauthenticated: against an attacker on the path, use NTS or Roughtime.)");
+            outln!("\n   (Plain NTP is unauthenticated: against an attacker on the path, use NTS or Roughtime.)");
             let liar_named = report
                 .sources
                 .get(2)
@@ -115,13 +140,28 @@ pub async fn run(args: Args) -> ExitCode {
             if liar_named || args.liar_offset.abs() < SignedDuration::from_secs(1) {
                 ExitCode::from(EXIT_OK)
             } else {
-                eprintln!("error: the lying server was not rejected");
+                errln!("error: the lying server was not rejected");
                 ExitCode::from(EXIT_FAIL)
             }
         }
         Err(e) => {
-            eprintln!("error: no consensus: {e}");
+            errln!("error: no consensus: {e}");
             ExitCode::from(EXIT_FAIL)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_of_an_offset_is_said_in_words() {
+        let h = SignedDuration::from_secs(3600);
+        assert_eq!(liar_note(h), "lies: 1 hour ahead");
+        assert_eq!(liar_note(-h), "lies: 1 hour behind");
+        assert!(liar_note(SignedDuration::ZERO).contains("honest"));
+        assert_eq!(clock_words(h), "1 hour behind");
+        assert_eq!(clock_words(-h), "1 hour ahead");
     }
 }

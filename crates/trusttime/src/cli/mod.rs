@@ -2,13 +2,15 @@
 //! (clap) and a `run` function returning an [`ExitCode`].
 //!
 //! Exit codes mean the same thing everywhere: 0 success, 1 the thing asked for did not happen
-//! (no consensus, timeout, invalid certificate), 2 usage or configuration error; commands that
-//! need more say so in their `--help`.
+//! (no consensus, timeout, invalid certificate), 2 usage or configuration error, 141 stdout
+//! closed by its reader (see [`output`]); commands that need more say so in their `--help`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[macro_use]
+pub mod output;
 #[cfg(feature = "tls")]
 pub mod check;
 #[cfg(feature = "mqtt")]
@@ -31,6 +33,10 @@ pub const EXIT_USAGE: u8 = 2;
 /// opaque certificate errors. trusttime asks several time servers at once, keeps only the ones
 /// that agree, and gives the device a time interval with an honest error bound and a
 /// provenance. Start with `trusttime demo` (offline, loopback only).
+///
+/// Exit status, for every command: 0 success, 1 the thing asked for did not happen (no
+/// consensus, timeout, invalid certificate), 2 usage or configuration error, 141 stdout was
+/// closed by its reader (`| head -1`). Commands that need more say so in their --help.
 #[derive(Debug, Parser)]
 #[command(
     name = "trusttime",
@@ -67,8 +73,8 @@ pub enum Command {
     ValidateConfig(daemon::ValidateArgs),
     // Show the daemon's trusted time and state.
     Status(daemon::StatusArgs),
-    /// Show the daemon's sources and their verdicts.
-    Sources(daemon::StatusArgs),
+    // Show the daemon's sources and their verdicts.
+    Sources(daemon::SourcesArgs),
     // Block until the daemon's time is trusted (exit 0) or time out (exit 1).
     Wait(daemon::WaitArgs),
     // Set the daemon's time by hand (authenticated by the control socket's permissions).
@@ -83,6 +89,7 @@ pub enum Command {
 
 /// Parses the command line, sets up logging and runs the chosen command.
 pub fn main() -> ExitCode {
+    output::ensure_standard_fds();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -95,14 +102,14 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_tracing(cli.log.as_deref());
+    output::init_logging(cli.log.as_deref());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_FAIL);
         }
     };
@@ -129,47 +136,45 @@ async fn run(command: Command) -> ExitCode {
     }
 }
 
-/// Logs go to stderr, so `--json` output on stdout stays clean.
-fn init_tracing(filter: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match filter {
-        Some(f) => EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new("warn")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
 
-    /// `trusttime CMD --help` teaches: each command's long help (with its examples and exit
-    /// status) comes from its `Args` doc, not a one-line summary.
+    /// `trusttime CMD --help` teaches: every command's long help (from its `Args` doc) has
+    /// examples and its exit status, and the top-level help lists the shared exit codes.
     #[test]
-    fn long_help_keeps_examples_and_exit_status() {
+    fn every_command_help_has_examples_and_exit_status() {
         let mut cli = super::Cli::command();
-        let mut with_examples = Vec::new();
+        let top = cli.render_long_help().to_string();
+        assert!(top.contains("Exit status"), "{top}");
+        let mut names = Vec::new();
         for sub in cli.get_subcommands_mut() {
             let name = sub.get_name().to_owned();
+            if name == "help" {
+                continue; // clap's own
+            }
             let help = sub.render_long_help().to_string();
-            if help.contains("Example") {
-                with_examples.push(name.clone());
-            }
-            if ["sync", "serve", "wait", "set"].contains(&name.as_str()) {
-                assert!(help.contains("Example"), "{name}: {help}");
-            }
+            assert!(help.contains("Examples:\n  trusttime "), "{name}: {help}");
+            assert!(help.contains("Exit status: 0 "), "{name}: {help}");
+            names.push(name);
         }
-        assert!(with_examples.len() >= 4, "{with_examples:?}");
+        for expected in [
+            "demo",
+            "sync",
+            "serve",
+            "daemon",
+            "validate-config",
+            "status",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{names:?}");
+        }
+        for expected in ["sources", "wait", "set"] {
+            assert!(names.iter().any(|n| n == expected), "{names:?}");
+        }
         let sync = cli
             .find_subcommand_mut("sync")
-            .map(|c| c.render_long_help().to_string());
-        let sync = sync.unwrap_or_default();
-        assert!(
-            sync.contains("Exit status") && sync.contains("--nts"),
-            "{sync}"
-        );
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(sync.contains("--nts"), "{sync}");
     }
 }

@@ -10,7 +10,7 @@ use trusttime_core::{Human, SignedDuration, UnixTime};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::clock::{LocalClock, SystemClock};
-use crate::sync::{pool_servers, sync, ServerSpec, SyncOptions, SyncReport};
+use crate::sync::{pool_servers, sync, ConstraintDecision, ServerSpec, SyncOptions, SyncReport};
 
 /// Ask several time servers at once and print the time the majority agrees on.
 ///
@@ -28,7 +28,17 @@ use crate::sync::{pool_servers, sync, ServerSpec, SyncOptions, SyncReport};
 /// decide, and a plain NTP server that disagrees with them is named a falseticker. The JSON
 /// field "authenticated" is true only when the result rests on authenticated sources.
 ///
-/// Exit status: 0 consensus reached, 1 no consensus (the reason is on stderr), 2 usage error.
+/// Combination policy: when NTS or Roughtime sources are given and they reach no consensus,
+/// a result resting on plain NTP is printed (labelled unauthenticated) but refused: exit 1,
+/// unless --allow-unauthenticated. --require-authenticated refuses any result that does not
+/// rest on authenticated sources. The JSON field "refused" says why a result was refused.
+///
+/// A line on stderr counts the sources: answered (a usable reply), rejected (it replied and the
+/// reply was refused, with why) and silent (no reply).
+///
+/// Exit status: 0 consensus reached (accepted by the policy above, and every --https-date
+/// constraint obtained), 1 no consensus, refused, or an --https-date constraint could not be
+/// obtained (the reason is on stderr), 2 usage error.
 ///
 /// Examples:
 ///   trusttime sync
@@ -61,7 +71,8 @@ pub struct Args {
     #[arg(long = "https-date", value_name = "URL", value_parser = parse_https_url)]
     pub https_date: Vec<String>,
     /// Extra trust anchors (PEM) for NTS-KE and HTTPS Date certificates, trusted beside the
-    /// Mozilla roots (e.g. your own CA). Repeatable.
+    /// Mozilla roots (e.g. your own CA; unlike `check --ca` and `connect --ca`, which replace
+    /// them). Each root's own validity is checked. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<std::path::PathBuf>,
     /// NTP Pool zone used when no --server is given.
@@ -81,6 +92,33 @@ pub struct Args {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Exit 1 unless the result rests on authenticated sources (NTS, Roughtime).
+    #[arg(long, conflicts_with = "allow_unauthenticated")]
+    pub require_authenticated: bool,
+    /// When NTS or Roughtime sources are given but reach no consensus, accept a result from
+    /// plain NTP (exit 0). Without it such a fallback exits 1.
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+}
+
+/// Why an unauthenticated result is refused by the combination policy, if it is.
+#[must_use]
+pub fn refusal(
+    r: &SyncReport,
+    require_authenticated: bool,
+    allow_unauthenticated: bool,
+) -> Option<String> {
+    let c = r.result.as_ref().ok()?;
+    if c.authenticated {
+        return None;
+    }
+    if require_authenticated {
+        return Some("the result rests on plain NTP, not on authenticated sources, and --require-authenticated was given".into());
+    }
+    let configured = r.sources.iter().any(|s| s.kind.is_authenticated());
+    (configured && !allow_unauthenticated).then(|| {
+        "the authenticated sources reached no consensus, and falling back to plain NTP (which an attacker on the network path can shift) is not allowed: pass --allow-unauthenticated to accept it".into()
+    })
 }
 
 /// Runs `sync`.
@@ -97,11 +135,14 @@ pub async fn run(args: Args) -> ExitCode {
         r.version = args.roughtime_protocol;
     }
     opts.https_date = args.https_date;
+    for w in opts.dedup() {
+        errln!("warning: {w}");
+    }
     for path in &args.ca {
         match crate::sync::read_pem_certificates(path) {
             Ok(mut ders) => opts.ca.append(&mut ders),
             Err(why) => {
-                eprintln!("error: --ca {}: {why}", path.display());
+                errln!("error: --ca {}: {why}", path.display());
                 return ExitCode::from(EXIT_USAGE);
             }
         }
@@ -116,13 +157,13 @@ pub async fn run(args: Args) -> ExitCode {
         .len()
         .max(opts.nts.len() + opts.roughtime.len());
     if let Some(m) = opts.min_agree.filter(|&m| usize::from(m) > largest_group) {
-        eprintln!(
+        errln!(
             "error: --min-agree {m} needs at least that many servers of one kind (authenticated or not); at most {largest_group} given",
         );
         return ExitCode::from(EXIT_USAGE);
     }
     if opts.source_count() > trusttime_core::select::MAX_SOURCES {
-        eprintln!(
+        errln!(
             "error: at most {} servers",
             trusttime_core::select::MAX_SOURCES
         );
@@ -130,18 +171,43 @@ pub async fn run(args: Args) -> ExitCode {
     }
     let clock: Arc<dyn LocalClock> = Arc::new(SystemClock);
     let report = sync(&opts, clock).await;
+    let refused = refusal(
+        &report,
+        args.require_authenticated,
+        args.allow_unauthenticated,
+    );
     if args.json {
-        println!("{}", to_json(&report));
+        let mut v = to_json(&report);
+        v["refused"] = json!(refused);
+        outln!("{v}");
     } else {
-        print!("{}", to_text(&report));
+        out!("{}", to_text(&report));
     }
-    match &report.result {
-        Ok(_) => ExitCode::from(EXIT_OK),
-        Err(why) => {
-            eprintln!("error: no consensus: {why}");
-            ExitCode::from(EXIT_FAIL)
+    if let Some(why) = report.failure() {
+        errln!("error: no consensus: {why}");
+        return ExitCode::from(EXIT_FAIL);
+    }
+    if let ConstraintDecision::Refused(why) = &report.constraint {
+        errln!("error: refused: {why}");
+        if report.result.as_ref().map_or(true, |c| !c.authenticated) {
+            return ExitCode::from(EXIT_FAIL);
         }
     }
+    if let Some(why) = refused {
+        errln!("error: refused: {why}");
+        return ExitCode::from(EXIT_FAIL);
+    }
+    let failed = report.failed_constraints();
+    if !failed.is_empty() {
+        // The constraint was asked for as a safeguard: without it the result is weaker
+        // than requested, so the exit status says so.
+        errln!(
+            "error: HTTPS Date constraint not obtained, so not applied: {}",
+            failed.join("; ")
+        );
+        return ExitCode::from(EXIT_FAIL);
+    }
+    ExitCode::from(EXIT_OK)
 }
 
 fn secs(d: SignedDuration) -> f64 {
@@ -168,6 +234,8 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
                 "verdict": s.verdict.as_str(),
                 "kiss_code": s.kiss.map(|k| k.to_string()),
                 "reason": s.reason,
+                "answer": s.answer.as_str(),
+                "rejected_why": s.answer.why(),
             })
         })
         .collect();
@@ -181,8 +249,17 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
             c.agreed,
             None,
         ),
-        Err(e) => (false, None, None, None, 0, Some(e.to_string())),
+        Err(_) => (false, None, None, None, 0, r.failure()),
     };
+    let failed = r.failed_constraints();
+    let error = error.or_else(|| {
+        (!failed.is_empty()).then(|| {
+            format!(
+                "HTTPS Date constraint not obtained, so not applied: {}",
+                failed.join("; ")
+            )
+        })
+    });
     json!({
         "consensus": ok,
         "offset_s": offset,
@@ -200,12 +277,28 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
         },
         "warning": warning(r),
         "error": error,
+        "answers": r.tally().to_string(),
         "chain_violations": r.chain_violations,
         "bootstrap": r.bootstrap_from,
         "constraints": r.constraints.iter().map(|(url, c)| match c {
             Ok(iv) => json!({"url": url, "offset_lo_s": secs(iv.lo), "offset_hi_s": secs(iv.hi)}),
             Err(e) => json!({"url": url, "error": e}),
         }).collect::<Vec<_>>(),
+        "constraint": match &r.constraint {
+            ConstraintDecision::Applied { interval, agreeing, answered, outvoted } => json!({
+                "decision": r.constraint.as_str(),
+                "offset_lo_s": secs(interval.lo),
+                "offset_hi_s": secs(interval.hi),
+                "agreeing": agreeing,
+                "answered": answered,
+                "outvoted": outvoted,
+            }),
+            ConstraintDecision::Refused(why) => json!({
+                "decision": r.constraint.as_str(),
+                "reason": why,
+            }),
+            other => json!({ "decision": other.as_str() }),
+        },
         "sources": sources,
     })
 }
@@ -250,6 +343,7 @@ pub fn to_text(r: &SyncReport) -> String {
             let _ = writeln!(o, "no consensus   {e}");
         }
     }
+    let _ = writeln!(o, "answers        {}", r.tally());
     let _ = writeln!(
         o,
         "sources        (need {} agreeing; decided in {:.1} ms)",
@@ -305,7 +399,20 @@ fn warning(r: &SyncReport) -> Option<String> {
         .iter()
         .filter(|s| !s.kind.is_authenticated() && s.verdict == crate::sync::Verdict::Falseticker)
         .count();
+    let auth_answered = r
+        .sources
+        .iter()
+        .filter(|s| s.kind.is_authenticated() && s.sample.is_some())
+        .count();
+    let plain_answered = r
+        .sources
+        .iter()
+        .filter(|s| !s.kind.is_authenticated() && s.sample.is_some())
+        .count();
     match &r.result {
+        Ok(c) if c.authenticated && auth_answered == 1 && disagree >= 2 && disagree == plain_answered => Some(format!(
+            "a single authenticated source contradicts all {disagree} other sources: either it or the network path lies; configure at least two authenticated sources so that one cannot decide alone"
+        )),
         Ok(c) if c.authenticated && disagree > 0 => Some(format!(
             "{disagree} unauthenticated source(s) disagree with the authenticated consensus: something may be shifting plain NTP on the network path"
         )),

@@ -1,0 +1,619 @@
+//! The owner of the device's time: the rules for the floor, hand-set time, the RTC and
+//! persistence, in one sans-IO type that the daemon and the simulator both drive.
+//!
+//! [`System`] wraps the [`TrustMachine`] and keeps the invariants that span more than one
+//! event. It never touches a clock, a disk or an RTC: it queues [`Action`]s that the driver
+//! carries out (take them with [`System::poll_action`] after every call).
+//!
+//! ## The rules
+//!
+//! | rule | where |
+//! |---|---|
+//! | The persisted floor is raised only by authenticated time (NTS, Roughtime). Plain NTP (one on-path attacker moves every server at once), a hand-set time and the RTC are persisted as a *hint*: holdover that a later network consensus overrides ([`Action::HintOverridden`]). | [`System::snapshot`], [`System::on_consensus`] |
+//! | A hand-set time is used only inside the network-trusted interval (the last network consensus, aged by the drift bound, however much time was set by hand since), or when there is none (then it is `manual` holdover); it never replaces a tighter network time; `force` (allowed by the config) overrides and is reported as forced. | [`System::set_manual`] |
+//! | The RTC is written with the true time (the trusted interval's midpoint), never the wall clock plus the step, and when it was written is persisted. | [`System::on_disciplined`], [`System::rtc_written`] |
+//! | State is persisted on the first consensus, on every manual change and on a clean stop, otherwise at most every [`PERSIST_EVERY`]. | [`Action::Persist`] |
+//! | Across a restart within one boot the elapsed time comes from the monotonic clock; across a reboot from the wall clock only when the RTC was set by trusttime and reads sane; otherwise the persisted time is a floor if it was authenticated and only a hint if not. | [`System::restore`] |
+//! | A wrong floor is reset only by an explicit, logged operator command. | [`System::reset_floor`] |
+
+use core::fmt;
+
+use crate::select::OffsetInterval;
+use crate::time::{MonoInstant, Now, Provenance, SignedDuration, TimeInterval, UnixTime};
+use crate::trust::{TrustConfig, TrustMachine, TrustState};
+
+/// State is persisted at most this often after a consensus (besides the first consensus,
+/// manual changes and a clean stop): flash storage wears with every write.
+pub const PERSIST_EVERY: SignedDuration = SignedDuration::from_secs(600);
+
+/// Something the driver must do, in the order given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Step the system clock by this much (a hand-set time). Samples measured against the old
+    /// clock must be shifted by the same amount, exactly as for a step after a consensus.
+    Step(SignedDuration),
+    /// Write the RTC with this time (the true time now), then call [`System::rtc_written`].
+    WriteRtc {
+        /// The time to write.
+        time: UnixTime,
+    },
+    /// Save [`System::snapshot`] to stable storage.
+    Persist,
+    /// A network consensus disagreed with the holdover hint it replaced (log it).
+    HintOverridden(Override),
+}
+
+/// A network consensus that replaced a disagreeing hint (RTC, persisted unauthenticated time,
+/// a hand-set time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Override {
+    /// The hint as it stood.
+    pub hint: TimeInterval,
+    /// Where the hint came from.
+    pub provenance: Provenance,
+    /// The consensus that replaced it.
+    pub consensus: TimeInterval,
+    /// Whether the consensus rests on authenticated sources.
+    pub authenticated: bool,
+}
+
+impl fmt::Display for Override {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the {} consensus {} overrides the {} hint {}, which it contradicts",
+            if self.authenticated {
+                "authenticated"
+            } else {
+                "NTP"
+            },
+            self.consensus,
+            self.provenance.as_str(),
+            self.hint
+        )
+    }
+}
+
+/// Settings of a [`System`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SystemConfig {
+    /// The trust machine's settings; `floor` is the build-time floor.
+    pub trust: TrustConfig,
+    /// `force` may override the network-trusted interval for a hand-set time.
+    pub allow_manual_force: bool,
+    /// There is an RTC to write after the clock was disciplined.
+    pub has_rtc: bool,
+}
+
+/// What survives a restart (the driver stores it; see [`System::snapshot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The system wall clock when saved.
+    pub saved_wall: UnixTime,
+    /// The floor: the build time, raised only by authenticated time.
+    pub floor: UnixTime,
+    /// The trusted interval when saved (`None` when only the floor was known).
+    pub interval: Option<TimeInterval>,
+    /// Where that interval came from.
+    pub provenance: Provenance,
+    /// The true time when trusttime last wrote the RTC.
+    pub rtc_set: Option<UnixTime>,
+    /// Frequency estimate, ppb.
+    pub freq_ppb: Option<i64>,
+}
+
+/// How much time passed since a [`Snapshot`] was saved, as far as the driver can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinceSave {
+    /// The same boot (the boot id matches): the monotonic clock's elapsed time, exact.
+    SameBoot(SignedDuration),
+    /// After a reboot, with an RTC that trusttime set and that reads sane: the wall clock's
+    /// elapsed time (the wall clock came from that RTC).
+    TrustedRtc(SignedDuration),
+    /// After a reboot without a trusted RTC, or nothing is known.
+    Unknown,
+}
+
+/// What [`System::restore`] made of a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restored {
+    /// Nothing but (possibly) the floor was saved.
+    FloorOnly,
+    /// The saved interval, carried forward and widened by the drift bound, is holdover.
+    Holdover(TimeInterval),
+    /// The elapsed time is unknown: the authenticated time is kept as the floor only.
+    AuthenticatedFloorOnly(UnixTime),
+    /// The elapsed time is unknown and the saved time was not authenticated: a hint only,
+    /// not used (the time is probably later than this).
+    HintUnused(UnixTime),
+    /// The carried-forward interval lies below the floor: ignored.
+    BelowFloor,
+}
+
+impl fmt::Display for Restored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Restored::FloorOnly => f.write_str("persisted state has no trusted time"),
+            Restored::Holdover(iv) => write!(f, "persisted time carried forward: {iv}"),
+            Restored::AuthenticatedFloorOnly(t) => write!(
+                f,
+                "rebooted without a trusted RTC: the persisted authenticated time {t} is used as the floor only"
+            ),
+            Restored::HintUnused(t) => write!(
+                f,
+                "rebooted without a trusted RTC: the persisted unauthenticated time {t} is a hint only and not used"
+            ),
+            Restored::BelowFloor => f.write_str("persisted time lies below the floor: ignored"),
+        }
+    }
+}
+
+/// Why a hand-set time was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManualError {
+    /// It lies entirely below the floor.
+    BelowFloor {
+        /// The floor.
+        floor: UnixTime,
+    },
+    /// It lies outside the network-trusted interval, and `force` was not given.
+    OutsideNetwork {
+        /// The network-trusted interval now.
+        network: TimeInterval,
+    },
+    /// `force` was given but the config does not allow it.
+    ForceNotAllowed,
+    /// It is looser than the network time it would replace, and `force` was not given.
+    LooserThanNetwork {
+        /// The network-trusted interval now.
+        network: TimeInterval,
+    },
+}
+
+impl fmt::Display for ManualError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManualError::BelowFloor { floor } => write!(
+                f,
+                "below the floor {floor}: refused (the clock never goes below the floor; if the floor itself is wrong, see `trusttime set --reset-floor`)"
+            ),
+            ManualError::OutsideNetwork { network } => write!(
+                f,
+                "outside the network-trusted interval {} .. {}: refused (send force to override, if the config allows it)",
+                network.earliest, network.latest
+            ),
+            ManualError::ForceNotAllowed => {
+                f.write_str("force is not allowed by the config ([clock] allow-manual-force)")
+            }
+            ManualError::LooserThanNetwork { network } => write!(
+                f,
+                "less precise than the network time {network} it would replace: refused (send force to override, if the config allows it)"
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ManualError {}
+
+/// An accepted hand-set time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManualChange {
+    /// What was trusted before (`None`: only the floor).
+    pub old: Option<TimeInterval>,
+    /// What is trusted now (the request, narrowed to the network-trusted interval).
+    pub new: TimeInterval,
+    /// `force` overrode the network-trusted interval.
+    pub forced: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NetworkAnchor {
+    at: MonoInstant,
+    interval: TimeInterval,
+}
+
+const QUEUE: usize = 8;
+
+/// The owner of the device's time. See the [module docs](self) for the rules.
+#[derive(Clone, Debug)]
+pub struct System {
+    config: SystemConfig,
+    trust: TrustMachine,
+    /// The floor from authenticated time (at least the build floor).
+    auth_floor: UnixTime,
+    network: Option<NetworkAnchor>,
+    rtc_set: Option<UnixTime>,
+    synced_once: bool,
+    last_persist: Option<MonoInstant>,
+    last_override: Option<Override>,
+    queue: [Option<Action>; QUEUE],
+    head: usize,
+    len: usize,
+}
+
+impl System {
+    /// Nothing known but the build floor (`config.trust.floor`).
+    #[must_use]
+    pub fn new(config: SystemConfig) -> Self {
+        System {
+            config,
+            trust: TrustMachine::new(config.trust),
+            auth_floor: config.trust.floor,
+            network: None,
+            rtc_set: None,
+            synced_once: false,
+            last_persist: None,
+            last_override: None,
+            queue: [None; QUEUE],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// The trust machine (state, current interval, frequency).
+    #[must_use]
+    pub fn trust(&self) -> &TrustMachine {
+        &self.trust
+    }
+
+    /// The floor in force: the build time, raised only by authenticated time.
+    #[must_use]
+    pub fn floor(&self) -> UnixTime {
+        self.trust.config().floor
+    }
+
+    /// When the RTC was last written by trusttime (true time).
+    #[must_use]
+    pub fn rtc_set(&self) -> Option<UnixTime> {
+        self.rtc_set
+    }
+
+    /// The last hint a network consensus overrode, for `status`.
+    #[must_use]
+    pub fn last_override(&self) -> Option<Override> {
+        self.last_override
+    }
+
+    /// The next action for the driver, in order. Call after every other method until `None`.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if self.len == 0 {
+            return None;
+        }
+        let a = self.queue[self.head].take();
+        self.head = (self.head + 1) % QUEUE;
+        self.len -= 1;
+        a
+    }
+
+    fn push(&mut self, a: Action) {
+        if self.queue.iter().flatten().any(|q| *q == a) {
+            return;
+        }
+        if self.len == QUEUE {
+            // The driver did not drain: drop the oldest (never happens with a correct driver).
+            let _ = self.poll_action();
+        }
+        self.queue[(self.head + self.len) % QUEUE] = Some(a);
+        self.len += 1;
+    }
+
+    /// Restores a snapshot saved before a restart or reboot; call once before anything else.
+    pub fn restore(&mut self, now: Now, saved: &Snapshot, since: SinceSave) -> Restored {
+        self.auth_floor = self.auth_floor.max(saved.floor);
+        self.trust.raise_floor(saved.floor);
+        self.rtc_set = saved.rtc_set;
+        if let Some(ppb) = saved.freq_ppb {
+            self.trust.set_freq_ppb(ppb);
+        }
+        let Some(iv) = saved.interval else {
+            return Restored::FloorOnly;
+        };
+        let elapsed = match since {
+            SinceSave::SameBoot(d) | SinceSave::TrustedRtc(d) if !d.is_negative() => d,
+            _ => {
+                return if saved.provenance == Provenance::Authenticated {
+                    Restored::AuthenticatedFloorOnly(saved.floor)
+                } else {
+                    Restored::HintUnused(iv.earliest)
+                };
+            }
+        };
+        let iv = iv
+            .shift(elapsed)
+            .widen(elapsed.mul_ppm(self.config.trust.drift_ppm));
+        if self.trust.on_holdover(now.mono, iv, Provenance::Persisted) {
+            Restored::Holdover(iv)
+        } else {
+            Restored::BelowFloor
+        }
+    }
+
+    /// A holdover source (the RTC at start): used when nothing better is known. A hint: it
+    /// never raises the floor.
+    pub fn on_holdover(
+        &mut self,
+        at: MonoInstant,
+        interval: TimeInterval,
+        provenance: Provenance,
+    ) -> bool {
+        self.trust.on_holdover(at, interval, provenance)
+    }
+
+    /// A consensus: true time minus local wall time lies in `offset`, measured at `now`.
+    /// Replaces any hint (queueing [`Action::HintOverridden`] when it contradicts it) and
+    /// queues [`Action::Persist`] on the first consensus and then at most every
+    /// [`PERSIST_EVERY`].
+    ///
+    /// Returns true when the consensus contradicts what was trusted just before (a hint, or an
+    /// earlier consensus that was wrong): the driver may then step the clock again instead of
+    /// only slewing, so a device stepped to a wrong time follows the honest servers.
+    pub fn on_consensus(&mut self, now: Now, offset: OffsetInterval, authenticated: bool) -> bool {
+        let before = self.trust.current(now.mono);
+        let known = self.trust.state(now.mono) != TrustState::Unknown;
+        let hint = known
+            && matches!(
+                before.provenance,
+                Provenance::Rtc | Provenance::Persisted | Provenance::Manual
+            );
+        self.trust.on_consensus(now, offset, authenticated);
+        let after = self.trust.current(now.mono);
+        let contradicts = known && before.interval.intersect(&after.interval).is_none();
+        if hint && contradicts {
+            let o = Override {
+                hint: before.interval,
+                provenance: before.provenance,
+                consensus: after.interval,
+                authenticated,
+            };
+            self.last_override = Some(o);
+            self.push(Action::HintOverridden(o));
+        }
+        self.network = Some(NetworkAnchor {
+            at: now.mono,
+            interval: after.interval,
+        });
+        let due = self
+            .last_persist
+            .map_or(true, |t| now.mono.since(t) >= PERSIST_EVERY);
+        if !self.synced_once || due {
+            self.push(Action::Persist);
+        }
+        self.synced_once = true;
+        contradicts
+    }
+
+    /// The driver disciplined the clock after a consensus (stepped or slewed): queues
+    /// [`Action::WriteRtc`] with the true time, when there is an RTC.
+    pub fn on_disciplined(&mut self, now: Now) {
+        if self.config.has_rtc && self.trust.state(now.mono) != TrustState::Unknown {
+            let time = self.trust.current(now.mono).interval.midpoint();
+            self.push(Action::WriteRtc { time });
+        }
+    }
+
+    /// The RTC was written with `time` (from [`Action::WriteRtc`]).
+    pub fn rtc_written(&mut self, time: UnixTime) {
+        self.rtc_set = Some(time);
+    }
+
+    /// The network-trusted interval at `mono`: the last consensus, aged by the drift bound.
+    #[must_use]
+    pub fn network_interval(&self, mono: MonoInstant) -> Option<TimeInterval> {
+        let a = self.network?;
+        let elapsed = mono.since(a.at).max(SignedDuration::ZERO);
+        Some(
+            a.interval
+                .shift(elapsed)
+                .widen(elapsed.mul_ppm(self.config.trust.drift_ppm))
+                .clamp_to_floor(self.floor()),
+        )
+    }
+
+    /// A time set by a person. On success queues [`Action::Step`] (when the clock is further
+    /// off than the stated uncertainty) and [`Action::Persist`].
+    ///
+    /// # Errors
+    /// [`ManualError`] says why nothing changed.
+    pub fn set_manual(
+        &mut self,
+        now: Now,
+        requested: TimeInterval,
+        force: bool,
+    ) -> Result<ManualChange, ManualError> {
+        let floor = self.floor();
+        if requested.latest < floor {
+            return Err(ManualError::BelowFloor { floor });
+        }
+        let requested = requested.clamp_to_floor(floor);
+        let state = self.trust.state(now.mono);
+        let current = self.trust.current(now.mono);
+        let mut new = requested;
+        let mut forced = false;
+        if let Some(network) = self.network_interval(now.mono) {
+            let network_now = current.provenance.is_synced();
+            match network.intersect(&requested) {
+                None => {
+                    if !force {
+                        return Err(ManualError::OutsideNetwork { network });
+                    }
+                    forced = true;
+                }
+                Some(inside) => {
+                    if network_now && requested.width() >= current.interval.width() {
+                        if !force {
+                            return Err(ManualError::LooserThanNetwork {
+                                network: current.interval,
+                            });
+                        }
+                        forced = true;
+                    } else {
+                        new = inside;
+                    }
+                }
+            }
+            if forced && !self.config.allow_manual_force {
+                return Err(ManualError::ForceNotAllowed);
+            }
+        }
+        let old = (state != TrustState::Unknown).then_some(current.interval);
+        if !self.trust.set_manual(now.mono, new) {
+            return Err(ManualError::BelowFloor { floor });
+        }
+        if forced {
+            // The operator overrode the network: its interval no longer bounds what follows.
+            self.network = None;
+        }
+        let offset = new.midpoint() - now.wall;
+        if offset.abs() > new.radius() {
+            self.push(Action::Step(offset));
+        }
+        self.push(Action::Persist);
+        Ok(ManualChange { old, new, forced })
+    }
+
+    /// Resets the floor to the build floor and forgets every trusted time: the recovery for a
+    /// device whose floor was raised by a wrong time. Only an operator may ask for it; the
+    /// driver logs it. Queues [`Action::Persist`].
+    pub fn reset_floor(&mut self) {
+        let build = self.config.trust.floor;
+        let freq = self.trust.freq_ppb();
+        self.trust = TrustMachine::new(self.config.trust);
+        if let Some(ppb) = freq {
+            self.trust.set_freq_ppb(ppb);
+        }
+        self.auth_floor = build;
+        self.network = None;
+        self.last_override = None;
+        self.push(Action::Persist);
+    }
+
+    /// A clean stop (SIGTERM): queues [`Action::Persist`].
+    pub fn on_stop(&mut self) {
+        self.push(Action::Persist);
+    }
+
+    /// What to persist now (call when carrying out [`Action::Persist`]). The floor is raised
+    /// only by authenticated time; any other time is saved as a hint.
+    pub fn snapshot(&mut self, now: Now) -> Snapshot {
+        self.last_persist = Some(now.mono);
+        let current = self.trust.current(now.mono);
+        let known = self.trust.state(now.mono) != TrustState::Unknown;
+        let mut floor = self.auth_floor;
+        if known && current.provenance == Provenance::Authenticated {
+            floor = floor.max(current.interval.earliest);
+        }
+        Snapshot {
+            saved_wall: now.wall,
+            floor,
+            interval: known.then_some(current.interval),
+            provenance: current.provenance,
+            rtc_set: self.rtc_set,
+            freq_ppb: self.trust.freq_ppb(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_795_000_000;
+    const YEAR: i64 = 365 * 86_400;
+
+    fn cfg() -> SystemConfig {
+        SystemConfig {
+            trust: TrustConfig::new(UnixTime::from_secs(T0 - 30 * 86_400)),
+            allow_manual_force: true,
+            has_rtc: true,
+        }
+    }
+
+    fn at(mono_s: u64, wall: i64) -> Now {
+        Now {
+            mono: MonoInstant::from_nanos(mono_s * 1_000_000_000),
+            wall: UnixTime::from_secs(wall),
+        }
+    }
+
+    fn drain(s: &mut System) -> ([Option<Action>; 8], usize) {
+        let mut out = [None; 8];
+        let mut n = 0;
+        while let Some(a) = s.poll_action() {
+            out[n] = Some(a);
+            n += 1;
+        }
+        (out, n)
+    }
+
+    #[test]
+    fn plain_ntp_never_raises_the_floor_but_authenticated_time_does() {
+        let mut s = System::new(cfg());
+        let off = OffsetInterval::around(
+            SignedDuration::from_secs(10 * YEAR),
+            SignedDuration::from_millis(5),
+        );
+        let _ = s.on_consensus(at(1, T0), off, false);
+        let snap = s.snapshot(at(1, T0));
+        assert_eq!(snap.floor, cfg().trust.floor);
+        assert_eq!(snap.provenance, Provenance::Ntp);
+        let mut a = System::new(cfg());
+        let off = OffsetInterval::around(SignedDuration::ZERO, SignedDuration::from_millis(5));
+        let _ = a.on_consensus(at(1, T0), off, true);
+        let snap = a.snapshot(at(1, T0));
+        assert!(snap.floor > UnixTime::from_secs(T0 - 1));
+    }
+
+    #[test]
+    fn persists_on_first_sync_then_at_most_every_ten_minutes() {
+        let mut s = System::new(cfg());
+        let off = OffsetInterval::around(SignedDuration::ZERO, SignedDuration::from_millis(5));
+        let _ = s.on_consensus(at(0, T0), off, false);
+        let (q, n) = drain(&mut s);
+        assert_eq!(q[..n], [Some(Action::Persist)]);
+        let _ = s.snapshot(at(0, T0));
+        let _ = s.on_consensus(at(64, T0 + 64), off, false);
+        assert_eq!(drain(&mut s).1, 0);
+        let _ = s.on_consensus(at(600, T0 + 600), off, false);
+        assert_eq!(s.poll_action(), Some(Action::Persist));
+        s.on_stop();
+        assert_eq!(s.poll_action(), Some(Action::Persist));
+    }
+
+    #[test]
+    fn rtc_is_written_with_the_true_time() {
+        let mut s = System::new(cfg());
+        // The device boots in 2000; the network says T0.
+        let wall = 946_684_800;
+        let off = OffsetInterval::around(
+            SignedDuration::from_secs(T0 - wall),
+            SignedDuration::from_millis(5),
+        );
+        let _ = s.on_consensus(at(0, wall), off, false);
+        // After the step the wall clock reads T0.
+        s.on_disciplined(at(0, T0));
+        let (q, n) = drain(&mut s);
+        let rtc = q[..n].iter().flatten().find_map(|a| match a {
+            Action::WriteRtc { time } => Some(*time),
+            _ => None,
+        });
+        assert_eq!(rtc, Some(UnixTime::from_secs(T0)));
+        s.rtc_written(UnixTime::from_secs(T0));
+        assert_eq!(s.snapshot(at(0, T0)).rtc_set, Some(UnixTime::from_secs(T0)));
+    }
+
+    #[test]
+    fn queue_keeps_order_and_drops_duplicates() {
+        let mut s = System::new(cfg());
+        s.on_stop();
+        s.on_stop();
+        s.push(Action::Step(SignedDuration::from_secs(1)));
+        assert_eq!(s.poll_action(), Some(Action::Persist));
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::Step(SignedDuration::from_secs(1)))
+        );
+        assert_eq!(s.poll_action(), None);
+    }
+}
