@@ -79,13 +79,13 @@ pub struct FleetConfig {
 
 impl FleetConfig {
     /// The daemon's defaults (`crates/trusttime/src/config.rs`, `dist/trusttime.toml`): four
-    /// pool names, a start-up delay of up to 10 s, polls between 2^6 and 2^10 s, 50 ppm.
+    /// pool names, a start-up delay of up to 60 s, polls between 2^6 and 2^10 s, 50 ppm.
     #[must_use]
     pub fn shipped(devices: usize) -> Self {
         FleetConfig {
             devices,
             sources: 4,
-            startup_delay: SignedDuration::from_secs(10),
+            startup_delay: SignedDuration::from_secs(60),
             min_poll: 6,
             max_poll: 10,
             min_agree: None,
