@@ -216,6 +216,24 @@ impl FleetReport {
         self.devices as f64 * f64::from(self.sources) / self.servers as f64 / 64.0
     }
 
+    /// The same run with bins `factor` times wider (rates averaged over them).
+    #[must_use]
+    pub fn rebinned(&self, factor: usize) -> FleetReport {
+        let f = factor.max(1);
+        let s = self.servers.max(1);
+        let bins = self.bins().div_ceil(f);
+        let mut load = vec![0u32; bins * s];
+        for (i, &c) in self.load.iter().enumerate() {
+            let (b, server) = (i / s, i % s);
+            load[(b / f) * s + server] += c;
+        }
+        FleetReport {
+            load,
+            bin_s: self.bin_s * f as f64,
+            ..self.clone()
+        }
+    }
+
     fn bins(&self) -> usize {
         self.load.len() / self.servers.max(1)
     }

@@ -134,3 +134,38 @@ fn an_outage_of_half_the_servers_and_their_return() {
         "retries to silent servers: {mean_during:.2} vs {mean_before:.2} requests/s"
     );
 }
+
+/// A month of steady state: the fleet stays synchronised and its load stays flat. (RATE from
+/// one server once pushed a pool name's interval up for good, so devices drifted to 2^17 s
+/// and out of sync within weeks.)
+#[test]
+fn a_month_of_steady_state_keeps_the_fleet_synced() {
+    let mut cfg = shipped(300);
+    cfg.resume_poll = Some(cfg.max_poll);
+    cfg.boot_spread = SignedDuration::from_secs(1024);
+    cfg.duration = SignedDuration::from_secs(30 * 86_400);
+    cfg.bin = SignedDuration::from_secs(3600);
+    let r = run(&cfg, &mixed_pool(40, 2, 11));
+    assert_eq!(r.trusted_a_liar, 0);
+    assert!(
+        r.synced_at_end >= r.devices * 99 / 100,
+        "{} of {} synced after a month",
+        r.synced_at_end,
+        r.devices
+    );
+    // Four names polled every 1024-1152 s: at most about 320 requests a day (fewer while a
+    // RATE has slowed a name), and not a fraction of it.
+    let per_day = r.requests_per_device_day();
+    assert!(
+        (200.0..400.0).contains(&per_day),
+        "{per_day:.0} requests/day"
+    );
+    let first = r.series(0.0, 86_400.0);
+    let last = r.series(29.0 * 86_400.0, 30.0 * 86_400.0);
+    let mean = |s: &[(f64, f64, f64)]| s.iter().map(|x| x.2).sum::<f64>() / s.len() as f64;
+    let (a, b) = (mean(&first), mean(&last));
+    assert!(
+        b > 0.8 * a && b < 1.2 * a,
+        "day 1 {a:.3}, day 30 {b:.3} requests/s"
+    );
+}
