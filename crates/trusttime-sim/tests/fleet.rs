@@ -169,3 +169,25 @@ fn a_month_of_steady_state_keeps_the_fleet_synced() {
         "day 1 {a:.3}, day 30 {b:.3} requests/s"
     );
 }
+
+/// The liar count can fail: when most of the zone lies the same way (an attacker who runs many
+/// pool servers, or one on the path), plain NTP follows the majority, and the simulation says
+/// so. Only authenticated sources (NTS, Roughtime) defend against that.
+#[test]
+fn a_colluding_majority_is_seen_trusting_a_liar() {
+    use trusttime_sim::fleet::ServerKind;
+    let mut pool = mixed_pool(40, 0, 3);
+    for s in pool.iter_mut().take(30) {
+        s.kind = ServerKind::Liar(SignedDuration::from_secs(3600));
+    }
+    let mut cfg = shipped(1_000);
+    cfg.duration = SignedDuration::from_secs(600);
+    cfg.bin = SignedDuration::from_secs(10);
+    let r = run(&cfg, &pool);
+    assert!(
+        r.trusted_a_liar > r.devices / 2,
+        "{} of {} followed the colluding majority",
+        r.trusted_a_liar,
+        r.devices
+    );
+}
