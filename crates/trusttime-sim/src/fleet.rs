@@ -209,8 +209,8 @@ pub struct FleetReport {
 }
 
 impl FleetReport {
-    /// The Pool's guidance as a rate per server: this fleet polling every source once per
-    /// 64 s (RFC 5905's and the Pool's least poll interval), spread over the servers.
+    /// The guidance line, a rate per server: this fleet polling every source once per 64 s
+    /// (the shortest interval ntpd and chrony use by default), spread over the servers.
     #[must_use]
     pub fn guidance_rps(&self) -> f64 {
         self.devices as f64 * f64::from(self.sources) / self.servers as f64 / 64.0
