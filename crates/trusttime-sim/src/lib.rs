@@ -20,6 +20,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod fleet;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 

@@ -60,8 +60,11 @@ struct SourceRun {
     next_due: MonoInstant,
     /// The source's best sample (from `filter`): offset interval, when, delay.
     last: Option<(OffsetInterval, MonoInstant, SignedDuration)>,
-    /// The last 8 samples; `last` is the one with the narrowest interval aged to now.
+    /// The last 8 samples, all from `last_addr` (cleared when a pool name gives another
+    /// server); `last` is the one with the narrowest interval aged to now.
     filter: ClockFilter,
+    /// The address that gave the samples in `filter` (and so `last`).
+    last_addr: Option<std::net::SocketAddr>,
     reach: u8,
     verdict: Verdict,
     reason: String,
@@ -550,6 +553,7 @@ impl Daemon {
                     next_due: MonoInstant::ZERO,
                     last: None,
                     filter: ClockFilter::new(),
+                    last_addr: None,
                     reach: 0,
                     verdict: Verdict::NoReply,
                     reason: "not asked yet".into(),
@@ -764,6 +768,12 @@ impl Daemon {
                     match (&r.sample, r.kiss) {
                         (Some(sample), _) => {
                             run.reach |= 1;
+                            if run.last_addr != r.address {
+                                // A filter compares samples of one server: a pool name that
+                                // now gives another server starts a new one.
+                                run.filter = ClockFilter::new();
+                            }
+                            run.last_addr = r.address;
                             run.filter.add(FilterSample {
                                 offset: OffsetInterval::around(sample.offset, sample.error_bound()),
                                 delay: sample.delay,
@@ -809,8 +819,11 @@ impl Daemon {
                 let outcomes: Vec<Outcome> = s
                     .sources
                     .iter()
-                    .map(|r| match r.last {
-                        Some((iv, at, _)) if now.mono.since(at) <= max_age => {
+                    .enumerate()
+                    .map(|(i, r)| match r.last {
+                        Some((iv, at, _))
+                            if now.mono.since(at) <= max_age && !superseded(&s.sources, i) =>
+                        {
                             let w = now.mono.since(at).mul_ppm(drift);
                             Outcome::Reply(OffsetInterval {
                                 lo: iv.lo - w,
@@ -971,6 +984,22 @@ fn constraint_json(c: &crate::sync::ConstraintDecision) -> Value {
         ConstraintDecision::Refused(why) => json!({ "decision": c.as_str(), "reason": why }),
         other => json!({ "decision": other.as_str() }),
     }
+}
+
+/// One server, one vote across rounds: a pool name is resolved again at every poll, so the
+/// latest samples of two names can come from the same server, and a lying server would vote
+/// twice. Only the newest sample from one address counts (the first source on a tie).
+fn superseded(sources: &[SourceRun], i: usize) -> bool {
+    let (Some(addr), Some((_, at, _))) = (sources[i].last_addr, sources[i].last) else {
+        return false;
+    };
+    sources.iter().enumerate().any(|(j, r)| {
+        j != i
+            && r.kind == sources[i].kind
+            && r.last_addr == Some(addr)
+            && r.last
+                .is_some_and(|(_, at_j, _)| at_j > at || (at_j == at && j < i))
+    })
 }
 
 /// The clock was stepped by `by`: samples measured against the old clock move with it. Every
@@ -1259,6 +1288,7 @@ mod tests {
                 });
                 f
             },
+            last_addr: None,
             reach: 1,
             verdict: Verdict::Agreed,
             answer: crate::tally::Answer::Answered,
@@ -1266,6 +1296,42 @@ mod tests {
             kod: None,
             requests: 1,
         });
+    }
+
+    /// Two pool names whose latest samples came from one server vote once: the newer one.
+    #[tokio::test]
+    async fn one_server_votes_once_across_rounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock {
+            base: floor::build_time() + SignedDuration::from_secs(86_400),
+            offset_ns: AtomicI64::new(0),
+            rtc_ns: Mutex::new(None),
+        });
+        let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
+        let hour = SignedDuration::from_secs(3600);
+        for _ in 0..3 {
+            run_with_sample(&handle, hour);
+        }
+        let mut s = handle.0.lock().unwrap();
+        let liar: std::net::SocketAddr = "192.0.2.9:123".parse().unwrap();
+        let other: std::net::SocketAddr = "192.0.2.10:123".parse().unwrap();
+        s.sources[0].last_addr = Some(liar);
+        s.sources[1].last_addr = Some(liar);
+        s.sources[2].last_addr = Some(other);
+        if let Some(l) = s.sources[1].last.as_mut() {
+            l.1 = l.1 + SignedDuration::from_secs(64);
+        }
+        assert!(
+            superseded(&s.sources, 0),
+            "the older sample of the same server"
+        );
+        assert!(!superseded(&s.sources, 1));
+        assert!(!superseded(&s.sources, 2));
+        s.sources[1].last = s.sources[0].last;
+        assert!(!superseded(&s.sources, 0), "a tie keeps the first source");
+        assert!(superseded(&s.sources, 1));
+        s.sources[1].kind = SourceKind::Nts;
+        assert!(!superseded(&s.sources, 1), "only sources of one kind");
     }
 
     /// A hand-set time that steps the clock shifts the stored samples like a network step.

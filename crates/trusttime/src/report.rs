@@ -14,11 +14,22 @@ use trusttime_tls::TrustedClock;
 use crate::config::ReportConfig;
 use crate::daemon::StatusHandle;
 
-/// The report for a `status` object, in Device Shadow form.
+/// Version of the report's fields (docs/fleet.md, "The clock-health report"): raised when a
+/// field changes meaning or goes away; new fields keep it.
+pub const SCHEMA: u32 = 1;
+
+/// The report for a `status` object and a `sources` object, in Device Shadow form.
 #[must_use]
-pub fn health_json(status: &Value) -> Value {
+pub fn health_json(status: &Value, sources: &Value) -> Value {
     let pick = |k: &str| status.get(k).cloned().unwrap_or(Value::Null);
+    let falsetickers = sources["sources"].as_array().map_or(0, |list| {
+        list.iter()
+            .filter(|s| s["verdict"] == "falseticker")
+            .count()
+    });
     json!({ "state": { "reported": { "clock": {
+        "schema": SCHEMA,
+        "falsetickers": falsetickers,
         "state": pick("state"),
         "provenance": pick("provenance"),
         "authenticated": pick("authenticated"),
@@ -108,7 +119,7 @@ pub async fn run(cfg: ReportConfig, handle: StatusHandle) {
         let st = handle.status_json();
         let key = (st["state"].clone(), st["provenance"].clone());
         if last.as_ref() != Some(&key) || sent.elapsed() >= interval {
-            let body = health_json(&st).to_string();
+            let body = health_json(&st, &handle.sources_json()).to_string();
             match client.try_publish(topic.clone(), QoS::AtLeastOnce, false, body) {
                 Ok(()) => {
                     last = Some(key);
@@ -128,7 +139,13 @@ mod tests {
     #[test]
     fn shadow_form() {
         let st = json!({ "state": "synced", "offset_s": 1.5, "agreed": 2, "authenticated": false });
-        let r = health_json(&st);
+        let src = json!({ "sources": [
+            { "address": "0.pool.ntp.org:123", "verdict": "agreed" },
+            { "address": "1.pool.ntp.org:123", "verdict": "falseticker" },
+        ]});
+        let r = health_json(&st, &src);
+        assert_eq!(r["state"]["reported"]["clock"]["schema"], SCHEMA);
+        assert_eq!(r["state"]["reported"]["clock"]["falsetickers"], 1);
         assert_eq!(r["state"]["reported"]["clock"]["state"], "synced");
         assert_eq!(r["state"]["reported"]["clock"]["sources_agreeing"], 2);
         assert!(r["state"]["reported"]["clock"]["earliest"].is_null());

@@ -588,12 +588,15 @@ impl PollPolicy {
     pub fn failures_in_a_row(&self) -> u8 {
         self.failures_in_a_row
     }
-    /// After a good sample: the interval grows slowly toward `max_poll`.
+    /// After a good sample: the interval grows slowly toward `max_poll`; above it (after
+    /// RATE), it comes back down as slowly. Without that, a pool name (resolved again at every
+    /// poll, so the next server is another one) that once drew a RATE stayed slow for good,
+    /// and a fleet drifted toward 2^17 s and out of sync within weeks.
     pub fn on_success(&mut self) {
         self.failures_in_a_row = 0;
         self.good_in_a_row = self.good_in_a_row.saturating_add(1);
-        if self.good_in_a_row >= Self::GOOD_TO_INCREASE && self.poll < self.max_poll {
-            self.poll += 1;
+        if self.good_in_a_row >= Self::GOOD_TO_INCREASE && self.poll != self.max_poll {
+            self.poll += if self.poll < self.max_poll { 1 } else { -1 };
             self.good_in_a_row = 0;
         }
     }
@@ -606,7 +609,8 @@ impl PollPolicy {
         }
     }
     /// After a Kiss-o'-Death: RATE doubles the interval (beyond `max_poll` if need be, up to
-    /// 2^17 s); DENY and RSTR stop the source for good.
+    /// 2^17 s; four good samples in a row halve it again, down to `max_poll`); DENY and RSTR
+    /// stop the source for good.
     pub fn on_kiss(&mut self, code: KissCode) {
         self.good_in_a_row = 0;
         match code {
@@ -921,6 +925,20 @@ mod tests {
         assert_eq!(p.poll_exponent(), 7);
         p.on_kiss(KissCode::Rate);
         assert_eq!(p.poll_exponent(), 8);
+        // RATE goes beyond max_poll; good samples bring it back, as slowly as it rises.
+        let mut r = PollPolicy::default();
+        r.resume_at(10);
+        r.on_kiss(KissCode::Rate);
+        r.on_kiss(KissCode::Rate);
+        assert_eq!(r.poll_exponent(), 12);
+        for _ in 0..PollPolicy::GOOD_TO_INCREASE - 1 {
+            r.on_success();
+        }
+        assert_eq!(r.poll_exponent(), 12, "not before four good samples");
+        for _ in 0..3 * PollPolicy::GOOD_TO_INCREASE {
+            r.on_success();
+        }
+        assert_eq!(r.poll_exponent(), 10, "back to max_poll, not below");
         let mut q = PollPolicy::default();
         q.resume_at(9);
         assert_eq!(q.poll_exponent(), 9);
