@@ -313,13 +313,16 @@ fn a_second_daemon_is_refused_and_leaves_the_first_ones_socket_alone() {
     let config = write_config(dir.path(), &[], "");
     let first = start_daemon(&config);
     wait_for_socket(&config, &first);
-    let out = no_clock_command(bin(), None)
-        .args(["daemon", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let mut cmd = no_clock_command(bin(), None);
+    cmd.args(["daemon", "--config"]).arg(&config);
+    let mut second = Peer::spawn("trusttime-daemon-second", cmd, None);
+    // It must give up at once, not take over.
+    assert!(
+        wait_for_exit(&mut second, std::time::Duration::from_secs(5)),
+        "a second daemon kept running: {}",
+        second.log_text()
+    );
+    let err = second.log_text();
     assert!(err.contains("already running"), "{err}");
     // The first daemon still answers on its socket.
     let st = cli_json(&["status"], &config);
