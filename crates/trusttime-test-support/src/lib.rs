@@ -150,10 +150,14 @@ pub struct Peer {
 impl Peer {
     /// Spawns `cmd` with stdout and stderr to a log file in `dir`.
     pub fn spawn(name: &str, mut cmd: Command, dir: Option<TempDir>) -> Peer {
+        // One file per peer: tests run in parallel threads of one process, and two peers of
+        // the same name sharing (and truncating) one log would lose each other's lines.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let log = artifacts_dir().join(format!(
-            "{}-{}.log",
+            "{}-{}-{}.log",
             name.replace(['/', ' ', ':'], "_"),
-            std::process::id()
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let f = std::fs::File::create(&log).expect("create peer log");
         let f2 = f.try_clone().expect("clone log handle");

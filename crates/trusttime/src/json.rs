@@ -22,6 +22,95 @@ impl<'de> Deserialize<'de> for Time {
     }
 }
 
+/// A time as written in a certificate, RFC 3339 UTC to the second, over the whole X.509
+/// range (`0000-01-01T00:00:00Z` .. `9999-12-31T23:59:59Z`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CertTime(pub String);
+
+impl<'de> Deserialize<'de> for CertTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        // YYYY-MM-DDTHH:MM:SSZ
+        let b = s.as_bytes();
+        let digits =
+            |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+        let ok = b.len() == 20
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && b[10] == b'T'
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19)
+            && b[19] == b'Z';
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is not a certificate time (YYYY-MM-DDTHH:MM:SSZ)"
+            )));
+        }
+        Ok(CertTime(s))
+    }
+}
+
+/// How a source took part in a round: the same three words in `sync`, `sources` and the
+/// daemon's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// It gave a usable reply (whether or not it then agreed with the others).
+    Answered,
+    /// It replied, and the reply was refused (`rejected_why` says why).
+    Rejected,
+    /// Nothing came back (lost, unreachable, no address, or not needed once the majority had
+    /// decided).
+    Silent,
+}
+
+/// How the HTTPS Date constraints were combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintDecisionKind {
+    /// None were configured.
+    NotAsked,
+    /// None gave a usable answer: no constraint applied.
+    NoneAnswered,
+    /// A strict majority agree: their common interval was applied.
+    Applied,
+    /// They contradict each other with no majority: plain NTP is refused.
+    Refused,
+}
+
+/// The combined HTTPS Date constraint (`sync`'s and `status`'s `constraint`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintDecision {
+    /// What was decided.
+    pub decision: ConstraintDecisionKind,
+    /// `applied`: the lowest offset the agreeing constraints allow together, seconds.
+    #[serde(default)]
+    pub offset_lo_s: Option<f64>,
+    /// `applied`: the highest offset they allow together, seconds.
+    #[serde(default)]
+    pub offset_hi_s: Option<f64>,
+    /// `applied`: how many constraints agree.
+    #[serde(default)]
+    pub agreeing: Option<u32>,
+    /// `applied`: how many answered.
+    #[serde(default)]
+    pub answered: Option<u32>,
+    /// `applied`: the URLs outside the agreeing group.
+    #[serde(default)]
+    pub outvoted: Option<Vec<String>>,
+    /// `refused`: why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// How a source was judged (`sync` and `sources`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +127,8 @@ pub enum SourceVerdict {
     KissOfDeath,
     /// Its reply was malformed or unusable.
     Invalid,
+    /// The same server as another source of the same kind (same address): counted once.
+    Duplicate,
 }
 
 /// What kind of source.
@@ -102,8 +193,14 @@ pub struct Sync {
     /// Why there is no consensus.
     #[serde(default)]
     pub error: Option<String>,
-    /// HTTPS Date constraints.
+    /// How the sources took part, in words (`3 sources: 2 answered, 0 rejected, 1 silent`).
+    pub answers: String,
+    /// Why a result is refused by the authentication policy (`null` when it is not).
+    pub refused: Option<String>,
+    /// HTTPS Date constraints, one per URL.
     pub constraints: Vec<Constraint>,
+    /// How they were combined.
+    pub constraint: ConstraintDecision,
     /// Signed Roughtime evidence that a server lies.
     pub chain_violations: Vec<String>,
     /// Every source asked.
@@ -155,6 +252,10 @@ pub struct SyncSource {
     pub kiss_code: Option<String>,
     /// The reason in words.
     pub reason: String,
+    /// How it took part.
+    pub answer: Answer,
+    /// Why its reply was refused (`answer` `rejected`), else `null`.
+    pub rejected_why: Option<String>,
 }
 
 /// `trusttime status --json`.
@@ -199,14 +300,54 @@ pub struct Status {
     pub notes: Vec<String>,
     /// Manual changes since the daemon started, oldest first (at most 20).
     pub manual_changes: Vec<ManualChange>,
+    /// The last poll round's answers, in words (`null` before the first round).
+    pub last_round: Option<String>,
+    /// The last time hint (RTC, saved state, hand-set time) a network consensus overrode.
+    pub hint_overridden: Option<String>,
+    /// Signed Roughtime evidence that a server lies (the last 20).
+    pub chain_violations: Vec<String>,
+    /// How the HTTPS Date constraints were combined in the last round that asked them.
+    pub constraint: Option<ConstraintDecision>,
     /// One line in words.
     pub verdict: String,
 }
 
-/// One manual change (in `status`, and `set`'s reply).
+/// One manual change in `status` (and `set`'s or `reset-floor`'s reply).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ManualChange {
+    /// The time was set by hand.
+    Set(ManualSet),
+    /// The floor was reset to the build time.
+    ResetFloor(FloorReset),
+}
+
+/// The floor reset by hand.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ManualChange {
+pub struct FloorReset {
+    /// When (system clock).
+    pub at: Time,
+    /// Who: the control socket and the peer's uid.
+    pub who: String,
+    /// The floor before and after.
+    pub reset_floor: FloorChange,
+}
+
+/// A floor before and after a reset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloorChange {
+    /// The floor before.
+    pub old: Time,
+    /// The floor after (the build time).
+    pub new: Time,
+}
+
+/// The time set by hand.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualSet {
     /// When (system clock).
     pub at: Time,
     /// Who: the control socket and the peer's uid, or the web page and the address.
@@ -217,6 +358,8 @@ pub struct ManualChange {
     pub new: Time,
     /// Its uncertainty, milliseconds.
     pub uncertainty_ms: i64,
+    /// The trusted interval that resulted, in words.
+    pub trusted: String,
     /// True when it overrode a network-trusted interval.
     pub forced: bool,
 }
@@ -227,6 +370,8 @@ pub struct ManualChange {
 pub struct Sources {
     /// One entry per configured source (pools expanded).
     pub sources: Vec<DaemonSource>,
+    /// The last poll round's answers, in words (`null` before the first round).
+    pub last_round: Option<String>,
 }
 
 /// One source of the daemon.
@@ -263,6 +408,10 @@ pub struct DaemonSource {
     pub kiss_code: Option<String>,
     /// Requests sent.
     pub requests: u64,
+    /// How it took part in its last poll.
+    pub answer: Answer,
+    /// Why its last reply was refused (`answer` `rejected`), else `null`.
+    pub rejected_why: Option<String>,
 }
 
 /// `trusttime check --json`: a verdict, or (exit status 4) a network error.
@@ -285,6 +434,8 @@ pub struct CheckFailed {
     pub error: String,
     /// Always `null`.
     pub verdict: Option<CertVerdict>,
+    /// Always 4.
+    pub exit_code: u8,
 }
 
 /// The verdict on a chain.
@@ -309,11 +460,14 @@ pub struct CheckJudged {
     pub servername: String,
     /// The verdict.
     pub verdict: CertVerdict,
+    /// True when an `undetermined` verdict was accepted by policy (then the exit status is 0).
+    pub accepted_undetermined: bool,
     /// The exit status that goes with it (0, 1 or 3).
     pub exit_code: u8,
     /// The time judged by.
     pub time: CheckTime,
-    /// The chain as presented, leaf first, then the root it chains to.
+    /// The path judged (server certificate, intermediates, trust anchor), then what the
+    /// server sent that is not on it.
     pub chain: Vec<CheckCert>,
     /// The diagnosis.
     pub diagnosis: Diagnosis,
@@ -349,6 +503,9 @@ pub enum CertRole {
     Intermediate(u8),
     /// The trust anchor.
     Root,
+    /// Sent by the server but not on the path judged (its place in what was sent, 1 = the
+    /// first after the server certificate).
+    Sent(u8),
 }
 
 /// One certificate of `check`'s chain.
@@ -362,11 +519,14 @@ pub struct CheckCert {
     /// Issuer (RFC 4514).
     pub issuer: String,
     /// Not valid before.
-    pub not_before: Time,
+    pub not_before: CertTime,
     /// Not valid after.
-    pub not_after: Time,
-    /// Seconds from the time judged by to `not_after` (negative: expired).
-    pub expires_in_s: i64,
+    pub not_after: CertTime,
+    /// True when `not_after` is `9999-12-31T23:59:59Z` (no expiry date).
+    pub no_expiry: bool,
+    /// Seconds from the time judged by to `not_after` (negative: expired; `null` with no
+    /// expiry date).
+    pub expires_in_s: Option<i64>,
 }
 
 /// The certificate concerned by a diagnosis.
@@ -380,9 +540,9 @@ pub struct DiagnosedCert {
     /// Issuer.
     pub issuer: String,
     /// Not valid before.
-    pub not_before: Time,
+    pub not_before: CertTime,
     /// Not valid after.
-    pub not_after: Time,
+    pub not_after: CertTime,
 }
 
 /// What was found.
@@ -442,6 +602,11 @@ pub struct Diagnosis {
     pub openssl_error: Option<String>,
     /// True when the chain was re-verified at the certificate's own dates.
     pub chain_verified_at_own_dates: bool,
+    /// The path judged (server certificate, intermediates, trust anchor); when no path
+    /// verifies at any time, the certificates as the server sent them.
+    pub chain: Vec<DiagnosedCert>,
+    /// Certificates the server sent that are not on that path: they play no part.
+    pub also_sent: Vec<DiagnosedCert>,
     /// The explanation.
     pub message: String,
     /// What to do.
@@ -491,5 +656,66 @@ mod tests {
         assert!(t.is_err());
         let t: Result<Time, _> = serde_json::from_value(serde_json::json!("2026-11-23T08:00:00Z"));
         assert!(t.is_ok());
+        // Certificate times span the whole X.509 range, to the second.
+        for ok in ["9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z"] {
+            assert!(serde_json::from_value::<CertTime>(serde_json::json!(ok)).is_ok());
+        }
+        for bad in [
+            "9999-12-31",
+            "2026-11-23T08:00:00.5Z",
+            "2026-11-23 08:00:00Z",
+            "",
+        ] {
+            assert!(serde_json::from_value::<CertTime>(serde_json::json!(bad)).is_err());
+        }
+    }
+
+    /// The shapes a field can take: both kinds of manual change, every certificate role,
+    /// each constraint decision, and nothing else.
+    #[test]
+    fn each_shape_parses_and_strays_are_refused() {
+        let reset = serde_json::json!({"at": "2026-12-01T21:31:00Z", "who": "control socket, uid 0",
+            "reset_floor": {"old": "2027-01-01T00:00:00Z", "new": "2026-12-01T21:11:29Z"}});
+        assert!(matches!(
+            serde_json::from_value::<ManualChange>(reset).unwrap(),
+            ManualChange::ResetFloor(_)
+        ));
+        // A reset with a set's fields mixed in is neither.
+        let mixed = serde_json::json!({"at": "2026-12-01T21:31:00Z", "who": "x", "forced": true,
+            "reset_floor": {"old": "2027-01-01T00:00:00Z", "new": "2026-12-01T21:11:29Z"}});
+        assert!(serde_json::from_value::<ManualChange>(mixed).is_err());
+        for (role, want) in [
+            (serde_json::json!("leaf"), CertRole::Leaf),
+            (
+                serde_json::json!({"intermediate": 2}),
+                CertRole::Intermediate(2),
+            ),
+            (serde_json::json!("root"), CertRole::Root),
+            (serde_json::json!({"sent": 1}), CertRole::Sent(1)),
+        ] {
+            assert_eq!(serde_json::from_value::<CertRole>(role).unwrap(), want);
+        }
+        assert!(serde_json::from_value::<CertRole>(serde_json::json!("sent")).is_err());
+        // The roles serialise as the verifier's do.
+        for (ours, theirs) in [
+            (
+                CertRole::Intermediate(1),
+                trusttime_tls::CertRole::Intermediate(1),
+            ),
+            (CertRole::Sent(3), trusttime_tls::CertRole::Sent(3)),
+            (CertRole::Root, trusttime_tls::CertRole::Root),
+        ] {
+            assert_eq!(
+                serde_json::to_value(ours).unwrap(),
+                serde_json::to_value(theirs).unwrap()
+            );
+        }
+        let refused = serde_json::json!({"decision": "refused", "reason": "no majority"});
+        let c: ConstraintDecision = serde_json::from_value(refused).unwrap();
+        assert_eq!(c.decision, ConstraintDecisionKind::Refused);
+        let stray = serde_json::json!({"decision": "applied", "why": 1});
+        assert!(serde_json::from_value::<ConstraintDecision>(stray).is_err());
+        let unknown = serde_json::json!({"decision": "maybe"});
+        assert!(serde_json::from_value::<ConstraintDecision>(unknown).is_err());
     }
 }

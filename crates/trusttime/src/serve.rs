@@ -50,6 +50,10 @@ pub enum Trust {
     },
     /// Nothing vouches for the clock: every reply says unsynchronised.
     Unsynchronized,
+    /// The local clock served as synchronised whatever it reads, below the floor too. Only
+    /// for deliberately lying servers (the demo's, tests'), never for a real one: a device
+    /// whose clock is wrong would hand its wrong time to the LAN.
+    LyingTestServer,
 }
 
 impl Trust {
@@ -63,6 +67,7 @@ impl Trust {
     ) -> (UnixTime, Option<SignedDuration>) {
         match self {
             Trust::Unsynchronized => (local, None),
+            Trust::LyingTestServer => (local, Some(dispersion)),
             Trust::LocalClock { floor } => (local, (local >= *floor).then_some(dispersion)),
             Trust::Daemon { link, max_error } => {
                 let reading = link.lock().ok().and_then(|g| *g);
@@ -318,6 +323,14 @@ mod tests {
         let now = opts.trust.judge(y2k, opts.root_dispersion);
         assert_eq!(now.1, None);
         assert!(unsync(reply_to(&req, y2k, now, &opts).unwrap()));
+        // Only a deliberately lying test server serves it (as the demo's liar does).
+        let liar = ServeOptions {
+            trust: Trust::LyingTestServer,
+            ..ServeOptions::default()
+        };
+        let now = liar.trust.judge(y2k, liar.root_dispersion);
+        assert_eq!(now, (y2k, Some(liar.root_dispersion)));
+        assert!(!unsync(reply_to(&req, y2k, now, &liar).unwrap()));
         // Nothing vouches for the clock.
         let opts = ServeOptions {
             trust: Trust::Unsynchronized,

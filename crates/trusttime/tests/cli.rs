@@ -687,7 +687,7 @@ fn sync_and_check_json_follow_the_schema() {
     for ip in ["127.0.0.1", "127.0.0.2"] {
         let addr = format!("{ip}:{}", free_port());
         let child = Command::new(bin())
-            .args(["serve", "--listen", &addr])
+            .args(["serve", "--listen", &addr, "--trust-local-clock"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -706,6 +706,17 @@ fn sync_and_check_json_follow_the_schema() {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert!(v.consensus, "{v:?}");
     assert_eq!(v.sources.len(), 2);
+    assert!(
+        v.sources
+            .iter()
+            .all(|s| s.answer == trusttime::json::Answer::Answered && s.rejected_why.is_none()),
+        "{v:?}"
+    );
+    assert_eq!(
+        v.constraint.decision,
+        trusttime::json::ConstraintDecisionKind::NotAsked
+    );
+    assert_eq!(v.refused, None);
     // No consensus: still the schema.
     let out = run(&["sync", "--json", "-s", "127.0.0.1:9", "--timeout", "200ms"]);
     assert_eq!(out.status.code(), Some(1));

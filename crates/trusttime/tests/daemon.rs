@@ -742,7 +742,11 @@ fn reset_floor_recovers_a_device_whose_floor_is_wrong() {
             .any(|c| c["reset_floor"].is_object()),
         "{st}"
     );
-    assert!(daemon.log_text().contains("floor reset by hand"));
+    assert!(
+        daemon.log_text().contains("floor reset by hand"),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 /// State is saved at the first sync and on a clean stop (SIGTERM), not only every 10 minutes.

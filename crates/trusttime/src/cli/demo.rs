@@ -10,7 +10,7 @@ use trusttime_core::{floor, Human, SignedDuration};
 
 use super::{EXIT_FAIL, EXIT_OK};
 use crate::clock::{LocalClock, ShiftedClock, SystemClock};
-use crate::serve::{ServeOptions, Server};
+use crate::serve::{ServeOptions, Server, Trust};
 use crate::sync::{sync, ServerSpec, SyncOptions, Verdict};
 
 /// Show, offline and on loopback, how a device with no clock learns a time it can trust.
@@ -73,7 +73,13 @@ pub async fn run(args: Args) -> ExitCode {
         ("C", liar, liar_note(args.liar_offset)),
     ] {
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let server = match Server::bind(addr, clock, ServeOptions::default()).await {
+        // The demo's servers lie on purpose: the liar answers with its shifted time even
+        // when that is below the floor (a real `serve` would refuse to).
+        let opts = ServeOptions {
+            trust: Trust::LyingTestServer,
+            ..ServeOptions::default()
+        };
+        let server = match Server::bind(addr, clock, opts).await {
             Ok(s) => s,
             Err(e) => {
                 errln!("error: cannot start a loopback server: {e}");
