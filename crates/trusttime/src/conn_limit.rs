@@ -160,6 +160,9 @@ mod tests {
         // A fourth connection evicts peer 2's oldest.
         slots.run(3, async {});
         assert_eq!(rx_a.recv().await, Some("b1"));
+        tokio::task::yield_now().await;
+        // Peer 1's connection and peer 2's newer one are still open.
+        assert!(rx_a.try_recv().is_err());
         assert!(slots.len() <= 3);
     }
 
