@@ -135,31 +135,42 @@ pub fn is_root(who: &str) -> bool {
     who.ends_with(", uid 0")
 }
 
+/// The most control-socket connections held at once; a new one beyond evicts the oldest of
+/// the user holding the most (see [`crate::conn_limit`]).
+pub const MAX_CONNECTIONS: usize = 32;
+
 /// Accepts connections and answers each request with `answer(request, who)`, where `who`
-/// names the peer (its uid).
+/// names the peer (its uid). At most [`MAX_CONNECTIONS`] at once, each given
+/// [`ANSWER_WITHIN`] for its whole exchange.
 pub async fn serve<F>(listener: UnixListener, answer: F)
 where
     F: Fn(&Request, &str) -> serde_json::Value + Send + Sync + Clone + 'static,
 {
+    let slots = crate::conn_limit::Slots::new(MAX_CONNECTIONS, ANSWER_WITHIN);
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let mut stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors or memory: wait instead of spinning.
+                tracing::debug!(error = %e, "control socket: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
+        let uid = stream.peer_cred().ok().map(|c| c.uid());
         let answer = answer.clone();
-        tokio::spawn(async move {
-            let who = stream.peer_cred().map_or_else(
-                |_| "control socket".to_owned(),
-                |c| format!("control socket, uid {}", c.uid()),
+        slots.run(uid, async move {
+            let who = uid.map_or_else(
+                || "control socket".to_owned(),
+                |uid| format!("control socket, uid {uid}"),
             );
-            let reply =
-                match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream)).await {
-                    Ok(Ok(body)) => match parse_request(&body) {
-                        Ok(r) => answer(&r, &who),
-                        Err(e) => serde_json::json!({ "error": e.to_string() }),
-                    },
-                    Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
-                    Err(_) => return,
-                };
+            let reply = match read_frame(&mut stream).await {
+                Ok(body) => match parse_request(&body) {
+                    Ok(r) => answer(&r, &who),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                },
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            };
             let _ = write_frame(&mut stream, reply.to_string().as_bytes()).await;
         });
     }

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conn_limit;
 pub mod control;
 pub mod daemon;
 pub mod duration;

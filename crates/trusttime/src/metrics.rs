@@ -74,22 +74,33 @@ pub fn render(status: &Value, sources: &Value) -> String {
     o
 }
 
-/// Serves `/metrics` until the task is dropped.
+/// The most metrics connections held at once; a new one beyond evicts the oldest of the
+/// address holding the most (see [`crate::conn_limit`]).
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// Serves `/metrics` until the task is dropped: at most [`MAX_CONNECTIONS`] at once, each
+/// given 5 s for its whole exchange.
 ///
 /// # Errors
 /// When the address cannot be bound.
 pub async fn serve(addr: SocketAddr, handle: StatusHandle) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics at /metrics");
+    let slots = crate::conn_limit::Slots::new(MAX_CONNECTIONS, Duration::from_secs(5));
     loop {
-        let Ok((mut s, _)) = listener.accept().await else {
-            continue;
+        let (mut s, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors or memory: wait instead of spinning.
+                tracing::debug!(error = %e, "metrics: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let h = handle.clone();
-        tokio::spawn(async move {
+        slots.run(peer.ip(), async move {
             let mut buf = [0u8; 2048];
-            let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await
-            else {
+            let Ok(n) = s.read(&mut buf).await else {
                 return;
             };
             let head = String::from_utf8_lossy(&buf[..n]);

@@ -793,3 +793,129 @@ fn sigterm_saves_the_state() {
         "not saved on SIGTERM: {first:?} then {last:?}"
     );
 }
+
+/// Starts the daemon with the unit's own kind of descriptor limit (1024 here), logging at
+/// info, after raising this test's own limit (it holds more than 1,100 connections).
+fn start_daemon_with_fd_limit(config: &Path) -> Peer {
+    let raised = Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg("--nofile=4096:4096")
+        .status()
+        .unwrap();
+    assert!(raised.success(), "cannot raise this test's open-file limit");
+    let inner = no_clock_command(bin(), None);
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=1024:1024")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .args(["daemon", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info");
+    Peer::spawn("trusttime-daemon-fd-limit", cmd, None)
+}
+
+fn open_fds(p: &Peer) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", p.pid()))
+        .unwrap()
+        .count()
+}
+
+/// Opens `n` connections with `connect` on another thread; panics if that stalls (a daemon
+/// that stopped accepting leaves a connect blocked on a full queue).
+fn open_idle<T: Send + 'static>(
+    n: usize,
+    connect: impl Fn() -> std::io::Result<T> + Send + 'static,
+) -> Vec<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for i in 0..n {
+            match connect() {
+                Ok(s) => held.push(s),
+                Err(e) => {
+                    let _ = tx.send(Err(format!("connect {i}: {e}")));
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(Ok(held));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(held)) => held,
+        Ok(Err(e)) => panic!("{e}"),
+        Err(_) => panic!("opening {n} connections stalled: the daemon stopped accepting"),
+    }
+}
+
+/// A local user opens 1,100 idle connections to the control socket (more than the
+/// daemon's descriptor limit): `status` still answers at once, the daemon holds a bounded
+/// number of descriptors and logs nothing per connection.
+#[test]
+fn a_thousand_idle_control_connections_do_not_stop_the_daemon() {
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[], "");
+    let daemon = start_daemon_with_fd_limit(&config);
+    wait_for_socket(&config, &daemon);
+    let sock = dir.path().join("control.sock");
+    let idle = open_idle(1100, move || std::os::unix::net::UnixStream::connect(&sock));
+    let started = std::time::Instant::now();
+    let status = cli_json(&["status"], &config);
+    let took = started.elapsed();
+    assert!(status["state"].is_string(), "{status}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "status took {took:?}"
+    );
+    let fds = open_fds(&daemon);
+    assert!(fds < 200, "the daemon holds {fds} descriptors");
+    let log = daemon.log_text();
+    assert!(
+        log.lines().count() < 50,
+        "the log grew with the connections: {log}"
+    );
+    eprintln!(
+        "1100 idle control connections: status took {took:?}; the daemon holds {fds} descriptors"
+    );
+    drop(idle);
+}
+
+/// The same against the Prometheus endpoint: a scrape still answers, descriptors stay
+/// bounded, and the control socket still works.
+#[test]
+fn a_thousand_idle_metrics_connections_do_not_stop_the_daemon() {
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[], "");
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[daemon]\n",
+        &format!("[daemon]\nmetrics-listen = \"{metrics_addr}\"\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = start_daemon_with_fd_limit(&config);
+    wait_for_socket(&config, &daemon);
+    let idle = open_idle(1100, move || {
+        std::net::TcpStream::connect_timeout(&metrics_addr, std::time::Duration::from_secs(2))
+    });
+    let started = std::time::Instant::now();
+    let (code, _, body) = trusttime_test_support::http(metrics_addr, "GET", "/metrics", &[], b"");
+    let took = started.elapsed();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("trusttime_state{"), "{body}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the scrape took {took:?}"
+    );
+    let fds = open_fds(&daemon);
+    assert!(fds < 200, "the daemon holds {fds} descriptors");
+    assert!(cli_json(&["status"], &config)["state"].is_string());
+    let log = daemon.log_text();
+    assert!(
+        log.lines().count() < 50,
+        "the log grew with the connections: {log}"
+    );
+    eprintln!(
+        "1100 idle metrics connections: a scrape took {took:?}; the daemon holds {fds} descriptors"
+    );
+    drop(idle);
+}
