@@ -82,7 +82,17 @@ check "Roughtime over NTS (M4F)" $(( added[$m4.roughtime] - added[$m4.nts] )) 20
 entries=(stack_decide_4 stack_ntp_poll_transmit stack_ntp_handle_datagram
   stack_trust_on_consensus stack_system_on_consensus stack_nts_parse_ke_response_into
   stack_nts_session_reset stack_nts_seal_request stack_nts_open_reply)
-declare -A stack
+declare -A stack slabel=(
+  [stack_decide_4]="select::decide, 4 sources"
+  [stack_ntp_poll_transmit]="NtpClient::poll_transmit"
+  [stack_ntp_handle_datagram]="NtpClient::handle_datagram + take_sample"
+  [stack_trust_on_consensus]="TrustMachine::on_consensus"
+  [stack_system_on_consensus]="System::on_consensus"
+  [stack_nts_parse_ke_response_into]="nts::parse_ke_response_into"
+  [stack_nts_session_reset]="NtsSession::reset"
+  [stack_nts_seal_request]="NtsSession::seal_request"
+  [stack_nts_open_reply]="NtsSession::open_reply"
+)
 for t in "$m4" "$m0"; do
   (cd "$FW" && RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Z emit-stack-sizes" cargo build --release --locked -q \
     --target "$t" --target-dir "$TD/stack" --features stack)
@@ -98,7 +108,7 @@ echo
 echo "| entry point (worst-case stack) | Cortex-M4F | Cortex-M0 |"
 echo "|---|---:|---:|"
 for e in "${entries[@]}"; do
-  echo "| ${e#stack_} | ${stack[$m4.$e]} B | ${stack[$m0.$e]} B |"
+  echo "| ${slabel[$e]} | ${stack[$m4.$e]} B | ${stack[$m0.$e]} B |"
 done
 echo
 check "select::decide, 4 sources, stack (M4F)" "${stack[$m4.stack_decide_4]}" 512 le

@@ -309,7 +309,7 @@ impl CookieJar {
     /// Adds a cookie; when full, the oldest is dropped.
     pub fn push(&mut self, c: Cookie) {
         if self.len() == MAX_COOKIES {
-            let _ = self.pop();
+            self.drop_oldest();
         }
         if let Some(slot) = self.cookies.iter_mut().find(|s| s.is_none()) {
             *slot = Some(c);
@@ -318,8 +318,16 @@ impl CookieJar {
     /// Takes the oldest cookie.
     pub fn pop(&mut self) -> Option<Cookie> {
         let first = self.cookies[0].take();
-        self.cookies.rotate_left(1);
+        self.drop_oldest();
         first
+    }
+    /// Drops the oldest cookie and moves the others up by swapping neighbours (`rotate_left`
+    /// kept a 552-byte temporary on a Cortex-M stack).
+    fn drop_oldest(&mut self) {
+        for i in 1..MAX_COOKIES {
+            self.cookies.swap(i - 1, i);
+        }
+        self.cookies[MAX_COOKIES - 1] = None;
     }
 }
 
@@ -943,6 +951,23 @@ mod tests {
         assert_eq!(j.len(), MAX_COOKIES - 1);
         assert!(Cookie::new(&[]).is_err());
         assert!(Cookie::new(&[0; MAX_COOKIE_LEN + 1]).is_err());
+    }
+
+    #[test]
+    fn jar_keeps_the_newest_in_order_and_pops_oldest_first() {
+        let mut j = CookieJar::new();
+        for i in 0..11u8 {
+            j.push(Cookie::new(&[i; 3]).unwrap());
+            if i == 4 {
+                assert_eq!(j.pop().unwrap().as_bytes(), &[0; 3]);
+            }
+        }
+        // 1..=10 pushed after the pop, 8 kept: 3..=10.
+        for i in 3..11u8 {
+            assert_eq!(j.pop().unwrap().as_bytes(), &[i; 3]);
+        }
+        assert!(j.pop().is_none());
+        assert!(j.is_empty());
     }
 
     /// A server answering `req` the way RFC 8915 describes.
