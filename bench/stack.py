@@ -127,6 +127,9 @@ def main():
         sys.exit(__doc__)
     elf, entries = sys.argv[1], sys.argv[2:]
     sizes = frames(elf)
+    if not sizes:
+        print(f"stack.py: {elf} has no .stack_sizes (build with -Z emit-stack-sizes)", file=sys.stderr)
+        sys.exit(3)
     calls, prologue, indirect = disassemble(elf)
     memo, problems = {}, []
 
