@@ -15,6 +15,12 @@
 # thumbv6m-none-eabi (Cortex-M0: Thumb-1, no divide instruction) is measured and printed; its
 # figures are larger and carry no budget.
 #
+# Stack: the "stack" variant puts each entry point a firmware calls behind a never-inlined
+# `stack_*` function and is built with `-Z emit-stack-sizes` (RUSTC_BOOTSTRAP=1, the stable
+# compiler); bench/stack.py adds each function's frame (.stack_sizes) along the deepest path of
+# the call graph (llvm-objdump). Budget, on both targets: select::decide over 4 sources
+# <= 512 B.
+#
 # Usage: bench/size.sh          exit 1 when a budget is exceeded
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,4 +77,40 @@ check "SNTP, one server (M4F)" "${added[$m4.sntp]}" 3080 le
 check "SNTP + 4 servers + decide + trust (M4F)" "${added[$m4.trust]}" 8192 lt
 check "NTS over that (M4F)" $(( added[$m4.nts] - added[$m4.trust] )) 12288 lt
 check "Roughtime over NTS (M4F)" $(( added[$m4.roughtime] - added[$m4.nts] )) 20480 lt
+
+# Worst-case stack per entry point (static: frames along the deepest call path).
+entries=(stack_decide_4 stack_ntp_poll_transmit stack_ntp_handle_datagram
+  stack_trust_on_consensus stack_system_on_consensus stack_nts_parse_ke_response_into
+  stack_nts_session_reset stack_nts_seal_request stack_nts_open_reply)
+declare -A stack slabel=(
+  [stack_decide_4]="select::decide, 4 sources"
+  [stack_ntp_poll_transmit]="NtpClient::poll_transmit"
+  [stack_ntp_handle_datagram]="NtpClient::handle_datagram + take_sample"
+  [stack_trust_on_consensus]="TrustMachine::on_consensus"
+  [stack_system_on_consensus]="System::on_consensus"
+  [stack_nts_parse_ke_response_into]="nts::parse_ke_response_into"
+  [stack_nts_session_reset]="NtsSession::reset"
+  [stack_nts_seal_request]="NtsSession::seal_request"
+  [stack_nts_open_reply]="NtsSession::open_reply"
+)
+for t in "$m4" "$m0"; do
+  (cd "$FW" && RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Z emit-stack-sizes" cargo build --release --locked -q \
+    --target "$t" --target-dir "$TD/stack" --features stack)
+  out=$(python3 bench/stack.py "$TD/stack/$t/release/trusttime-size-fw" "${entries[@]}") || {
+    echo "$out"; echo "size.sh: the stack bound does not hold on $t (see above)" >&2; exit 1; }
+  while read -r fn bytes path; do
+    stack[$t.$fn]=$bytes
+    [ "$t" = "$m4" ] || continue
+    [ -z "${SIZE_SH_PATHS:-}" ] || echo "  $fn: $path" >&2
+  done <<<"$out"
+done
+echo
+echo "| entry point (worst-case stack) | Cortex-M4F | Cortex-M0 |"
+echo "|---|---:|---:|"
+for e in "${entries[@]}"; do
+  echo "| ${slabel[$e]} | ${stack[$m4.$e]} B | ${stack[$m0.$e]} B |"
+done
+echo
+check "select::decide, 4 sources, stack (M4F)" "${stack[$m4.stack_decide_4]}" 512 le
+check "select::decide, 4 sources, stack (M0)" "${stack[$m0.stack_decide_4]}" 512 le
 exit $fail

@@ -37,7 +37,7 @@ fn word(i: usize) -> u64 {
     black_box(unsafe { core::ptr::read_volatile(core::ptr::addr_of!(WORDS[i & 7])) })
 }
 
-#[cfg(feature = "sntp")]
+#[cfg(any(feature = "sntp", feature = "stack"))]
 fn now() -> trusttime_core::Now {
     trusttime_core::Now {
         mono: trusttime_core::MonoInstant::from_nanos(word(0)),
@@ -111,17 +111,27 @@ fn run() {
 
 #[cfg(feature = "nts")]
 fn nts() {
-    use trusttime_core::nts::{parse_ke_response, Keys, NtsSession};
+    use trusttime_core::nts::{parse_ke_response_into, KeResponse, Keys, NtsSession};
     let mut req = [0u8; 64];
     if let Ok(n) = trusttime_core::nts::encode_ke_request(&mut req) {
         black_box(&req[..n]);
     }
-    if let Ok(ke) = parse_ke_response(rx()) {
+    // The response (2.3 KB) and the session (2.2 KB) live in statics, filled in place.
+    static mut KE: KeResponse = KeResponse::empty();
+    static mut SESSION: NtsSession = NtsSession::empty();
+    // SAFETY: single-threaded firmware; nothing else refers to these statics.
+    let (ke, session) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(KE),
+            &mut *core::ptr::addr_of_mut!(SESSION),
+        )
+    };
+    if parse_ke_response_into(rx(), ke).is_ok() {
         let keys = Keys {
             c2s: [word(4) as u8; 32],
             s2c: [word(5) as u8; 32],
         };
-        let mut session = NtsSession::new(keys, ke.cookies);
+        session.reset(&keys, &ke.cookies);
         let mut buf = [0u8; 512];
         if let Ok(n) = session.seal_request(&rx()[..48], [word(6) as u8; 32], [7; 16], &mut buf) {
             black_box(&buf[..n]);
@@ -169,7 +179,119 @@ fn run() {
     black_box(fns);
 }
 
-#[cfg(not(any(feature = "sntp", feature = "ffi")))]
+/// The stack variant: each entry point a firmware calls, behind a function of its own
+/// (`stack_*`, never inlined) whose worst-case stack bench/size.sh reads from the call graph
+/// and the frames `-Z emit-stack-sizes` records.
+#[cfg(feature = "stack")]
+mod stack {
+    use super::{black_box, now, rx, word};
+    use trusttime_core::ntp::{ClientConfig, NtpClient};
+    use trusttime_core::nts::{parse_ke_response_into, KeResponse, Keys, NtsSession};
+    use trusttime_core::select::{decide, OffsetInterval, Outcome};
+    use trusttime_core::system::{System, SystemConfig};
+    use trusttime_core::trust::{TrustConfig, TrustMachine};
+    use trusttime_core::{SignedDuration, UnixTime};
+
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_decide_4(outcomes: &[Outcome; 4]) {
+        black_box(decide(outcomes, black_box(2)));
+    }
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_ntp_poll_transmit(c: &mut NtpClient, buf: &mut [u8; 48]) {
+        black_box(c.poll_transmit(now(), word(2), buf));
+    }
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_ntp_handle_datagram(c: &mut NtpClient) {
+        let _ = black_box(c.handle_datagram(now(), rx()));
+        black_box(c.take_sample());
+    }
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_trust_on_consensus(m: &mut TrustMachine, o: OffsetInterval) {
+        m.on_consensus(now(), o, word(3) & 1 == 1);
+    }
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_system_on_consensus(s: &mut System, o: OffsetInterval) {
+        black_box(s.on_consensus(now(), o, word(3) & 1 == 1));
+    }
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_nts_parse_ke_response_into(out: &mut KeResponse) {
+        let _ = black_box(parse_ke_response_into(rx(), out));
+    }
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_nts_session_reset(s: &mut NtsSession, keys: &Keys, ke: &KeResponse) {
+        s.reset(keys, &ke.cookies);
+    }
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_nts_seal_request(s: &mut NtsSession, buf: &mut [u8; 512]) {
+        let r = s.seal_request(&rx()[..48], [word(6) as u8; 32], [word(7) as u8; 16], buf);
+        let _ = black_box(r);
+    }
+    #[no_mangle]
+    #[inline(never)]
+    pub fn stack_nts_open_reply(s: &mut NtsSession) {
+        let _ = black_box(s.open_reply(rx()));
+    }
+
+    fn interval(i: usize) -> OffsetInterval {
+        OffsetInterval::around(
+            SignedDuration::from_nanos(word(i) as i64),
+            SignedDuration::from_nanos(word(i + 1) as i64),
+        )
+    }
+
+    pub fn run() {
+        let floor = UnixTime::from_secs(word(3) as i64);
+        let config = ClientConfig {
+            floor,
+            ..ClientConfig::default()
+        };
+        let mut client = NtpClient::new(config);
+        let mut buf = [0u8; 48];
+        stack_ntp_poll_transmit(black_box(&mut client), &mut buf);
+        stack_ntp_handle_datagram(black_box(&mut client));
+        let outcomes = [
+            Outcome::Reply(interval(0)),
+            Outcome::Reply(interval(1)),
+            Outcome::Reply(interval(2)),
+            Outcome::Failed,
+        ];
+        stack_decide_4(black_box(&outcomes));
+        let mut m = TrustMachine::new(TrustConfig::new(floor));
+        stack_trust_on_consensus(black_box(&mut m), interval(4));
+        let mut s = System::new(SystemConfig {
+            trust: TrustConfig::new(floor),
+            allow_manual_force: false,
+            has_rtc: word(5) & 1 == 1,
+        });
+        stack_system_on_consensus(black_box(&mut s), interval(6));
+        let mut ke = KeResponse::empty();
+        stack_nts_parse_ke_response_into(black_box(&mut ke));
+        let keys = Keys {
+            c2s: [word(4) as u8; 32],
+            s2c: [word(5) as u8; 32],
+        };
+        let mut session = NtsSession::empty();
+        stack_nts_session_reset(black_box(&mut session), &keys, &ke);
+        let mut out = [0u8; 512];
+        stack_nts_seal_request(black_box(&mut session), &mut out);
+        stack_nts_open_reply(black_box(&mut session));
+    }
+}
+
+#[cfg(feature = "stack")]
+fn run() {
+    stack::run();
+}
+
+#[cfg(not(any(feature = "sntp", feature = "ffi", feature = "stack")))]
 fn run() {
     black_box(word(0));
 }

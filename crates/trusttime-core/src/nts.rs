@@ -274,13 +274,28 @@ pub struct CookieJar {
 
 impl Default for CookieJar {
     fn default() -> Self {
-        CookieJar {
-            cookies: [None; MAX_COOKIES],
-        }
+        Self::new()
     }
 }
 
 impl CookieJar {
+    /// An empty jar; `const`, so it can initialise a `static` or a field in place.
+    #[must_use]
+    pub const fn new() -> Self {
+        CookieJar {
+            cookies: [None; MAX_COOKIES],
+        }
+    }
+    /// Drops every cookie, in place.
+    pub fn clear(&mut self) {
+        for c in &mut self.cookies {
+            *c = None;
+        }
+    }
+    /// Makes this jar a copy of `other`, in place (no 2 KB temporary on the stack).
+    pub fn copy_from(&mut self, other: &CookieJar) {
+        self.cookies = other.cookies;
+    }
     /// How many cookies are in hand.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -294,7 +309,7 @@ impl CookieJar {
     /// Adds a cookie; when full, the oldest is dropped.
     pub fn push(&mut self, c: Cookie) {
         if self.len() == MAX_COOKIES {
-            let _ = self.pop();
+            self.drop_oldest();
         }
         if let Some(slot) = self.cookies.iter_mut().find(|s| s.is_none()) {
             *slot = Some(c);
@@ -303,8 +318,16 @@ impl CookieJar {
     /// Takes the oldest cookie.
     pub fn pop(&mut self) -> Option<Cookie> {
         let first = self.cookies[0].take();
-        self.cookies.rotate_left(1);
+        self.drop_oldest();
         first
+    }
+    /// Drops the oldest cookie and moves the others up by swapping neighbours (`rotate_left`
+    /// kept a 552-byte temporary on a Cortex-M stack).
+    fn drop_oldest(&mut self) {
+        for i in 1..MAX_COOKIES {
+            self.cookies.swap(i - 1, i);
+        }
+        self.cookies[MAX_COOKIES - 1] = None;
     }
 }
 
@@ -324,17 +347,23 @@ pub struct KeResponse {
 impl Default for KeResponse {
     /// No cookies, no port, no server name.
     fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl KeResponse {
+    /// No cookies, no port, no server name; `const`, so a firmware can keep the response in a
+    /// `static` and fill it with [`parse_ke_response_into`].
+    #[must_use]
+    pub const fn empty() -> Self {
         KeResponse {
-            cookies: CookieJar::default(),
+            cookies: CookieJar::new(),
             port: None,
             warnings: 0,
             server: [0; MAX_SERVER_NAME_LEN],
             server_len: 0,
         }
     }
-}
-
-impl KeResponse {
     /// The NTP server the NTS-KE server named, if any (else the NTS-KE host itself).
     #[must_use]
     pub fn server(&self) -> Option<&str> {
@@ -363,7 +392,7 @@ pub fn parse_ke_response(bytes: &[u8]) -> Result<KeResponse, KeError> {
 /// # Errors
 /// As [`parse_ke_response`].
 pub fn parse_ke_response_into(bytes: &[u8], out: &mut KeResponse) -> Result<(), KeError> {
-    out.cookies = CookieJar::default();
+    out.cookies.clear();
     out.port = None;
     out.warnings = 0;
     out.server_len = 0;
@@ -532,7 +561,8 @@ pub struct NtsSession {
 }
 
 impl NtsSession {
-    /// A session from an NTS-KE exchange.
+    /// A session from an NTS-KE exchange. The session is about 2.2 KB and `cookies` is moved
+    /// in by value: on a small stack use [`NtsSession::empty`] and [`NtsSession::reset`].
     #[must_use]
     pub fn new(keys: Keys, cookies: CookieJar) -> Self {
         NtsSession {
@@ -541,6 +571,34 @@ impl NtsSession {
             pending: None,
             auth_failures: 0,
         }
+    }
+
+    /// A session with no keys and no cookies (so [`NtsSession::seal_request`] answers
+    /// [`NtsError::NoCookies`] until [`NtsSession::reset`]). `const`: a firmware can put the
+    /// session in a `static` or a field and start it in place.
+    #[must_use]
+    pub const fn empty() -> Self {
+        NtsSession {
+            keys: Keys {
+                c2s: [0; KEY_LEN],
+                s2c: [0; KEY_LEN],
+            },
+            jar: CookieJar::new(),
+            pending: None,
+            auth_failures: 0,
+        }
+    }
+
+    /// Starts this session afresh from an NTS-KE exchange, in place: the keys and the cookies
+    /// (e.g. `&response.cookies` of a [`KeResponse`]) are copied into it, the outstanding
+    /// request and the failure count are cleared. Nothing large is passed or returned by
+    /// value, so the stack holds no second copy of the cookie jar.
+    pub fn reset(&mut self, keys: &Keys, cookies: &CookieJar) {
+        self.keys.c2s = keys.c2s;
+        self.keys.s2c = keys.s2c;
+        self.jar.copy_from(cookies);
+        self.pending = None;
+        self.auth_failures = 0;
     }
     /// Cookies in hand.
     #[must_use]
@@ -895,6 +953,23 @@ mod tests {
         assert!(Cookie::new(&[0; MAX_COOKIE_LEN + 1]).is_err());
     }
 
+    #[test]
+    fn jar_keeps_the_newest_in_order_and_pops_oldest_first() {
+        let mut j = CookieJar::new();
+        for i in 0..11u8 {
+            j.push(Cookie::new(&[i; 3]).unwrap());
+            if i == 4 {
+                assert_eq!(j.pop().unwrap().as_bytes(), &[0; 3]);
+            }
+        }
+        // 1..=10 pushed after the pop, 8 kept: 3..=10.
+        for i in 3..11u8 {
+            assert_eq!(j.pop().unwrap().as_bytes(), &[i; 3]);
+        }
+        assert!(j.pop().is_none());
+        assert!(j.is_empty());
+    }
+
     /// A server answering `req` the way RFC 8915 describes.
     fn answer(req: &[u8], new_cookies: usize, flip: Option<usize>) -> ([u8; 2048], usize) {
         let (_, ext) = NtpPacket::parse(req).unwrap();
@@ -999,6 +1074,71 @@ mod tests {
         // The same reply again: no request outstanding.
         assert_eq!(s.open_reply(&rep[..m]), Err(NtsError::NotRequested));
         assert_eq!(s.auth_failures(), 0);
+    }
+
+    #[test]
+    fn an_empty_session_seals_nothing_until_reset() {
+        let mut s = NtsSession::empty();
+        let mut b = [0u8; 2048];
+        assert_eq!(
+            s.seal_request(
+                &GOLDEN_REPLY_FOR_TESTS,
+                [7; UNIQUE_ID_LEN],
+                [5; NONCE_LEN],
+                &mut b
+            ),
+            Err(NtsError::NoCookies)
+        );
+        assert_eq!(
+            s.open_reply(&GOLDEN_REPLY_FOR_TESTS),
+            Err(NtsError::NotRequested)
+        );
+        let mut jar = CookieJar::new();
+        for i in 0..3 {
+            jar.push(Cookie::new(&[i as u8; 100]).unwrap());
+        }
+        s.reset(&keys(), &jar);
+        assert_eq!(s.cookies(), 3);
+        // In place gives the same request, byte for byte, as by value.
+        let (a, n) = request(&mut s);
+        let (b, m) = request(&mut session(3));
+        assert_eq!(&a[..n], &b[..m]);
+    }
+
+    #[test]
+    fn reset_forgets_the_old_request_failures_and_cookies() {
+        let mut s = session(8);
+        let (req, n) = request(&mut s);
+        let (mut rep, m) = answer(&req[..n], 1, None);
+        // A forged reply (tag broken) counts as a failure.
+        rep[m - 1] ^= 1;
+        assert!(s.open_reply(&rep[..m]).is_err());
+        assert_eq!(s.auth_failures(), 1);
+        let (req, n) = request(&mut s);
+        let (rep, m) = answer(&req[..n], 1, None);
+        let mut jar = CookieJar::new();
+        jar.push(Cookie::new(&[9; 64]).unwrap());
+        s.reset(&keys(), &jar);
+        assert_eq!(s.auth_failures(), 0);
+        assert_eq!(s.cookies(), 1, "the old jar's 6 cookies are gone");
+        // The reply to the request sent before the reset is no longer awaited.
+        assert_eq!(s.open_reply(&rep[..m]), Err(NtsError::NotRequested));
+        // An emptied jar copied in leaves none.
+        jar.clear();
+        assert!(jar.is_empty());
+        s.reset(&keys(), &jar);
+        assert_eq!(s.cookies(), 0);
+    }
+
+    #[test]
+    fn ke_response_into_clears_an_earlier_response() {
+        let mut out = KeResponse::empty();
+        out.cookies.push(Cookie::new(&[1; 10]).unwrap());
+        out.warnings = 3;
+        assert!(parse_ke_response_into(&[], &mut out).is_err());
+        assert!(out.cookies.is_empty());
+        assert_eq!(out.warnings, 0);
+        assert_eq!(out.server(), None);
     }
 
     #[test]
