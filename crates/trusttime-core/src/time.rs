@@ -135,7 +135,9 @@ impl SignedDuration {
     /// Halves, rounding toward negative infinity.
     #[must_use]
     pub const fn half(self) -> Self {
-        SignedDuration(self.0.div_euclid(2))
+        // An arithmetic shift is floor division by 2, exactly `div_euclid(2)`, with no
+        // 64-bit division routine on a 32-bit core.
+        SignedDuration(self.0 >> 1)
     }
     /// Converts to `core::time::Duration`; negative spans give `None`.
     #[must_use]

@@ -214,11 +214,10 @@ impl Sample {
     /// a server whose clock ticks once a second can be a second off whatever it claims.
     #[must_use]
     pub fn error_bound(&self) -> SignedDuration {
-        self.delay
-            .half()
-            .saturating_add(self.root_delay.half())
-            .saturating_add(self.root_dispersion)
-            .saturating_add(self.precision)
+        // No overflow: the delay is at most the round trip plus one precision tick (a reply
+        // whose T3 precedes T2 by more is refused), root delay and dispersion are under 2^16 s
+        // each, and a precision is capped at 2^20 s.
+        self.delay.half() + self.root_delay.half() + self.root_dispersion + self.precision
     }
     /// The offset interval: `offset ± error_bound`, as (low, high).
     #[must_use]
@@ -365,11 +364,12 @@ impl NtpClient {
                     .retry_backoff
                     .as_nanos()
                     .saturating_mul(1 << shift);
-                let jitter = if base > 0 {
-                    (self.jitter % (base as u64 / 2 + 1)) as i64
-                } else {
-                    0
-                };
+                // Uniform in [0, base/2): half scaled by the jitter's top 32 bits as a fraction
+                // of 2^32, split so that nothing overflows and no 64-bit division (a library
+                // routine on a 32-bit core) is needed.
+                let half = base.max(0) as u64 >> 1;
+                let j = self.jitter >> 32;
+                let jitter = ((half >> 32) * j + (((half & 0xffff_ffff) * j) >> 32)) as i64;
                 let wait = SignedDuration::from_nanos(base.saturating_add(jitter));
                 self.state = State::Idle {
                     send_at: Some(now.mono + wait),
@@ -430,7 +430,7 @@ impl NtpClient {
             return Err(Reject::ZeroTransmit);
         }
         let precision = precision_duration(p.precision);
-        let distance = p.root_distance().saturating_add(precision);
+        let distance = p.root_distance() + precision;
         if distance > self.config.max_root_distance {
             return Err(Reject::RootDistanceTooLarge {
                 distance,
@@ -445,23 +445,30 @@ impl NtpClient {
         }
         // A server fills the bits below its precision with noise (chronyd does), so T3 may
         // precede T2 by up to one tick; more than that is a contradiction.
-        if t2 - t3 > precision {
+        let server_time = t3 - t2;
+        if server_time.as_nanos() + precision.as_nanos() < 0 {
             return Err(Reject::TimestampsReversed);
         }
         // A zero reference time means "never set" (some servers send it); otherwise the
         // clock cannot have been set after the reply left.
-        if !p.reference_ts.is_zero() && p.reference_ts.to_unix(floor) > t3 {
+        // Compared on the wire's 64-bit timestamps, modulo the era (RFC 5905's 68-year window):
+        // the same answer as comparing the converted times, without a third conversion.
+        let ahead = p
+            .reference_ts
+            .to_bits()
+            .wrapping_sub(p.transmit_ts.to_bits()) as i64;
+        if !p.reference_ts.is_zero() && ahead > 0 {
             return Err(Reject::ReferenceAfterTransmit);
         }
         // T4 - T1 from the monotonic clock: immune to wall-clock steps in between.
         let rtt = now.mono.since(sent).abs();
-        let server_time = t3 - t2;
         let delay = (rtt - server_time).max(SignedDuration::ZERO);
         // offset = ((T2 - T1) + (T3 - T4)) / 2 with T4 = T1 + rtt.
         let t4 = t1 + rtt;
-        let offset = SignedDuration::from_nanos(
-            (((t2 - t1).as_nanos() as i128 + (t3 - t4).as_nanos() as i128) / 2) as i64,
-        );
+        // Halved before adding (no i128 on a 32-bit core): off by at most 1 ns from the exact
+        // mean, which the error bound covers (a precision is never under 1 ns).
+        let offset =
+            SignedDuration::from_nanos(((t2 - t1).as_nanos() >> 1) + ((t3 - t4).as_nanos() >> 1));
         Ok(Sample {
             offset,
             delay,
@@ -513,18 +520,22 @@ impl NtpClient {
 }
 
 /// A precision exponent (log2 seconds) as a duration, rounded up to whole nanoseconds and
-/// capped at 2^40 s (any such server fails the root-distance limit anyway).
+/// capped at 2^20 s (any such server fails the root-distance limit anyway).
+///
+/// In 32-bit arithmetic where it can be: on a Cortex-M, 64-bit multiplications and divisions
+/// are library routines that cost more flash than the whole SNTP exchange.
 #[must_use]
 pub fn precision_duration(log2_secs: i8) -> SignedDuration {
     if log2_secs >= 0 {
-        SignedDuration::from_secs(1i64 << (log2_secs.min(40) as u32))
+        SignedDuration::from_nanos(1_000_000_000_i64 << (log2_secs.min(20) as u32))
     } else {
         let shift = u32::from(log2_secs.unsigned_abs());
-        if shift >= 40 {
+        // 1e9 < 2^30: a tick of 2^-30 s or finer rounds up to one nanosecond.
+        if shift >= 30 {
             return SignedDuration::from_nanos(1);
         }
-        let tick = 1u64 << shift;
-        SignedDuration::from_nanos(1_000_000_000_u64.div_ceil(tick) as i64)
+        let tick = 1u32 << shift;
+        SignedDuration::from_nanos(i64::from((1_000_000_000_u32 + tick - 1) >> shift))
     }
 }
 
@@ -819,7 +830,8 @@ mod tests {
         assert_eq!(precision_duration(-30), SignedDuration::from_nanos(1));
         assert_eq!(precision_duration(-128), SignedDuration::from_nanos(1));
         assert_eq!(precision_duration(3), SignedDuration::from_secs(8));
-        assert_eq!(precision_duration(127), SignedDuration::from_secs(1 << 40));
+        assert_eq!(precision_duration(127), SignedDuration::from_secs(1 << 20));
+        assert_eq!(precision_duration(-29), SignedDuration::from_nanos(2));
     }
 
     /// A server whose clock ticks only every 0.5 s reads "now" as the start of its tick: it
