@@ -114,6 +114,11 @@ impl ServerSpec {
         if host.is_empty() {
             return Err(bad("empty host"));
         }
+        // A DNS name is at most 253 characters: with brackets and a port its display still fits
+        // the input limit above, so what is shown parses again.
+        if host.len() > 253 {
+            return Err(bad("too long"));
+        }
         if !host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
@@ -1335,6 +1340,27 @@ async fn run_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    /// Found by the `cli_parsers` fuzz target: a 260-character bare IPv6-like host parsed, but
+    /// its display (bracketed) was over the length limit and did not parse again.
+    fn every_accepted_spec_displays_as_a_spec_that_parses_again() {
+        let long = "27m.37m27::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::::m1s::::::::::::::::::::::::::::::::::::::::::::::::::m1s::::::::::::::::::::::::::::::::::::::::::::::::m2sm\n";
+        assert!(
+            long.parse::<ServerSpec>().is_err(),
+            "a host over 253 characters is refused"
+        );
+        for s in [
+            &"a".repeat(253),
+            &format!("{}::1", "1:".repeat(83)),
+            "[::1]:65535",
+        ] {
+            if let Ok(spec) = s.parse::<ServerSpec>() {
+                let again: ServerSpec = spec.to_string().parse().unwrap();
+                assert_eq!(spec, again, "{s}");
+            }
+        }
+    }
 
     #[test]
     fn server_specs_parse() {
