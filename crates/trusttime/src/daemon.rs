@@ -82,7 +82,8 @@ struct SourceRun {
 /// DNS about once an hour per name at most (NTP Pool vendor guidance): an NTP source's name is
 /// resolved once and its address asked at the next polls. The name is resolved again after
 /// this long, on a Kiss-o'-Death (DENY, RSTR or RATE), on an unusable or duplicate server,
-/// or after [`RESOLVE_AFTER_SILENT`] polls without a reply.
+/// after [`RESOLVE_AFTER_SILENT`] polls without a reply, when its server is a falseticker,
+/// and after a round without a majority.
 pub const RESOLVE_EVERY: SignedDuration = SignedDuration::from_secs(3600);
 
 /// Polls in a row without a reply after which a name is resolved again for another server.
@@ -934,6 +935,12 @@ impl Daemon {
                 match decided {
                     Ok((sel, authenticated)) => {
                         apply_verdicts(&mut s.sources, &sel, &outcomes, authenticated);
+                        // A pool name whose server is outside the consensus asks for another.
+                        for r in &mut s.sources {
+                            if r.verdict == Verdict::Falseticker {
+                                r.resolved = None;
+                            }
+                        }
                         s.disagreeing = s
                             .sources
                             .iter()
@@ -977,6 +984,10 @@ impl Daemon {
                                 r.verdict = Verdict::Unconfirmed;
                                 r.reason = format!("no majority: {why}");
                             }
+                            // No majority: every name asks for a server again (a liar and a
+                            // RATE server kept for an hour must not keep a device from
+                            // trusting the others).
+                            r.resolved = None;
                         }
                         if burst_left > 0 {
                             // Unsynchronised: a short burst (every 2 s, three times), then the
