@@ -243,6 +243,11 @@ impl StatusHandle {
             "freq_ppm": s.sys.trust().freq_ppb().map(|p| p as f64 / 1000.0),
             "drift_bound_ppm": s.sys.trust().config().drift_ppm,
             "agreed": s.agreed,
+            "falsetickers": s
+                .sources
+                .iter()
+                .filter(|r| r.verdict == Verdict::Falseticker)
+                .count(),
             "require_authenticated": s.require_authenticated,
             "unauthenticated_disagree": s.disagreeing,
             "observe_only": s.observe_only,
