@@ -92,7 +92,7 @@ pub const RESOLVE_AFTER_SILENT: u8 = 4;
 impl SourceRun {
     /// What to ask at this poll: the address the name resolved to while it is kept, else the
     /// configured server (which `sync` resolves).
-    fn to_ask(&mut self, now: MonoInstant) -> ServerSpec {
+    fn server_to_ask(&mut self, now: MonoInstant) -> ServerSpec {
         match self.resolved {
             Some((addr, at)) if now.since(at) < RESOLVE_EVERY => ServerSpec {
                 host: addr.ip().to_string(),
@@ -777,7 +777,9 @@ impl Daemon {
                                 continue;
                             }
                             match (kind, &r.roughtime) {
-                                (SourceKind::Ntp, _) => opts.servers.push(r.to_ask(now.mono)),
+                                (SourceKind::Ntp, _) => {
+                                    opts.servers.push(r.server_to_ask(now.mono))
+                                }
                                 (SourceKind::Nts, _) => opts.nts.push(r.spec.clone()),
                                 (SourceKind::Roughtime, Some(rt)) => {
                                     opts.roughtime.push(rt.clone())
@@ -1482,36 +1484,36 @@ mod tests {
         let t0 = MonoInstant::from_nanos(1_000_000_000);
         let min = |m: i64| t0 + SignedDuration::from_secs(60 * m);
         // The first poll asks the name; the next ones its address, for an hour.
-        assert_eq!(run.to_ask(t0), run_spec());
+        assert_eq!(run.server_to_ask(t0), run_spec());
         run.after_poll(&ok(a), false, t0);
         let by_addr = ServerSpec {
             host: "192.0.2.7".into(),
             port: 123,
         };
         for m in [1, 17, 59] {
-            assert_eq!(run.to_ask(min(m)), by_addr, "kept at minute {m}");
+            assert_eq!(run.server_to_ask(min(m)), by_addr, "kept at minute {m}");
             run.after_poll(&ok(a), false, min(m));
         }
         assert_eq!(
-            run.to_ask(min(60)),
+            run.server_to_ask(min(60)),
             run_spec(),
             "resolved again after an hour"
         );
         run.after_poll(&ok(b), false, min(60));
         assert_eq!(
-            run.to_ask(min(61)).to_string(),
+            run.server_to_ask(min(61)).to_string(),
             "[2001:db8::8]:1123",
             "an IPv6 address and port are kept as given"
         );
         // Silent polls: the address is kept for three, dropped at the fourth.
         for m in 61..61 + i64::from(RESOLVE_AFTER_SILENT) - 1 {
-            run.to_ask(min(m));
+            run.server_to_ask(min(m));
             run.after_poll(&silent(b), false, min(m));
             assert_eq!(run.resolved.map(|r| r.0), Some(b), "minute {m}");
         }
-        run.to_ask(min(70));
+        run.server_to_ask(min(70));
         run.after_poll(&silent(b), false, min(70));
-        assert_eq!(run.to_ask(min(71)), run_spec(), "silent too long");
+        assert_eq!(run.server_to_ask(min(71)), run_spec(), "silent too long");
         // A reply resets the count of silent polls.
         run.after_poll(&silent(a), false, min(71));
         run.after_poll(&ok(a), false, min(72));
@@ -1519,7 +1521,7 @@ mod tests {
         assert_eq!(run.silent, 1);
         // Every Kiss-o'-Death, RATE included, drops the server.
         for code in [KissCode::Rate, KissCode::Deny, KissCode::Rstr] {
-            run.to_ask(min(80));
+            run.server_to_ask(min(80));
             run.after_poll(&ok(a), false, min(80));
             assert!(run.resolved.is_some());
             run.after_poll(
@@ -1527,16 +1529,20 @@ mod tests {
                 false,
                 min(81),
             );
-            assert_eq!(run.to_ask(min(82)), run_spec(), "{code}");
+            assert_eq!(run.server_to_ask(min(82)), run_spec(), "{code}");
         }
         // An unusable answer, or the server another name keeps: ask the name again.
         for verdict in [Verdict::Invalid, Verdict::Duplicate] {
             run.after_poll(&ok(a), false, min(90));
             run.after_poll(&report(Some(a), false, None, verdict), false, min(91));
-            assert_eq!(run.to_ask(min(92)), run_spec(), "{verdict:?}");
+            assert_eq!(run.server_to_ask(min(92)), run_spec(), "{verdict:?}");
         }
         run.after_poll(&ok(a), true, min(93));
-        assert_eq!(run.to_ask(min(94)), run_spec(), "taken by another name");
+        assert_eq!(
+            run.server_to_ask(min(94)),
+            run_spec(),
+            "taken by another name"
+        );
         // A DNS failure keeps nothing.
         run.after_poll(&report(None, false, None, Verdict::NoReply), false, min(95));
         assert_eq!(run.resolved, None);

@@ -317,7 +317,7 @@ pub struct Status {
 
 /// The clock-health report (`clock` of the Device Shadow document the daemon publishes):
 /// a subset of [`Status`], the same names with the same meanings, plus its `schema` version
-/// ([`crate::report::SCHEMA`]).
+/// (`SCHEMA` in `report.rs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
