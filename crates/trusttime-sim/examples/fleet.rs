@@ -40,7 +40,7 @@ fn storm_row(name: &str, r: &FleetReport, took: f64) {
     let ten = r.rebinned(10);
     let g = r.guidance_rps();
     println!(
-        "| {name} | {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} ({:.1}x) | {} | {} | {} | {:.1} s |",
+        "| {name} | {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} ({:.1}x) | {} | {} | {} | {:.1} | {:.1} s |",
         r.devices,
         r.servers,
         g,
@@ -52,6 +52,7 @@ fn storm_row(name: &str, r: &FleetReport, took: f64) {
         fmt_t(r.time_to_trusted(0.5)),
         fmt_t(r.time_to_trusted(0.99)),
         r.trusted_a_liar,
+        r.dns_per_device_hour(),
         took
     );
 }
@@ -206,8 +207,8 @@ fn main() {
     std::fs::create_dir_all(&out).unwrap();
 
     println!("## Reboot storm (every device powers up within 1 s; 1 h simulated)\n");
-    println!("| start-up delay | devices | servers | guidance line (req/s/server) | peak 1 s | p99 1 s | p99 10 s | peak 10 s (x line) | 50 % trusted | 99 % trusted | trusted a liar | run time |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| start-up delay | devices | servers | guidance line (req/s/server) | peak 1 s | p99 1 s | p99 10 s | peak 10 s (x line) | 50 % trusted | 99 % trusted | trusted a liar | DNS queries per device | run time |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut sizes = vec![1_000, 10_000, 100_000];
     if million {
         sizes.push(1_000_000);

@@ -7,11 +7,12 @@
 //! [`select`](trusttime_core::select::select), and the [`System`] that owns the device's
 //! time. What the daemon adds around them is mirrored here and named by the constants below:
 //! the random start-up delay, the burst while unsynchronised (every 2 s, three times), the
-//! 3 s limit of one poll round, the sample age limit, a pool name resolved again at every poll
-//! and dropped (to be asked again after the longest interval) on DENY/RSTR.
+//! 3 s limit of one poll round, the sample age limit, a pool name's address kept between polls
+//! and resolved again after an hour, on a Kiss-o'-Death, an unusable, lying or duplicate
+//! server, a few silent polls or a round without a majority, and a name stopped by DENY/RSTR asked again after the longest interval.
 //!
 //! The servers are a pool that a name like `0.acme.pool.ntp.org` resolves to at random (no
-//! resolver cache: a stub resolver asks every time, as the daemon's `lookup_host` does):
+//! resolver cache: a stub resolver asks every time the daemon resolves a name):
 //! honest, slow, lossy, answering RATE or DENY, and a few liars each with its own wrong time.
 //! Devices do not discipline their clocks here (observe-only): polling does not depend on it,
 //! and the trusted interval is checked against the true time after every consensus.
@@ -41,6 +42,12 @@ pub const BURST_ROUNDS: u8 = 3;
 pub const BURST_EVERY: SignedDuration = SignedDuration::from_secs(2);
 /// Most pool names one source line gives (`count`, 1..=4).
 pub const MAX_SOURCES: usize = 4;
+/// How long a name's address is kept before it is resolved again (`RESOLVE_EVERY` in
+/// `daemon.rs`).
+pub const RESOLVE_EVERY: SignedDuration = SignedDuration::from_secs(3600);
+/// Polls in a row without a reply after which a name is resolved again
+/// (`RESOLVE_AFTER_SILENT` in `daemon.rs`).
+pub const RESOLVE_AFTER_SILENT: u8 = 4;
 
 const NS: u64 = 1_000_000_000;
 /// The monotonic clock at virtual time zero (the devices booted a second earlier).
@@ -196,7 +203,7 @@ pub struct FleetReport {
     pub load: Vec<u32>,
     /// Requests sent by the fleet.
     pub requests: u64,
-    /// DNS queries (one per pool name per poll).
+    /// DNS queries (one per pool name when it is resolved).
     pub dns_queries: u64,
     /// Kiss-o'-Death replies received (RATE, DENY and others).
     pub kisses: u64,
@@ -343,6 +350,10 @@ struct Source {
     last: Option<(OffsetInterval, u64)>,
     /// The server that gave `last`.
     last_server: u32,
+    /// The server the name resolved to and when (virtual ns): the daemon's `resolved`.
+    resolved: Option<(u32, u64)>,
+    /// Polls in a row without a reply from `resolved`.
+    silent: u8,
 }
 
 #[derive(Clone, Debug)]
@@ -362,7 +373,10 @@ struct Device {
 enum Ended {
     Sample(OffsetInterval),
     Kiss(KissCode),
+    /// No reply.
     Failed,
+    /// An answer that cannot be used, or the same server as another name.
+    Unusable,
 }
 
 struct Sim<'a> {
@@ -428,6 +442,8 @@ pub fn run(cfg: &FleetConfig, pool: &[PoolServer]) -> FleetReport {
             next_due: first,
             last: None,
             last_server: u32::MAX,
+            resolved: None,
+            silent: 0,
         };
         devices.push(Device {
             sys: System::new(sys_cfg),
@@ -475,6 +491,14 @@ pub fn run(cfg: &FleetConfig, pool: &[PoolServer]) -> FleetReport {
     }
 }
 
+/// No majority: every name asks for a server again at its next poll (the daemon does the
+/// same), so that a liar and a RATE server kept for an hour do not keep a device untrusted.
+fn forget_servers(sources: &mut [Source]) {
+    for s in sources {
+        s.resolved = None;
+    }
+}
+
 fn mono(t: u64) -> MonoInstant {
     MonoInstant::from_nanos(t + MONO_AT_ZERO)
 }
@@ -505,9 +529,16 @@ impl Sim<'_> {
             if s.policy.stopped_by().is_some() || s.next_due > t {
                 continue;
             }
-            // The pool name is resolved at every poll: a random server of the zone.
-            self.dns += 1;
-            let server = d.rng.below(self.pool.len() as u64) as usize;
+            // The name's address is kept for an hour; else the name is resolved: a random
+            // server of the zone.
+            let server = match s.resolved {
+                Some((server, at)) if t - at < RESOLVE_EVERY.as_nanos() as u64 => server as usize,
+                _ => {
+                    self.dns += 1;
+                    d.sources[j].resolved = None;
+                    d.rng.below(self.pool.len() as u64) as usize
+                }
+            };
             // One server, one vote: a name that resolved to an address another name of this
             // round has is a duplicate; its requests still go out, its answer is not used.
             let duplicate = asked[..j].contains(&server);
@@ -516,7 +547,7 @@ impl Sim<'_> {
             end = end.max(finished);
             ended[j] = Some((
                 if duplicate {
-                    Ended::Failed
+                    Ended::Unusable
                 } else {
                     match result {
                         Some(Ok(iv)) => Ended::Sample(iv),
@@ -524,6 +555,7 @@ impl Sim<'_> {
                             self.kisses += 1;
                             Ended::Kiss(code)
                         }
+                        Some(Err(Failure::Rejected(_))) => Ended::Unusable,
                         _ => Ended::Failed,
                     }
                 },
@@ -533,7 +565,31 @@ impl Sim<'_> {
         let now = now_at(end);
         for (j, e) in ended.iter().enumerate() {
             let Some((e, server)) = e else { continue };
+            // The daemon's `after_poll`: keep the address, or resolve the name at the next
+            // poll when its server failed or another name keeps it.
+            if d.sources[j].resolved.is_none() {
+                d.sources[j].resolved = Some((*server, end));
+                d.sources[j].silent = 0;
+            }
+            let taken = d.sources[..k]
+                .iter()
+                .enumerate()
+                .any(|(i, o)| i != j && o.resolved.is_some_and(|(x, _)| x == *server));
             let s = &mut d.sources[j];
+            let keep = match e {
+                Ended::Sample(_) => {
+                    s.silent = 0;
+                    true
+                }
+                Ended::Failed => {
+                    s.silent = s.silent.saturating_add(1);
+                    s.silent < RESOLVE_AFTER_SILENT
+                }
+                Ended::Kiss(_) | Ended::Unusable => false,
+            };
+            if !keep || taken {
+                s.resolved = None;
+            }
             match *e {
                 Ended::Sample(iv) => {
                     s.last = Some((iv, end));
@@ -548,7 +604,7 @@ impl Sim<'_> {
                         s.policy = PollPolicy::new(cfg.max_poll, cfg.max_poll);
                     }
                 }
-                Ended::Failed => s.policy.on_failure(),
+                Ended::Failed | Ended::Unusable => s.policy.on_failure(),
             }
             s.next_due = end
                 + s.policy
@@ -586,6 +642,13 @@ impl Sim<'_> {
         let min_agree = cfg.min_agree.unwrap_or_else(|| default_min_agree(k));
         match select(&outcomes[..k], min_agree) {
             Ok(sel) => {
+                // A name whose server is outside the consensus asks for another (the
+                // daemon's falseticker verdict).
+                for (j, s) in d.sources[..k].iter_mut().enumerate() {
+                    if matches!(outcomes[j], Outcome::Reply(_)) && !sel.is_member(j) {
+                        s.resolved = None;
+                    }
+                }
                 d.sys.on_consensus(now, sel.interval, false);
                 while d.sys.poll_action().is_some() {}
                 d.burst_left = 0;
@@ -601,6 +664,7 @@ impl Sim<'_> {
                 }
             }
             Err(_) if d.burst_left > 0 => {
+                forget_servers(&mut d.sources[..k]);
                 d.burst_left -= 1;
                 let soon = end + BURST_EVERY.as_nanos() as u64;
                 for s in d.sources[..k]
@@ -610,7 +674,7 @@ impl Sim<'_> {
                     s.next_due = s.next_due.min(soon);
                 }
             }
-            Err(_) => {}
+            Err(_) => forget_servers(&mut d.sources[..k]),
         }
         d.sources[..k]
             .iter()

@@ -59,8 +59,14 @@ fn a_reboot_storm_of_ten_thousand_stays_under_the_guidance() {
     assert!(t99 <= delay + 10.0, "99 % trusted after {t99:.1} s");
     assert_eq!(r.time_to_trusted_s.len(), r.devices, "every device trusted");
     assert_eq!(r.synced_at_end, r.devices);
-    // Every poll of a pool name is one DNS query and at least one request.
+    // A name is resolved at most once per poll, and kept between polls: in the storm's
+    // 20 minutes (first poll, burst, 64 s polls), about once per name.
     assert!(r.requests >= r.dns_queries && r.dns_queries > 0);
+    let per_name = r.dns_queries as f64 / r.devices as f64 / f64::from(r.sources);
+    assert!(
+        per_name < 1.5,
+        "{per_name:.2} DNS queries per name in the storm"
+    );
     assert!(
         r.kisses > 0,
         "the RATE and DENY servers were asked and answered"
@@ -132,6 +138,36 @@ fn an_outage_of_half_the_servers_and_their_return() {
     assert!(
         mean_during < 2.0 * mean_before,
         "retries to silent servers: {mean_during:.2} vs {mean_before:.2} requests/s"
+    );
+}
+
+/// DNS about hourly per name (the Pool's guidance): a name's address is kept between polls and
+/// resolved again after an hour, or when its server sends a Kiss-o'-Death, gives an unusable
+/// answer or stays silent. (It was resolved at every poll: 10 queries per device per hour.)
+#[test]
+fn a_day_of_steady_state_resolves_each_name_about_hourly() {
+    assert_eq!(
+        trusttime_sim::fleet::RESOLVE_EVERY,
+        trusttime::daemon::RESOLVE_EVERY
+    );
+    assert_eq!(
+        trusttime_sim::fleet::RESOLVE_AFTER_SILENT,
+        trusttime::daemon::RESOLVE_AFTER_SILENT
+    );
+    let mut cfg = shipped(1_000);
+    cfg.resume_poll = Some(cfg.max_poll);
+    cfg.boot_spread = SignedDuration::from_secs(1024);
+    cfg.duration = SignedDuration::from_secs(86_400);
+    cfg.bin = SignedDuration::from_secs(600);
+    let r = run(&cfg, &mixed_pool(40, 2, 13));
+    assert_eq!(r.trusted_a_liar, 0);
+    assert!(r.synced_at_end >= r.devices * 99 / 100);
+    let per_name_hour = r.dns_per_device_hour() / f64::from(r.sources);
+    // One an hour, plus a new server after each Kiss-o'-Death (3 of the 40 servers send
+    // one to every request).
+    assert!(
+        (0.9..=1.2).contains(&per_name_hour),
+        "{per_name_hour:.2} DNS queries per name per hour"
     );
 }
 

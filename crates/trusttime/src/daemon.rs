@@ -72,6 +72,65 @@ struct SourceRun {
     requests: u64,
     /// How it took part in its last poll.
     answer: crate::tally::Answer,
+    /// The address an NTP source's DNS name resolved to, and when: asked at the next polls
+    /// instead of the name (see [`RESOLVE_EVERY`]).
+    resolved: Option<(std::net::SocketAddr, MonoInstant)>,
+    /// Polls in a row without a reply from `resolved`.
+    silent: u8,
+}
+
+/// DNS about once an hour per name at most (NTP Pool vendor guidance): an NTP source's name is
+/// resolved once and its address asked at the next polls. The name is resolved again after
+/// this long, on a Kiss-o'-Death (DENY, RSTR or RATE), on an unusable or duplicate server,
+/// after [`RESOLVE_AFTER_SILENT`] polls without a reply, when its server is a falseticker,
+/// and after a round without a majority.
+pub const RESOLVE_EVERY: SignedDuration = SignedDuration::from_secs(3600);
+
+/// Polls in a row without a reply after which a name is resolved again for another server.
+pub const RESOLVE_AFTER_SILENT: u8 = 4;
+
+impl SourceRun {
+    /// What to ask at this poll: the address the name resolved to while it is kept, else the
+    /// configured server (which `sync` resolves).
+    fn server_to_ask(&mut self, now: MonoInstant) -> ServerSpec {
+        match self.resolved {
+            Some((addr, at)) if now.since(at) < RESOLVE_EVERY => ServerSpec {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            },
+            _ => {
+                self.resolved = None;
+                self.spec.clone()
+            }
+        }
+    }
+
+    /// After a poll of an NTP source given by name: keep the address it was asked at, or
+    /// forget it so that the next poll resolves the name again. `taken`: another source of
+    /// this kind keeps that address (two names, one server: one of them asks for another).
+    fn after_poll(&mut self, r: &crate::sync::SourceReport, taken: bool, now: MonoInstant) {
+        if self.kind != SourceKind::Ntp || self.spec.host.parse::<std::net::IpAddr>().is_ok() {
+            return;
+        }
+        if self.resolved.is_none() {
+            self.resolved = r.address.map(|a| (a, now));
+            self.silent = 0;
+        }
+        let keep = if r.sample.is_some() {
+            self.silent = 0;
+            true
+        } else if r.kiss.is_some() {
+            false
+        } else if r.verdict == Verdict::NoReply {
+            self.silent = self.silent.saturating_add(1);
+            self.silent < RESOLVE_AFTER_SILENT
+        } else {
+            false // an unusable answer, or the same server as another source
+        };
+        if !keep || taken {
+            self.resolved = None;
+        }
+    }
 }
 
 /// Everything `status` and `sources` report.
@@ -184,6 +243,11 @@ impl StatusHandle {
             "freq_ppm": s.sys.trust().freq_ppb().map(|p| p as f64 / 1000.0),
             "drift_bound_ppm": s.sys.trust().config().drift_ppm,
             "agreed": s.agreed,
+            "falsetickers": s
+                .sources
+                .iter()
+                .filter(|r| r.verdict == Verdict::Falseticker)
+                .count(),
             "require_authenticated": s.require_authenticated,
             "unauthenticated_disagree": s.disagreeing,
             "observe_only": s.observe_only,
@@ -560,6 +624,8 @@ impl Daemon {
                     kod: None,
                     requests: 0,
                     answer: crate::tally::Answer::Silent,
+                    resolved: None,
+                    silent: 0,
                 }
             })
             .collect();
@@ -702,13 +768,18 @@ impl Daemon {
                 // Report order of `sync`: NTP, then NTS, then Roughtime.
                 let mut opts = SyncOptions::new(Vec::new());
                 let due: Vec<usize> = {
-                    let Ok(s) = handle.0.lock() else { return };
+                    let Ok(mut s) = handle.0.lock() else { return };
                     let mut order = Vec::new();
                     for kind in [SourceKind::Ntp, SourceKind::Nts, SourceKind::Roughtime] {
-                        for &i in due.iter().filter(|&&i| s.sources[i].kind == kind) {
-                            let r = &s.sources[i];
+                        for &i in &due {
+                            let r = &mut s.sources[i];
+                            if r.kind != kind {
+                                continue;
+                            }
                             match (kind, &r.roughtime) {
-                                (SourceKind::Ntp, _) => opts.servers.push(r.spec.clone()),
+                                (SourceKind::Ntp, _) => {
+                                    opts.servers.push(r.server_to_ask(now.mono))
+                                }
                                 (SourceKind::Nts, _) => opts.nts.push(r.spec.clone()),
                                 (SourceKind::Roughtime, Some(rt)) => {
                                     opts.roughtime.push(rt.clone())
@@ -760,7 +831,18 @@ impl Daemon {
                 }
                 for (k, &i) in due.iter().enumerate() {
                     let r = &report.sources[k];
+                    let kind = s.sources[i].kind;
+                    let taken = r.address.is_some_and(|a| {
+                        s.sources.iter().enumerate().any(|(j, o)| {
+                            j != i
+                                && o.kind == kind
+                                && (o.resolved.is_some_and(|(x, _)| x == a)
+                                    || o.spec.host.parse::<std::net::IpAddr>() == Ok(a.ip())
+                                        && o.spec.port == a.port())
+                        })
+                    });
                     let run = &mut s.sources[i];
+                    run.after_poll(r, taken, now.mono);
                     run.requests += 1;
                     run.answer = r.answer.clone();
                     run.auth_failures += r.auth_failures;
@@ -860,6 +942,12 @@ impl Daemon {
                 match decided {
                     Ok((sel, authenticated)) => {
                         apply_verdicts(&mut s.sources, &sel, &outcomes, authenticated);
+                        // A pool name whose server is outside the consensus asks for another.
+                        for r in &mut s.sources {
+                            if r.verdict == Verdict::Falseticker {
+                                r.resolved = None;
+                            }
+                        }
                         s.disagreeing = s
                             .sources
                             .iter()
@@ -903,6 +991,10 @@ impl Daemon {
                                 r.verdict = Verdict::Unconfirmed;
                                 r.reason = format!("no majority: {why}");
                             }
+                            // No majority: every name asks for a server again (a liar and a
+                            // RATE server kept for an hour must not keep a device from
+                            // trusting the others).
+                            r.resolved = None;
                         }
                         if burst_left > 0 {
                             // Unsynchronised: a short burst (every 2 s, three times), then the
@@ -986,7 +1078,7 @@ fn constraint_json(c: &crate::sync::ConstraintDecision) -> Value {
     }
 }
 
-/// One server, one vote across rounds: a pool name is resolved again at every poll, so the
+/// One server, one vote across rounds: a pool name is resolved again from time to time, so the
 /// latest samples of two names can come from the same server, and a lying server would vote
 /// twice. Only the newest sample from one address counts (the first source on a tie).
 fn superseded(sources: &[SourceRun], i: usize) -> bool {
@@ -1295,6 +1387,8 @@ mod tests {
             reason: String::new(),
             kod: None,
             requests: 1,
+            resolved: None,
+            silent: 0,
         });
     }
 
@@ -1332,6 +1426,139 @@ mod tests {
         assert!(superseded(&s.sources, 1));
         s.sources[1].kind = SourceKind::Nts;
         assert!(!superseded(&s.sources, 1), "only sources of one kind");
+    }
+
+    /// A pool name is resolved once and its address asked at the next polls; the name is
+    /// resolved again after an hour, on any Kiss-o'-Death, after a few silent polls, on an
+    /// unusable answer, and when another name of the pool keeps the same server.
+    #[test]
+    fn a_pool_name_is_resolved_hourly_or_when_its_server_fails() {
+        let mut run = SourceRun {
+            spec: "0.pool.example".parse().unwrap(),
+            kind: SourceKind::Ntp,
+            roughtime: None,
+            auth_failures: 0,
+            policy: PollPolicy::default(),
+            next_due: MonoInstant::ZERO,
+            last: None,
+            filter: ClockFilter::new(),
+            last_addr: None,
+            reach: 0,
+            verdict: Verdict::NoReply,
+            reason: String::new(),
+            kod: None,
+            requests: 0,
+            answer: crate::tally::Answer::Silent,
+            resolved: None,
+            silent: 0,
+        };
+        let a: std::net::SocketAddr = "192.0.2.7:123".parse().unwrap();
+        let b: std::net::SocketAddr = "[2001:db8::8]:1123".parse().unwrap();
+        let report = |address, answered: bool, kiss, verdict| crate::sync::SourceReport {
+            server: run_spec(),
+            kind: SourceKind::Ntp,
+            auth_failures: 0,
+            address,
+            sample: answered.then(|| trusttime_core::ntp::Sample {
+                offset: SignedDuration::ZERO,
+                delay: SignedDuration::from_millis(1),
+                root_delay: SignedDuration::ZERO,
+                root_dispersion: SignedDuration::ZERO,
+                precision: SignedDuration::ZERO,
+                stratum: 2,
+                leap: trusttime_core::ntp::LeapIndicator::NoWarning,
+                reference_id: [0; 4],
+                server_time: UnixTime::from_secs(1_800_000_000),
+                received_at: trusttime_core::Now {
+                    mono: MonoInstant::ZERO,
+                    wall: UnixTime::from_secs(1_800_000_000),
+                },
+            }),
+            verdict,
+            reason: String::new(),
+            kiss,
+            answer: crate::tally::Answer::Silent,
+        };
+        let ok = |addr| report(Some(addr), true, None, Verdict::Agreed);
+        let silent = |addr| report(Some(addr), false, None, Verdict::NoReply);
+        let t0 = MonoInstant::from_nanos(1_000_000_000);
+        let min = |m: i64| t0 + SignedDuration::from_secs(60 * m);
+        // The first poll asks the name; the next ones its address, for an hour.
+        assert_eq!(run.server_to_ask(t0), run_spec());
+        run.after_poll(&ok(a), false, t0);
+        let by_addr = ServerSpec {
+            host: "192.0.2.7".into(),
+            port: 123,
+        };
+        for m in [1, 17, 59] {
+            assert_eq!(run.server_to_ask(min(m)), by_addr, "kept at minute {m}");
+            run.after_poll(&ok(a), false, min(m));
+        }
+        assert_eq!(
+            run.server_to_ask(min(60)),
+            run_spec(),
+            "resolved again after an hour"
+        );
+        run.after_poll(&ok(b), false, min(60));
+        assert_eq!(
+            run.server_to_ask(min(61)).to_string(),
+            "[2001:db8::8]:1123",
+            "an IPv6 address and port are kept as given"
+        );
+        // Silent polls: the address is kept for three, dropped at the fourth.
+        for m in 61..61 + i64::from(RESOLVE_AFTER_SILENT) - 1 {
+            run.server_to_ask(min(m));
+            run.after_poll(&silent(b), false, min(m));
+            assert_eq!(run.resolved.map(|r| r.0), Some(b), "minute {m}");
+        }
+        run.server_to_ask(min(70));
+        run.after_poll(&silent(b), false, min(70));
+        assert_eq!(run.server_to_ask(min(71)), run_spec(), "silent too long");
+        // A reply resets the count of silent polls.
+        run.after_poll(&silent(a), false, min(71));
+        run.after_poll(&ok(a), false, min(72));
+        run.after_poll(&silent(a), false, min(73));
+        assert_eq!(run.silent, 1);
+        // Every Kiss-o'-Death, RATE included, drops the server.
+        for code in [KissCode::Rate, KissCode::Deny, KissCode::Rstr] {
+            run.server_to_ask(min(80));
+            run.after_poll(&ok(a), false, min(80));
+            assert!(run.resolved.is_some());
+            run.after_poll(
+                &report(Some(a), false, Some(code), Verdict::KissOfDeath),
+                false,
+                min(81),
+            );
+            assert_eq!(run.server_to_ask(min(82)), run_spec(), "{code}");
+        }
+        // An unusable answer, or the server another name keeps: ask the name again.
+        for verdict in [Verdict::Invalid, Verdict::Duplicate] {
+            run.after_poll(&ok(a), false, min(90));
+            run.after_poll(&report(Some(a), false, None, verdict), false, min(91));
+            assert_eq!(run.server_to_ask(min(92)), run_spec(), "{verdict:?}");
+        }
+        run.after_poll(&ok(a), true, min(93));
+        assert_eq!(
+            run.server_to_ask(min(94)),
+            run_spec(),
+            "taken by another name"
+        );
+        // A DNS failure keeps nothing.
+        run.after_poll(&report(None, false, None, Verdict::NoReply), false, min(95));
+        assert_eq!(run.resolved, None);
+        // An address, an NTS or a Roughtime source is never touched.
+        let mut literal = run.clone();
+        literal.spec = "192.0.2.1".parse().unwrap();
+        literal.after_poll(&ok(a), false, min(96));
+        assert_eq!(literal.resolved, None);
+        let mut nts = run.clone();
+        nts.kind = SourceKind::Nts;
+        nts.after_poll(&ok(a), false, min(96));
+        assert_eq!(nts.resolved, None);
+    }
+
+    fn run_spec() -> ServerSpec {
+        "0.pool.example".parse().unwrap()
     }
 
     /// A hand-set time that steps the clock shifts the stored samples like a network step.

@@ -290,6 +290,9 @@ pub struct Status {
     pub drift_bound_ppm: f64,
     /// Sources in the last consensus.
     pub agreed: u32,
+    /// Sources whose last answer lay outside the consensus (or outside the authenticated
+    /// consensus, for plain NTP beside NTS/Roughtime).
+    pub falsetickers: u32,
     /// Purposes for which only authenticated time counts.
     pub require_authenticated: Vec<String>,
     /// Unauthenticated sources that disagree with the authenticated consensus.
@@ -309,6 +312,38 @@ pub struct Status {
     /// How the HTTPS Date constraints were combined in the last round that asked them.
     pub constraint: Option<ConstraintDecision>,
     /// One line in words.
+    pub verdict: String,
+}
+
+/// The clock-health report (`clock` of the Device Shadow document the daemon publishes):
+/// a subset of [`Status`], the same names with the same meanings, plus its `schema` version
+/// (`SCHEMA` in `report.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// The version of these fields.
+    pub schema: u32,
+    /// As [`Status::state`].
+    pub state: String,
+    /// As [`Status::provenance`].
+    pub provenance: Provenance,
+    /// As [`Status::authenticated`].
+    pub authenticated: bool,
+    /// As [`Status::offset_s`].
+    pub offset_s: Option<f64>,
+    /// As [`Status::uncertainty_s`].
+    pub uncertainty_s: Option<f64>,
+    /// As [`Status::earliest`].
+    pub earliest: Option<Time>,
+    /// As [`Status::latest`].
+    pub latest: Option<Time>,
+    /// As [`Status::last_sync`].
+    pub last_sync: Option<Time>,
+    /// As [`Status::agreed`].
+    pub agreed: u32,
+    /// As [`Status::falsetickers`].
+    pub falsetickers: u32,
+    /// As [`Status::verdict`].
     pub verdict: String,
 }
 

@@ -15,17 +15,25 @@ use crate::config::ReportConfig;
 use crate::daemon::StatusHandle;
 
 /// Version of the report's fields (docs/fleet.md, "The clock-health report"): raised when a
-/// field changes meaning or goes away; new fields keep it.
-pub const SCHEMA: u32 = 1;
+/// field changes meaning or goes away; new fields keep it. 2: `sources_agreeing` became
+/// `agreed`, the name `status --json` has.
+pub const SCHEMA: u32 = 2;
 
-/// The report for a `status` object and a `sources` object, in Device Shadow form.
+/// The report for a `status` object and a `sources` object, in Device Shadow form: the fields
+/// of [`crate::json::Health`], a subset of `status --json` under the same names.
 #[must_use]
 pub fn health_json(status: &Value, sources: &Value) -> Value {
     let pick = |k: &str| status.get(k).cloned().unwrap_or(Value::Null);
-    let falsetickers = sources["sources"].as_array().map_or(0, |list| {
-        list.iter()
-            .filter(|s| s["verdict"] == "falseticker")
-            .count()
+    // From `status` when it has it, else counted from `sources`.
+    let falsetickers = status.get("falsetickers").cloned().unwrap_or_else(|| {
+        sources["sources"]
+            .as_array()
+            .map_or(0, |list| {
+                list.iter()
+                    .filter(|s| s["verdict"] == "falseticker")
+                    .count()
+            })
+            .into()
     });
     json!({ "state": { "reported": { "clock": {
         "schema": SCHEMA,
@@ -38,7 +46,7 @@ pub fn health_json(status: &Value, sources: &Value) -> Value {
         "earliest": pick("earliest"),
         "latest": pick("latest"),
         "last_sync": pick("last_sync"),
-        "sources_agreeing": pick("agreed"),
+        "agreed": pick("agreed"),
         "verdict": pick("verdict"),
     }}}})
 }
@@ -147,7 +155,39 @@ mod tests {
         assert_eq!(r["state"]["reported"]["clock"]["schema"], SCHEMA);
         assert_eq!(r["state"]["reported"]["clock"]["falsetickers"], 1);
         assert_eq!(r["state"]["reported"]["clock"]["state"], "synced");
-        assert_eq!(r["state"]["reported"]["clock"]["sources_agreeing"], 2);
+        assert_eq!(r["state"]["reported"]["clock"]["agreed"], 2);
         assert!(r["state"]["reported"]["clock"]["earliest"].is_null());
+    }
+
+    /// A report of a real daemon's status parses as [`crate::json::Health`] (no field more,
+    /// none missing), and each of its fields is the status field of the same name.
+    #[tokio::test]
+    async fn the_report_is_a_subset_of_status_under_the_same_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\n",
+            dir.path().join("state").display(),
+            dir.path().join("control.sock").display()
+        );
+        let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let daemon = crate::daemon::Daemon {
+            config,
+            local: Arc::new(crate::clock::SystemClock),
+            control: Arc::new(crate::platform::LinuxClock),
+            rtc: None,
+            observe_only: true,
+        };
+        let (handle, _fut) = daemon.start().unwrap();
+        let status = handle.status_json();
+        let report = health_json(&status, &handle.sources_json());
+        let clock = &report["state"]["reported"]["clock"];
+        let health: crate::json::Health = serde_json::from_value(clock.clone()).unwrap();
+        assert_eq!(health.schema, SCHEMA);
+        let _: crate::json::Status = serde_json::from_value(status.clone()).unwrap();
+        for (k, v) in clock.as_object().unwrap() {
+            if k != "schema" {
+                assert_eq!(&status[k], v, "{k}");
+            }
+        }
     }
 }
