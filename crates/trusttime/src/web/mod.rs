@@ -199,7 +199,11 @@ fn host_of(value: &str) -> Option<&str> {
     let value = value.trim();
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
-        (h, after.strip_prefix(':'))
+        // After `]` comes nothing or `:port`; anything else (`[::1]/x`) is malformed.
+        match after {
+            "" => (h, None),
+            a => (h, Some(a.strip_prefix(':')?)),
+        }
     } else {
         match value.split_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -666,6 +670,19 @@ mod tests {
                 .collect();
             let _ = parse_body::<SetTime>(&data);
             let _ = parse_body::<Login>(&data);
+        }
+    }
+
+    #[test]
+    /// Found by the `web_body` fuzz target: a bracketed address followed by something other
+    /// than `:port` (`[0::]/,`) was read as the address alone and allowed on a wildcard listen
+    /// address. A `Host` with a path is malformed and refused.
+    fn a_bracketed_host_followed_by_a_path_is_refused() {
+        let any = HostPolicy::new("::".parse().unwrap(), &[]);
+        assert!(any.allows("[::1]"));
+        assert!(any.allows("[::1]:8123"));
+        for bad in ["[0::]/,", "[::1]/x", "[::1]x", "[::1]:", "[::1]:80/x"] {
+            assert!(!any.allows(bad), "{bad:?}");
         }
     }
 
