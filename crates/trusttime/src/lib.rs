@@ -35,7 +35,7 @@ pub mod platform;
 pub mod report;
 pub mod roughtime;
 pub mod serve;
-pub mod state;
+
 pub mod sync;
 pub mod tally;
 #[cfg(feature = "web")]

@@ -681,9 +681,9 @@ fn reset_floor_recovers_a_device_whose_floor_is_wrong() {
     let dir = TempDir::new().unwrap();
     let config = write_config(dir.path(), &addrs, "");
     let ahead = ((system_now() + 2.0 * 365.0 * 86_400.0) * 1e9) as i64;
-    trusttime::state::save(
+    trusttime::daemon::state_file::save(
         &dir.path().join("state"),
-        &trusttime::state::State {
+        &trusttime::daemon::state_file::State {
             system_ns: (system_now() * 1e9) as i64,
             earliest_ns: ahead,
             latest_ns: ahead + 1_000_000,
@@ -766,7 +766,7 @@ fn sigterm_saves_the_state() {
         .unwrap();
     assert!(out.status.success(), "{}", daemon.log_text());
     let load = || {
-        trusttime::state::load(&dir.path().join("state"))
+        trusttime::daemon::state_file::load(&dir.path().join("state"))
             .unwrap()
             .unwrap()
     };

@@ -39,8 +39,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::daemon::state_file::hex;
 use crate::daemon::{SetError, StatusHandle};
-use crate::state::hex;
 
 /// Largest request body.
 pub const MAX_BODY: usize = 4096;
