@@ -52,6 +52,7 @@ pub mod nts;
 #[cfg(feature = "roughtime")]
 pub mod roughtime;
 pub mod select;
+pub mod source;
 pub mod system;
 pub mod time;
 pub mod trust;

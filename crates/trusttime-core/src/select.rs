@@ -224,6 +224,83 @@ pub fn decide(outcomes: &[Outcome], min_agree: u8) -> Decision {
     Decision::Wait
 }
 
+/// How the authenticated and the plain sources decided together (see [`combine`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combination {
+    /// A pending source could still change the outcome: keep waiting.
+    Wait,
+    /// Consensus of one group. Bits of `selection.agreed` are indices into the outcomes given.
+    Agreed {
+        /// The consensus.
+        selection: Selection,
+        /// It rests on authenticated sources (NTS, Roughtime).
+        authenticated: bool,
+        /// Authenticated sources are configured but did not agree, so plain NTP decided: a
+        /// driver must not treat this as authenticated time, and must not let it through
+        /// where authenticated time is required (no silent downgrade).
+        downgraded: bool,
+    },
+    /// No consensus is possible any more.
+    Failed(NoConsensus),
+}
+
+/// The one combination policy, for `sync` and the daemon: **authenticated sources first**.
+/// When any source is authenticated (`authenticated[i]`), the authenticated ones decide
+/// whenever they reach a consensus among themselves (`min_auth` of them, and a strict majority
+/// of those that answered); a plain NTP source outside it is a falseticker. Only when they
+/// cannot does plain NTP decide (`min_plain`), and the result says it was a downgrade. Each
+/// group is judged by [`decide`] as if the other group were not there. Sources the driver
+/// counts as duplicates of another (the same server under two names) should be given as
+/// [`Outcome::Failed`]: one server, one vote.
+///
+/// No allocation: at most [`MAX_SOURCES`] outcomes.
+#[must_use]
+pub fn combine(
+    outcomes: &[Outcome],
+    authenticated: &[bool],
+    min_auth: u8,
+    min_plain: u8,
+) -> Combination {
+    if outcomes.is_empty() || outcomes.len() > MAX_SOURCES || authenticated.len() != outcomes.len()
+    {
+        return Combination::Failed(NoConsensus::BadSourceCount);
+    }
+    let n_auth = authenticated.iter().filter(|&&a| a).count();
+    let group = |want: bool| {
+        let mut g = [Outcome::Failed; MAX_SOURCES];
+        for (i, (o, &a)) in outcomes.iter().zip(authenticated).enumerate() {
+            if a == want {
+                g[i] = *o;
+            }
+        }
+        g
+    };
+    let n = outcomes.len();
+    if n_auth > 0 {
+        match decide(&group(true)[..n], min_auth) {
+            Decision::Agreed(selection) => {
+                return Combination::Agreed {
+                    selection,
+                    authenticated: true,
+                    downgraded: false,
+                }
+            }
+            Decision::Wait => return Combination::Wait,
+            Decision::Failed(e) if n_auth == n => return Combination::Failed(e),
+            Decision::Failed(_) => {}
+        }
+    }
+    match decide(&group(false)[..n], min_plain) {
+        Decision::Agreed(selection) => Combination::Agreed {
+            selection,
+            authenticated: false,
+            downgraded: n_auth > 0,
+        },
+        Decision::Wait => Combination::Wait,
+        Decision::Failed(e) => Combination::Failed(e),
+    }
+}
+
 /// The largest group of replies sharing a point, and the number of replies.
 fn largest_group(outcomes: &[Outcome]) -> Result<(Option<Selection>, u8), NoConsensus> {
     if outcomes.is_empty() || outcomes.len() > MAX_SOURCES {
@@ -510,5 +587,55 @@ mod tests {
         ];
         let _ = select(&o, 2);
         let _ = decide(&o, 2);
+    }
+
+    #[test]
+    fn authenticated_sources_decide_first_and_plain_ntp_only_as_a_marked_downgrade() {
+        let r = |lo: i64, hi: i64| {
+            Outcome::Reply(OffsetInterval {
+                lo: SignedDuration::from_secs(lo),
+                hi: SignedDuration::from_secs(hi),
+            })
+        };
+        // Two NTS sources agree at 0; three plain NTP sources are shifted by +100 s.
+        let o = [r(-1, 1), r(0, 2), r(99, 101), r(100, 102), r(99, 100)];
+        let a = [true, true, false, false, false];
+        match combine(&o, &a, 2, 2) {
+            Combination::Agreed {
+                selection,
+                authenticated,
+                downgraded,
+            } => {
+                assert!(authenticated && !downgraded);
+                assert_eq!(selection.agreed, 0b11);
+            }
+            other => panic!("{other:?}"),
+        }
+        // NTS blocked: plain NTP decides, marked as a downgrade.
+        let blocked = [Outcome::Failed, Outcome::Failed, o[2], o[3], o[4]];
+        assert!(matches!(
+            combine(&blocked, &a, 2, 2),
+            Combination::Agreed {
+                authenticated: false,
+                downgraded: true,
+                ..
+            }
+        ));
+        // An authenticated source still pending: wait for it rather than take plain NTP.
+        let pending = [Outcome::Pending, o[1], o[2], o[3], o[4]];
+        assert_eq!(combine(&pending, &a, 2, 2), Combination::Wait);
+        // Only plain sources configured: not a downgrade.
+        assert!(matches!(
+            combine(&o[2..], &a[2..], 2, 2),
+            Combination::Agreed {
+                authenticated: false,
+                downgraded: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            combine(&o, &a[..2], 2, 2),
+            Combination::Failed(NoConsensus::BadSourceCount)
+        );
     }
 }

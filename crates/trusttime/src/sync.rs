@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 use trusttime_core::ntp::{ClientConfig, Failure, KissCode, NtpClient, Reject, Sample};
 use trusttime_core::nts::NtsSession;
 use trusttime_core::select::{
-    decide, default_min_agree, Decision, NoConsensus, OffsetInterval, Outcome, Selection,
+    combine, default_min_agree, Combination, NoConsensus, OffsetInterval, Outcome, Selection,
     MAX_SOURCES,
 };
 use trusttime_core::{Now, SignedDuration, TimeInterval};
@@ -460,36 +460,6 @@ pub(crate) enum Event {
     ChainViolation(String),
 }
 
-/// How the sources' groups decided.
-enum GroupDecision {
-    Wait,
-    Agreed(Selection, bool),
-    Failed(NoConsensus),
-}
-
-fn decide_groups(
-    outcomes: &[Outcome],
-    auth: &[usize],
-    plain: &[usize],
-    min_auth: u8,
-    min_plain: u8,
-) -> GroupDecision {
-    let pick = |idx: &[usize]| -> Vec<Outcome> { idx.iter().map(|&i| outcomes[i]).collect() };
-    if !auth.is_empty() {
-        match decide(&pick(auth), min_auth) {
-            Decision::Agreed(sel) => return GroupDecision::Agreed(sel, true),
-            Decision::Wait => return GroupDecision::Wait,
-            Decision::Failed(e) if plain.is_empty() => return GroupDecision::Failed(e),
-            Decision::Failed(_) => {}
-        }
-    }
-    match decide(&pick(plain), min_plain) {
-        Decision::Agreed(sel) => GroupDecision::Agreed(sel, false),
-        Decision::Wait => GroupDecision::Wait,
-        Decision::Failed(e) => GroupDecision::Failed(e),
-    }
-}
-
 /// Runs one consensus exchange. Never fails as a whole: per-source problems are in the report.
 pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport {
     let started = std::time::Instant::now();
@@ -505,13 +475,12 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                 .map(|r| (SourceKind::Roughtime, r.server.clone())),
         )
         .collect();
-    let auth_idx: Vec<usize> = (0..n).filter(|&i| specs[i].0.is_authenticated()).collect();
-    let plain_idx: Vec<usize> = (0..n).filter(|&i| !specs[i].0.is_authenticated()).collect();
+    let auth_mask: Vec<bool> = specs.iter().map(|s| s.0.is_authenticated()).collect();
     let (min_auth, min_plain) = (
         opts.effective_min_agree_authenticated(),
         opts.effective_min_agree(),
     );
-    let mut min_agree = if auth_idx.is_empty() {
+    let mut min_agree = if !auth_mask.contains(&true) {
         min_plain
     } else {
         min_auth
@@ -761,10 +730,15 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         if opts.wait_for_all && outcomes.contains(&Outcome::Pending) {
             continue;
         }
-        match decide_groups(&outcomes, &auth_idx, &plain_idx, min_auth, min_plain) {
-            GroupDecision::Wait => continue,
-            GroupDecision::Agreed(sel, authenticated) => break Ok((sel, authenticated)),
-            GroupDecision::Failed(e) => break Err(e),
+        // The one combination policy (authenticated sources first), shared with the daemon.
+        match combine(&outcomes, &auth_mask, min_auth, min_plain) {
+            Combination::Wait => continue,
+            Combination::Agreed {
+                selection,
+                authenticated,
+                ..
+            } => break Ok((selection, authenticated)),
+            Combination::Failed(e) => break Err(e),
         }
     };
     tasks.abort_all();
@@ -800,16 +774,12 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         // Sources of the group that decided are judged by membership; the others by whether
         // they overlap the decision (an unauthenticated source that disagrees with the
         // authenticated consensus is a falseticker, never agreed).
-        let group = if s.kind.is_authenticated() {
-            &auth_idx
-        } else {
-            &plain_idx
-        };
+        // (The selection's bits index every source: `combine` masks the other group.)
         let in_deciding_group = s.kind.is_authenticated() == authenticated;
-        (s.verdict, s.reason) = match (sel, group.iter().position(|&g| g == i)) {
-            (Some(sel), Some(pos)) if in_deciding_group => verdict_of(pos, iv, Some(sel)),
-            (Some(sel), _) => overlap_verdict(iv, sel, authenticated),
-            (None, _) => verdict_of(i, iv, None),
+        (s.verdict, s.reason) = match sel {
+            Some(sel) if in_deciding_group => verdict_of(i, iv, Some(sel)),
+            Some(sel) => overlap_verdict(iv, sel, authenticated),
+            None => verdict_of(i, iv, None),
         };
     }
     SyncReport {
