@@ -7,17 +7,14 @@ use super::*;
 /// changes).
 pub const SAVE_EVERY: Duration = Duration::from_secs(600);
 
+/// The clock was stepped by `by`: samples measured against the old clock move with it. Every
 /// step (after a consensus or a hand-set time) goes through here.
 pub(super) fn shift_samples(s: &mut Status, by: SignedDuration) {
     if by == SignedDuration::ZERO {
         return;
     }
     for r in &mut s.sources {
-        r.filter.stepped(by);
-        if let Some((iv, _, _)) = r.last.as_mut() {
-            iv.lo -= by;
-            iv.hi -= by;
-        }
+        r.stepped(by);
     }
 }
 
@@ -25,14 +22,7 @@ pub(super) fn shift_samples(s: &mut Status, by: SignedDuration) {
 /// the old clock or the new one, so it covers both.
 pub(super) fn slewed_samples(s: &mut Status, by: SignedDuration) {
     for r in &mut s.sources {
-        r.filter.slewed(by);
-        if let Some((iv, _, _)) = r.last.as_mut() {
-            if by.is_negative() {
-                iv.hi -= by;
-            } else {
-                iv.lo -= by;
-            }
-        }
+        r.slewed(by);
     }
 }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use trusttime_core::ntp::filter::{ClockFilter, FilterSample};
 use trusttime_core::ntp::{KissCode, PollPolicy};
-use trusttime_core::select::{select, OffsetInterval, Outcome, Selection};
+use trusttime_core::select::{OffsetInterval, Outcome, Selection};
 use trusttime_core::system::{
     self as core_system, ManualError, SinceSave, Snapshot, System, SystemConfig,
 };
@@ -223,25 +223,9 @@ impl Daemon {
                 if let Some(s) = saved {
                     policy.resume_at(s.poll);
                 }
-                SourceRun {
-                    spec: spec.clone(),
-                    kind: src.kind,
-                    roughtime: src.roughtime.clone(),
-                    auth_failures: 0,
-                    policy,
-                    next_due: MonoInstant::ZERO,
-                    last: None,
-                    filter: ClockFilter::new(),
-                    last_addr: None,
-                    reach: 0,
-                    verdict: Verdict::NoReply,
-                    reason: "not asked yet".into(),
-                    kod: None,
-                    requests: 0,
-                    answer: crate::tally::Answer::Silent,
-                    resolved: None,
-                    silent: 0,
-                }
+                let mut run = SourceRun::new(spec.clone(), src.kind, policy);
+                run.roughtime.clone_from(&src.roughtime);
+                run
             })
             .collect();
         let status = Arc::new(Mutex::new(Status {

@@ -1,9 +1,38 @@
-//! The run loop: polls the sources, combines them, and hands decisions to the core.
+//! The run loop: a thin driver over the core's state machines.
+//!
+//! Each plain NTP source is a core [`NtpSource`] that lives for the whole run, with one
+//! connected UDP socket kept across polls (a new one only when the name resolves to another
+//! server). The loop sleeps until the earliest source timeout or a datagram, feeds the
+//! sources, sends what they ask, and after every event that changes an estimate runs the one
+//! combination policy ([`combine`]: authenticated sources first) and hands the consensus to the
+//! core's [`System`]. DNS (only when a source asks: first, hourly, after a Kiss-o'-Death, an
+//! unusable answer or four silent polls), NTS / Roughtime rounds and HTTPS Date constraints
+//! run as tasks on demand and report back over a channel. The clock, the RTC, the disk and
+//! systemd are touched only in `effects`.
+
+use std::net::SocketAddr;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use trusttime_core::select::{combine, default_min_agree, Combination, NoConsensus};
+use trusttime_core::source::{
+    NtpSource, ResolveReason, SourceConfig, SourceEvent, RAND_LEN, RESOLVE_AFTER_SILENT as SILENT,
+};
 
 #[allow(unused_imports)]
 use super::*;
 
-#[derive(Clone, Debug)]
+/// DNS about once an hour per name at most (NTP Pool vendor guidance), else only when a
+/// server fails: see [`trusttime_core::source`].
+pub const RESOLVE_EVERY: SignedDuration = trusttime_core::source::RESOLVE_EVERY;
+
+/// Polls in a row without a reply after which a name is resolved again for another server.
+pub const RESOLVE_AFTER_SILENT: u8 = SILENT;
+
+/// One configured source and what the status shows of it. For plain NTP the state lives in
+/// `ntp` (the core's [`NtpSource`]) and the other fields mirror it for observers; NTS and
+/// Roughtime sources are polled in rounds (tasks) and kept here.
+#[derive(Debug)]
 pub(super) struct SourceRun {
     pub(super) spec: ServerSpec,
     pub(super) kind: SourceKind,
@@ -13,11 +42,10 @@ pub(super) struct SourceRun {
     pub(super) next_due: MonoInstant,
     /// The source's best sample (from `filter`): offset interval, when, delay.
     pub(super) last: Option<(OffsetInterval, MonoInstant, SignedDuration)>,
-    /// The last 8 samples, all from `last_addr` (cleared when a pool name gives another
-    /// server); `last` is the one with the narrowest interval aged to now.
+    /// The last 8 samples (NTS and Roughtime; plain NTP keeps them in `ntp`).
     pub(super) filter: ClockFilter,
-    /// The address that gave the samples in `filter` (and so `last`).
-    pub(super) last_addr: Option<std::net::SocketAddr>,
+    /// The address that gave the samples (and so `last`).
+    pub(super) last_addr: Option<SocketAddr>,
     pub(super) reach: u8,
     pub(super) verdict: Verdict,
     pub(super) reason: String,
@@ -25,70 +53,152 @@ pub(super) struct SourceRun {
     pub(super) requests: u64,
     /// How it took part in its last poll.
     pub(super) answer: crate::tally::Answer,
-    /// The address an NTP source's DNS name resolved to, and when: asked at the next polls
-    /// instead of the name (see [`RESOLVE_EVERY`]).
-    pub(super) resolved: Option<(std::net::SocketAddr, MonoInstant)>,
-    /// Polls in a row without a reply from `resolved`.
-    pub(super) silent: u8,
+    /// Plain NTP: the source that lives across polls.
+    pub(super) ntp: Option<NtpSource>,
+    /// Plain NTP: the connected socket and its receive task.
+    pub(super) link: Option<Link>,
+    /// A DNS lookup for this source is running.
+    pub(super) resolving: bool,
+    /// A poll of this source (NTS, Roughtime) is running in a round task.
+    pub(super) in_round: bool,
+    /// It has finished at least one poll (before that it counts as pending).
+    pub(super) polled: bool,
 }
 
-/// DNS about once an hour per name at most (NTP Pool vendor guidance): an NTP source's name is
-/// resolved once and its address asked at the next polls. The name is resolved again after
-/// this long, on a Kiss-o'-Death (DENY, RSTR or RATE), on an unusable or duplicate server,
-/// after [`RESOLVE_AFTER_SILENT`] polls without a reply, when its server is a falseticker,
-/// and after a round without a majority.
-pub const RESOLVE_EVERY: SignedDuration = SignedDuration::from_secs(3600);
+/// A plain NTP source's connected socket.
+#[derive(Debug)]
+pub(super) struct Link {
+    pub(super) addr: SocketAddr,
+    /// Sends without waiting (a UDP send on a connected socket does not block for long).
+    send: std::net::UdpSocket,
+    recv: tokio::task::AbortHandle,
+    /// Told apart from the datagrams of an earlier socket of the same source.
+    gen: u64,
+}
 
-/// Polls in a row without a reply after which a name is resolved again for another server.
-pub const RESOLVE_AFTER_SILENT: u8 = 4;
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.recv.abort();
+    }
+}
 
 impl SourceRun {
-    /// What to ask at this poll: the address the name resolved to while it is kept, else the
-    /// configured server (which `sync` resolves).
-    pub(super) fn server_to_ask(&mut self, now: MonoInstant) -> ServerSpec {
-        match self.resolved {
-            Some((addr, at)) if now.since(at) < RESOLVE_EVERY => ServerSpec {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            },
-            _ => {
-                self.resolved = None;
-                self.spec.clone()
+    pub(super) fn new(spec: ServerSpec, kind: SourceKind, policy: PollPolicy) -> Self {
+        SourceRun {
+            spec,
+            kind,
+            roughtime: None,
+            auth_failures: 0,
+            policy,
+            next_due: MonoInstant::ZERO,
+            last: None,
+            filter: ClockFilter::new(),
+            last_addr: None,
+            reach: 0,
+            verdict: Verdict::NoReply,
+            reason: "not asked yet".into(),
+            kod: None,
+            requests: 0,
+            answer: crate::tally::Answer::Silent,
+            ntp: None,
+            link: None,
+            resolving: false,
+            in_round: false,
+            polled: false,
+        }
+    }
+
+    /// Copies what observers see from the core source.
+    fn mirror(&mut self, now: MonoInstant) {
+        let Some(n) = &self.ntp else { return };
+        self.policy = *n.policy();
+        self.next_due = n.next_due();
+        self.reach = n.reach();
+        self.kod = n.kiss();
+        self.requests = n.requests();
+        self.last = n.estimate(now).map(|e| (e.offset, e.at, e.delay));
+        self.last_addr = self.link.as_ref().map(|l| l.addr);
+    }
+
+    /// The offset interval this source contributes now, or whether it is still pending.
+    fn outcome(&self, now: MonoInstant, drift: u32, max_age: SignedDuration) -> Outcome {
+        let est = match &self.ntp {
+            Some(n) => n.estimate(now).map(|e| e.offset),
+            None => self
+                .filter
+                .best(now, drift, max_age)
+                .map(|b| b.aged(now, drift)),
+        };
+        match est {
+            Some(iv) => Outcome::Reply(iv),
+            None if !self.polled && self.policy.stopped_by().is_none() => Outcome::Pending,
+            None => Outcome::Failed,
+        }
+    }
+
+    pub(super) fn stepped(&mut self, by: SignedDuration) {
+        if let Some(n) = self.ntp.as_mut() {
+            n.stepped(by);
+        }
+        self.filter.stepped(by);
+        if let Some((iv, _, _)) = self.last.as_mut() {
+            iv.lo -= by;
+            iv.hi -= by;
+        }
+    }
+
+    pub(super) fn slewed(&mut self, by: SignedDuration) {
+        if let Some(n) = self.ntp.as_mut() {
+            n.slewed(by);
+        }
+        self.filter.slewed(by);
+        if let Some((iv, _, _)) = self.last.as_mut() {
+            if by.is_negative() {
+                iv.hi -= by;
+            } else {
+                iv.lo -= by;
             }
         }
     }
+}
 
-    /// After a poll of an NTP source given by name: keep the address it was asked at, or
-    /// forget it so that the next poll resolves the name again. `taken`: another source of
-    /// this kind keeps that address (two names, one server: one of them asks for another).
-    pub(super) fn after_poll(
-        &mut self,
-        r: &crate::sync::SourceReport,
-        taken: bool,
-        now: MonoInstant,
-    ) {
-        if self.kind != SourceKind::Ntp || self.spec.host.parse::<std::net::IpAddr>().is_ok() {
-            return;
-        }
-        if self.resolved.is_none() {
-            self.resolved = r.address.map(|a| (a, now));
-            self.silent = 0;
-        }
-        let keep = if r.sample.is_some() {
-            self.silent = 0;
-            true
-        } else if r.kiss.is_some() {
-            false
-        } else if r.verdict == Verdict::NoReply {
-            self.silent = self.silent.saturating_add(1);
-            self.silent < RESOLVE_AFTER_SILENT
-        } else {
-            false // an unusable answer, or the same server as another source
-        };
-        if !keep || taken {
-            self.resolved = None;
-        }
-    }
+/// What tasks report to the loop.
+enum Msg {
+    /// A datagram from source `i`'s socket generation `gen`, stamped when it arrived.
+    Datagram {
+        i: usize,
+        gen: u64,
+        at: trusttime_core::Now,
+        bytes: Vec<u8>,
+    },
+    /// A DNS lookup for source `i` ended.
+    Resolved {
+        i: usize,
+        result: Result<Vec<SocketAddr>, String>,
+    },
+    /// A round of NTS / Roughtime sources (and HTTPS Date constraints) ended.
+    Round {
+        due: Vec<usize>,
+        report: Box<crate::sync::SyncReport>,
+    },
+}
+
+/// The loop's own state (the rest is in [`Status`], shared with observers).
+struct Driver {
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    gen: u64,
+    discipline: Discipline,
+    burst_left: u8,
+    notified: bool,
+    /// The last step: datagrams stamped before it are moved by it.
+    last_step: Option<(MonoInstant, SignedDuration)>,
+    /// The last HTTPS Date decision, and when (it is applied to plain NTP).
+    constraint: (crate::sync::ConstraintDecision, MonoInstant),
+    constraint_round: bool,
+    /// When a round without a majority last asked every name again.
+    no_majority_at: Option<MonoInstant>,
+    nts_cache: crate::sync::NtsCache,
 }
 
 impl Daemon {
@@ -101,307 +211,651 @@ impl Daemon {
             tracing::info!(?d, "random start-up delay (NTP Pool guidance)");
             tokio::time::sleep(d).await;
         }
-        let mut discipline = Discipline::new(
-            SignedDuration::from_std(self.config.step_threshold),
-            self.observe_only,
-        );
-        let mut burst_left = 3u8;
-        // NTS cookies carry over between polls: one key exchange per eight polls, not per poll.
-        let nts_cache: crate::sync::NtsCache = Arc::default();
-        let mut notified = false;
+        let (tx, rx) = mpsc::channel(256);
+        let mut d = Driver {
+            tx,
+            rx,
+            gen: 0,
+            discipline: Discipline::new(
+                SignedDuration::from_std(self.config.step_threshold),
+                self.observe_only,
+            ),
+            burst_left: 3,
+            notified: false,
+            last_step: None,
+            constraint: (crate::sync::ConstraintDecision::NotAsked, MonoInstant::ZERO),
+            constraint_round: false,
+            no_majority_at: None,
+            nts_cache: Arc::default(),
+        };
         let max_age = SignedDuration::from_secs(2 << cfg.daemon.max_poll.clamp(0, 17));
+        let source_cfg = |floor| SourceConfig {
+            client: trusttime_core::ntp::ClientConfig {
+                floor,
+                ..trusttime_core::ntp::ClientConfig::default()
+            },
+            min_poll: cfg.daemon.min_poll,
+            max_poll: cfg.daemon.max_poll,
+            drift_ppm: cfg.clock.drift_ppm,
+            max_age,
+        };
+        {
+            let now = self.local.now();
+            let Ok(mut s) = handle.0.lock() else { return };
+            let floor = s.sys.floor();
+            for r in &mut s.sources {
+                if r.kind == SourceKind::Ntp {
+                    let mut n = NtpSource::new(source_cfg(floor), now.mono);
+                    n.resume_at(r.policy.poll_exponent());
+                    r.ntp = Some(n);
+                }
+                r.next_due = now.mono;
+            }
+        }
         loop {
             let now = self.local.now();
-            let (due, all_stopped): (Vec<usize>, bool) = {
+            let mut changed = false;
+            let all_stopped = {
                 let Ok(s) = handle.0.lock() else { return };
-                let due = s
-                    .sources
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.policy.stopped_by().is_none() && r.next_due <= now.mono)
-                    .map(|(i, _)| i)
-                    .collect();
-                (
-                    due,
-                    s.sources.iter().all(|r| r.policy.stopped_by().is_some()),
-                )
+                s.sources.iter().all(|r| r.policy.stopped_by().is_some())
             };
             if all_stopped {
                 tracing::error!("every source stopped (Kiss-o'-Death DENY/RSTR); holding over");
                 std::future::pending::<()>().await;
+                return;
             }
-            if !due.is_empty() {
-                // Report order of `sync`: NTP, then NTS, then Roughtime.
-                let mut opts = SyncOptions::new(Vec::new());
-                let due: Vec<usize> = {
-                    let Ok(mut s) = handle.0.lock() else { return };
-                    let mut order = Vec::new();
-                    for kind in [SourceKind::Ntp, SourceKind::Nts, SourceKind::Roughtime] {
-                        for &i in &due {
-                            let r = &mut s.sources[i];
-                            if r.kind != kind {
-                                continue;
-                            }
-                            match (kind, &r.roughtime) {
-                                (SourceKind::Ntp, _) => {
-                                    opts.servers.push(r.server_to_ask(now.mono))
-                                }
-                                (SourceKind::Nts, _) => opts.nts.push(r.spec.clone()),
-                                (SourceKind::Roughtime, Some(rt)) => {
-                                    opts.roughtime.push(rt.clone())
-                                }
-                                (SourceKind::Roughtime, None) => continue,
-                            }
-                            order.push(i);
-                        }
-                    }
-                    order
-                };
-                opts.ca.clone_from(&nts_ca);
-                opts.nts_cache = Some(Arc::clone(&nts_cache));
-                opts.https_date.clone_from(&self.config.https_date);
-                opts.min_agree = Some(1);
-                opts.wait_for_all = true;
-                opts.timeout = Duration::from_secs(3);
-                if let Ok(s) = handle.0.lock() {
-                    opts.client.floor = s.sys.floor();
-                    // Once the time rests on authenticated sources, NTS-KE and HTTPS Date
-                    // certificates are checked against that interval (2 s wider, for the
-                    // certificates' one-second resolution), not [floor, floor + 5 years].
-                    let now = self.local.now();
-                    let t = s.sys.trust().current(now.mono);
-                    if t.provenance == Provenance::Authenticated
-                        && s.sys.trust().state(now.mono) != TrustState::Unknown
-                    {
-                        opts.bootstrap = Some(t.interval.widen(SignedDuration::from_secs(2)));
-                    }
+            {
+                let Ok(mut s) = handle.0.lock() else { return };
+                let floor = s.sys.floor();
+                for i in 0..s.sources.len() {
+                    changed |= self.drive_ntp(&mut d, &mut s, i, now, floor);
                 }
-                let report = sync(&opts, Arc::clone(&self.local)).await;
-                let now = self.local.now();
-                let mut s = match handle.0.lock() {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-                let round = report.tally().to_string();
-                tracing::debug!(answers = %round, "poll round");
-                s.last_round = Some(round.clone());
-                for v in &report.chain_violations {
-                    tracing::warn!(violation = %v, "Roughtime chain: a server is proven to lie");
-                    s.chain_violations.push_back(format!("{}: {v}", now.wall));
-                    while s.chain_violations.len() > 20 {
-                        s.chain_violations.pop_front();
-                    }
-                }
-                if report.constraint != crate::sync::ConstraintDecision::NotAsked {
-                    s.constraint = Some(constraint_json(&report.constraint));
-                }
-                for (k, &i) in due.iter().enumerate() {
-                    let r = &report.sources[k];
-                    let kind = s.sources[i].kind;
-                    let taken = r.address.is_some_and(|a| {
-                        s.sources.iter().enumerate().any(|(j, o)| {
-                            j != i
-                                && o.kind == kind
-                                && (o.resolved.is_some_and(|(x, _)| x == a)
-                                    || o.spec.host.parse::<std::net::IpAddr>() == Ok(a.ip())
-                                        && o.spec.port == a.port())
-                        })
-                    });
-                    let run = &mut s.sources[i];
-                    run.after_poll(r, taken, now.mono);
-                    run.requests += 1;
-                    run.answer = r.answer.clone();
-                    run.auth_failures += r.auth_failures;
-                    run.reach <<= 1;
-                    match (&r.sample, r.kiss) {
-                        (Some(sample), _) => {
-                            run.reach |= 1;
-                            if run.last_addr != r.address {
-                                // A filter compares samples of one server: a pool name that
-                                // now gives another server starts a new one.
-                                run.filter = ClockFilter::new();
-                            }
-                            run.last_addr = r.address;
-                            run.filter.add(FilterSample {
-                                offset: OffsetInterval::around(sample.offset, sample.error_bound()),
-                                delay: sample.delay,
-                                at: now.mono,
-                            });
-                            run.last = run
-                                .filter
-                                .best(now.mono, cfg.clock.drift_ppm, max_age)
-                                .map(|b| (b.offset, b.at, b.delay));
-                            run.policy.on_success();
-                        }
-                        (None, Some(k)) => {
-                            run.policy.on_kiss(k);
-                            run.kod = Some(k);
-                            run.verdict = Verdict::KissOfDeath;
-                            run.reason = format!("Kiss-o'-Death {k}: {}", k.description());
-                            if run.policy.stopped_by().is_some()
-                                && run.spec.host.parse::<std::net::IpAddr>().is_err()
-                            {
-                                // A pool name: this server is dropped, and the name is asked
-                                // again (for another server) after the longest poll interval.
-                                run.policy =
-                                    PollPolicy::new(cfg.daemon.max_poll, cfg.daemon.max_poll);
-                                run.reason.push_str(
-                                    "; the name will be resolved again for another server",
-                                );
-                            }
-                        }
-                        (None, None) => {
-                            run.policy.on_failure();
-                            run.verdict = r.verdict;
-                            run.reason.clone_from(&r.reason);
-                        }
-                    }
-                    run.next_due = now.mono
-                        + run
-                            .policy
-                            .next_interval(rand::random())
-                            .unwrap_or(SignedDuration::MAX.half());
-                }
-                // Consensus over every source's latest sample, aged by the drift bound.
-                let drift = cfg.clock.drift_ppm;
-                let outcomes: Vec<Outcome> = s
-                    .sources
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| match r.last {
-                        Some((iv, at, _))
-                            if now.mono.since(at) <= max_age && !superseded(&s.sources, i) =>
-                        {
-                            let w = now.mono.since(at).mul_ppm(drift);
-                            Outcome::Reply(OffsetInterval {
-                                lo: iv.lo - w,
-                                hi: iv.hi + w,
-                            })
-                        }
-                        _ => Outcome::Failed,
-                    })
-                    .collect();
-                // Authenticated sources decide when they can; plain NTP only without them.
-                let auth: Vec<bool> = s
-                    .sources
-                    .iter()
-                    .map(|r| r.kind.is_authenticated())
-                    .collect();
-                let n_auth = auth.iter().filter(|&&a| a).count();
-                let group = |want: bool| -> Vec<Outcome> {
-                    outcomes
-                        .iter()
-                        .zip(&auth)
-                        .map(|(o, &a)| if a == want { *o } else { Outcome::Failed })
-                        .collect()
-                };
-                let min_for = |n: usize| {
-                    cfg.clock
-                        .min_agree
-                        .unwrap_or_else(|| trusttime_core::select::default_min_agree(n))
-                };
-                let decided = match (n_auth > 0).then(|| select(&group(true), min_for(n_auth))) {
-                    Some(Ok(sel)) => Ok((sel, true)),
-                    _ => select(&group(false), min_for(s.sources.len() - n_auth))
-                        .map(|sel| (sel, false)),
-                };
-                match decided {
-                    Ok((sel, authenticated)) => {
-                        apply_verdicts(&mut s.sources, &sel, &outcomes, authenticated);
-                        // A pool name whose server is outside the consensus asks for another.
-                        for r in &mut s.sources {
-                            if r.verdict == Verdict::Falseticker {
-                                r.resolved = None;
-                            }
-                        }
-                        s.disagreeing = s
-                            .sources
-                            .iter()
-                            .filter(|r| {
-                                authenticated
-                                    && !r.kind.is_authenticated()
-                                    && r.verdict == Verdict::Falseticker
-                            })
-                            .map(|r| r.spec.to_string())
-                            .collect();
-                        if s.sys.on_consensus(now, sel.interval, authenticated) {
-                            // The consensus contradicts what was trusted: step, do not slew
-                            // for years.
-                            tracing::warn!(
-                                offset = ?sel.offset,
-                                authenticated,
-                                "the consensus contradicts the time trusted before; following it"
-                            );
-                            discipline.rearm();
-                        }
-                        s.agreed = sel.count;
-                        s.last_sync_wall = Some(now.wall);
-                        burst_left = 0;
-                        let floor = s.sys.floor();
-                        let action = discipline.decide(sel.offset, now.wall, floor);
-                        drop(s);
-                        self.apply(action, &handle);
-                        // RTC writes, persistence (first sync, then at most every 10 min)
-                        // and logs decided by the core.
-                        carry_out(&handle);
-                        if !notified {
-                            notified = true;
-                            sd_notify("READY=1\nSTATUS=time trusted");
-                            tracing::info!("time trusted; READY=1");
-                        }
-                    }
-                    Err(why) => {
-                        tracing::warn!(%why, answers = %round, "no consensus this round");
-                        for (r, o) in s.sources.iter_mut().zip(&outcomes) {
-                            if matches!(o, Outcome::Reply(_)) {
-                                r.verdict = Verdict::Unconfirmed;
-                                r.reason = format!("no majority: {why}");
-                            }
-                            // No majority: every name asks for a server again (a liar and a
-                            // RATE server kept for an hour must not keep a device from
-                            // trusting the others).
-                            r.resolved = None;
-                        }
-                        if burst_left > 0 {
-                            // Unsynchronised: a short burst (every 2 s, three times), then the
-                            // normal schedule.
-                            burst_left -= 1;
-                            let soon = now.mono + SignedDuration::from_secs(2);
-                            for r in s
-                                .sources
-                                .iter_mut()
-                                .filter(|r| r.policy.stopped_by().is_none())
-                            {
-                                r.next_due = r.next_due.min(soon);
-                            }
-                        }
-                        drop(s);
-                    }
-                }
+                self.start_round(&mut d, &mut s, now, &nts_ca);
             }
-            let next = {
+            if changed {
+                self.decide(&mut d, &handle);
+            }
+            let wake = {
                 let Ok(mut s) = handle.0.lock() else { return };
                 let next = s
+                    .sources
+                    .iter()
+                    .filter_map(|r| match &r.ntp {
+                        Some(n) => n.poll_timeout(),
+                        None if r.policy.stopped_by().is_none() && !r.in_round => Some(r.next_due),
+                        None => None,
+                    })
+                    .min();
+                s.next_poll = s
                     .sources
                     .iter()
                     .filter(|r| r.policy.stopped_by().is_none())
                     .map(|r| r.next_due)
                     .min();
-                s.next_poll = next;
                 next
             };
-            let wait = next.map_or(Duration::from_secs(3600), |n| {
+            let wait = wake.map_or(Duration::from_secs(3600), |n| {
                 n.since(self.local.now().mono)
                     .to_std()
                     .unwrap_or(Duration::ZERO)
             });
-            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+            let msg = tokio::select! {
+                m = d.rx.recv() => m,
+                () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => None,
+            };
+            if let Some(m) = msg {
+                if self.handle_msg(&mut d, &handle, m) {
+                    self.decide(&mut d, &handle);
+                }
+            }
         }
     }
 
-    pub(super) fn apply(&self, action: Action, handle: &StatusHandle) {
+    /// Feeds one plain NTP source its timeout, sends what it asks, takes its events. True when
+    /// an estimate may have changed.
+    fn drive_ntp(
+        &self,
+        d: &mut Driver,
+        s: &mut Status,
+        i: usize,
+        now: trusttime_core::Now,
+        floor: UnixTime,
+    ) -> bool {
+        let r = &mut s.sources[i];
+        let Some(n) = r.ntp.as_mut() else {
+            return false;
+        };
+        n.set_floor(floor);
+        if n.poll_timeout().is_some_and(|t| t <= now.mono) {
+            n.handle_timeout(now, rand::random());
+        }
+        let mut rnd = [0u8; RAND_LEN];
+        let mut buf = [0u8; 1024];
+        loop {
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut rnd);
+            let Some(len) = n.poll_transmit(now, &rnd, &mut buf) else {
+                break;
+            };
+            if let Some(l) = &r.link {
+                if let Err(e) = l.send.send(&buf[..len]) {
+                    tracing::debug!(addr = %l.addr, error = %e, "send failed; counts as lost");
+                }
+            }
+        }
+        let changed = self.take_events(s, i, now);
+        let r = &mut s.sources[i];
+        if let (Some(why), false) = (
+            r.ntp.as_ref().and_then(NtpSource::wants_address),
+            r.resolving,
+        ) {
+            r.resolving = true;
+            tracing::debug!(server = %r.spec, ?why, "resolving");
+            let (tx, spec) = (d.tx.clone(), r.spec.clone());
+            tokio::spawn(async move {
+                let result = match spec.host.parse::<std::net::IpAddr>() {
+                    Ok(ip) => Ok(vec![SocketAddr::new(ip, spec.port)]),
+                    Err(_) => tokio::net::lookup_host((spec.host.as_str(), spec.port))
+                        .await
+                        .map(Iterator::collect)
+                        .map_err(|e| format!("DNS: {e}")),
+                };
+                let _ = tx.send(Msg::Resolved { i, result }).await;
+            });
+        }
+        changed
+    }
+
+    /// Takes a plain NTP source's events into the status words. True when an estimate may
+    /// have changed (a sample, or a poll that ended).
+    fn take_events(&self, s: &mut Status, i: usize, now: trusttime_core::Now) -> bool {
+        let mut changed = false;
+        let r = &mut s.sources[i];
+        let Some(n) = r.ntp.as_mut() else {
+            return false;
+        };
+        while let Some(e) = n.poll_event() {
+            match e {
+                SourceEvent::Sample(_) => {
+                    r.polled = true;
+                    r.answer = crate::tally::Answer::Answered;
+                    changed = true;
+                }
+                SourceEvent::Failed(f) => {
+                    r.polled = true;
+                    changed = true;
+                    (r.verdict, r.answer) = match f {
+                        trusttime_core::ntp::Failure::NoReply { .. } => {
+                            (Verdict::NoReply, crate::tally::Answer::Silent)
+                        }
+                        trusttime_core::ntp::Failure::Rejected(rej) => (
+                            if rej.is_falseticker() {
+                                Verdict::Falseticker
+                            } else {
+                                Verdict::Invalid
+                            },
+                            crate::tally::Answer::rejected(&rej),
+                        ),
+                    };
+                    r.reason = f.to_string();
+                }
+                SourceEvent::Kiss(k) => {
+                    r.polled = true;
+                    changed = true;
+                    r.verdict = Verdict::KissOfDeath;
+                    r.answer = crate::tally::Answer::rejected(
+                        &trusttime_core::ntp::Reject::KissOfDeath(k),
+                    );
+                    r.reason = format!("Kiss-o'-Death {k}: {}", k.description());
+                    if k.is_fatal() && r.spec.host.parse::<std::net::IpAddr>().is_err() {
+                        r.reason
+                            .push_str("; the name will be resolved again for another server");
+                    }
+                }
+                SourceEvent::Resolve(why) if why != ResolveReason::Hourly => {
+                    tracing::debug!(server = %r.spec, ?why, "name to be resolved again");
+                }
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+        r.mirror(now.mono);
+        changed
+    }
+
+    /// Handles one message. True when an estimate may have changed.
+    fn handle_msg(&self, d: &mut Driver, handle: &StatusHandle, m: Msg) -> bool {
+        let Ok(mut s) = handle.0.lock() else {
+            return false;
+        };
+        match m {
+            Msg::Datagram { i, gen, at, bytes } => {
+                let mut at = at;
+                // Stamped before a step that has been made since: measured on the old clock.
+                if let Some((step_at, by)) = d.last_step {
+                    if at.mono < step_at {
+                        at.wall = at.wall + by;
+                    }
+                }
+                let Some(r) = s.sources.get_mut(i) else {
+                    return false;
+                };
+                if r.link.as_ref().map(|l| l.gen) != Some(gen) {
+                    return false;
+                }
+                let Some(n) = r.ntp.as_mut() else {
+                    return false;
+                };
+                if let Err(why) = n.handle_datagram(at, &bytes) {
+                    tracing::debug!(server = %r.spec, ?why, "ignored a datagram");
+                }
+                self.take_events(&mut s, i, at)
+            }
+            Msg::Resolved { i, result } => {
+                let now = self.local.now();
+                // Another name of this kind keeping an address: ask another one if there is.
+                let taken: Vec<SocketAddr> = s
+                    .sources
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, o)| *j != i && o.kind == SourceKind::Ntp)
+                    .filter_map(|(_, o)| o.link.as_ref().map(|l| l.addr))
+                    .collect();
+                let Some(r) = s.sources.get_mut(i) else {
+                    return false;
+                };
+                r.resolving = false;
+                let addrs = match result {
+                    Ok(a) if !a.is_empty() => a,
+                    Ok(_) | Err(_) => {
+                        r.reason = format!("DNS: no address for {}", r.spec.host);
+                        r.verdict = Verdict::NoReply;
+                        r.answer = crate::tally::Answer::Silent;
+                        r.polled = true;
+                        if let Some(n) = r.ntp.as_mut() {
+                            n.address_failed(now.mono);
+                        }
+                        r.mirror(now.mono);
+                        return true;
+                    }
+                };
+                let keep = r.link.as_ref().map(|l| l.addr);
+                let pick = keep
+                    .filter(|a| addrs.contains(a) && !taken.contains(a))
+                    .or_else(|| addrs.iter().copied().find(|a| !taken.contains(a)))
+                    .unwrap_or(addrs[0]);
+                let same = keep == Some(pick);
+                if !same {
+                    match connect(pick) {
+                        Ok((send, sock)) => {
+                            d.gen += 1;
+                            let sock = Arc::new(sock);
+                            let recv = spawn_receiver(
+                                i,
+                                d.gen,
+                                Arc::clone(&sock),
+                                Arc::clone(&self.local),
+                                d.tx.clone(),
+                            );
+                            r.link = Some(Link {
+                                addr: pick,
+                                send,
+                                recv,
+                                gen: d.gen,
+                            });
+                        }
+                        Err(e) => {
+                            r.reason = format!("cannot reach {pick}: {e}");
+                            r.link = None;
+                            if let Some(n) = r.ntp.as_mut() {
+                                n.address_failed(now.mono);
+                            }
+                            r.mirror(now.mono);
+                            return true;
+                        }
+                    }
+                }
+                if let Some(n) = r.ntp.as_mut() {
+                    n.address_resolved(now.mono, same);
+                }
+                r.mirror(now.mono);
+                // The source may poll now.
+                drop(s);
+                if let Ok(mut s) = handle.0.lock() {
+                    let floor = s.sys.floor();
+                    return self.drive_ntp(d, &mut s, i, now, floor);
+                }
+                false
+            }
+            Msg::Round { due, report } => {
+                self.end_round(d, &mut s, &due, &report);
+                true
+            }
+        }
+    }
+
+    /// Starts a round for the NTS and Roughtime sources that are due (and the HTTPS Date
+    /// constraints, when configured and stale), as a task.
+    fn start_round(
+        &self,
+        d: &mut Driver,
+        s: &mut Status,
+        now: trusttime_core::Now,
+        nts_ca: &[Vec<u8>],
+    ) {
+        let mut opts = SyncOptions::new(Vec::new());
+        let mut due = Vec::new();
+        for kind in [SourceKind::Nts, SourceKind::Roughtime] {
+            for (i, r) in s.sources.iter_mut().enumerate() {
+                if r.kind != kind
+                    || r.in_round
+                    || r.policy.stopped_by().is_some()
+                    || r.next_due > now.mono
+                {
+                    continue;
+                }
+                match (kind, &r.roughtime) {
+                    (SourceKind::Nts, _) => opts.nts.push(r.spec.clone()),
+                    (SourceKind::Roughtime, Some(rt)) => opts.roughtime.push(rt.clone()),
+                    _ => continue,
+                }
+                r.in_round = true;
+                due.push(i);
+            }
+        }
+        // HTTPS Date constraints for plain NTP: asked again once per minimum poll interval.
+        let https = !self.config.https_date.is_empty()
+            && !d.constraint_round
+            && (d.constraint.0 == crate::sync::ConstraintDecision::NotAsked
+                || now.mono.since(d.constraint.1)
+                    >= SignedDuration::from_secs(
+                        1 << self.config.raw.daemon.min_poll.clamp(0, 17),
+                    ));
+        if due.is_empty() && !https {
+            return;
+        }
+        if https {
+            d.constraint_round = true;
+            opts.https_date.clone_from(&self.config.https_date);
+        }
+        opts.ca = nts_ca.to_vec();
+        opts.nts_cache = Some(Arc::clone(&d.nts_cache));
+        opts.min_agree = Some(1);
+        opts.wait_for_all = true;
+        opts.timeout = Duration::from_secs(3);
+        opts.client.floor = s.sys.floor();
+        // Once the time rests on authenticated sources, NTS-KE and HTTPS Date certificates are
+        // checked against that interval (2 s wider, for the certificates' one-second
+        // resolution), not [floor, floor + 5 years].
+        let t = s.sys.trust().current(now.mono);
+        if t.provenance == Provenance::Authenticated
+            && s.sys.trust().state(now.mono) != TrustState::Unknown
+        {
+            opts.bootstrap = Some(t.interval.widen(SignedDuration::from_secs(2)));
+        }
+        let (tx, local) = (d.tx.clone(), Arc::clone(&self.local));
+        tokio::spawn(async move {
+            let report = sync(&opts, local).await;
+            let _ = tx
+                .send(Msg::Round {
+                    due,
+                    report: Box::new(report),
+                })
+                .await;
+        });
+    }
+
+    /// Takes a round's results into the NTS and Roughtime sources and the constraint.
+    fn end_round(
+        &self,
+        d: &mut Driver,
+        s: &mut Status,
+        due: &[usize],
+        report: &crate::sync::SyncReport,
+    ) {
+        let now = self.local.now();
+        if report.constraint != crate::sync::ConstraintDecision::NotAsked {
+            d.constraint = (report.constraint.clone(), now.mono);
+            d.constraint_round = false;
+            s.constraint = Some(constraint_json(&report.constraint));
+        }
+        for v in &report.chain_violations {
+            tracing::warn!(violation = %v, "Roughtime chain: a server is proven to lie");
+            s.chain_violations.push_back(format!("{}: {v}", now.wall));
+            while s.chain_violations.len() > 20 {
+                s.chain_violations.pop_front();
+            }
+        }
+        // The report lists NTS sources, then Roughtime, in the order asked (`due`).
+        for (k, &i) in due.iter().enumerate() {
+            let (Some(r), Some(rep)) = (report.sources.get(k), s.sources.get_mut(i)) else {
+                continue;
+            };
+            let run = rep;
+            run.in_round = false;
+            run.polled = true;
+            run.requests += 1;
+            run.answer = r.answer.clone();
+            run.auth_failures += r.auth_failures;
+            run.reach <<= 1;
+            match (&r.sample, r.kiss) {
+                (Some(sample), _) => {
+                    run.reach |= 1;
+                    if run.last_addr != r.address {
+                        run.filter = ClockFilter::new();
+                    }
+                    run.last_addr = r.address;
+                    run.filter.add(FilterSample {
+                        offset: OffsetInterval::around(sample.offset, sample.error_bound()),
+                        delay: sample.delay,
+                        at: now.mono,
+                    });
+                    run.policy.on_success();
+                }
+                (None, Some(k)) => {
+                    run.policy.on_kiss(k);
+                    run.kod = Some(k);
+                    run.verdict = Verdict::KissOfDeath;
+                    run.reason = format!("Kiss-o'-Death {k}: {}", k.description());
+                }
+                (None, None) => {
+                    run.policy.on_failure();
+                    run.verdict = r.verdict;
+                    run.reason.clone_from(&r.reason);
+                }
+            }
+            let drift = self.config.raw.clock.drift_ppm;
+            let max_age =
+                SignedDuration::from_secs(2 << self.config.raw.daemon.max_poll.clamp(0, 17));
+            run.last = run
+                .filter
+                .best(now.mono, drift, max_age)
+                .map(|b| (b.offset, b.at, b.delay));
+            run.next_due = now.mono
+                + run
+                    .policy
+                    .next_interval(rand::random())
+                    .unwrap_or(SignedDuration::MAX.half());
+        }
+        let _ = d;
+    }
+
+    /// Runs the combination over every source's current estimate and hands a consensus to
+    /// the core.
+    #[allow(clippy::too_many_lines)]
+    fn decide(&self, d: &mut Driver, handle: &StatusHandle) {
+        let cfg = &self.config.raw;
+        let drift = cfg.clock.drift_ppm;
+        let max_age = SignedDuration::from_secs(2 << cfg.daemon.max_poll.clamp(0, 17));
+        let now = self.local.now();
+        let Ok(mut s) = handle.0.lock() else { return };
+        for r in &mut s.sources {
+            r.mirror(now.mono);
+        }
+        let mut outcomes: Vec<Outcome> = s
+            .sources
+            .iter()
+            .map(|r| r.outcome(now.mono, drift, max_age))
+            .collect();
+        // One server, one vote: the newest sample of one address counts.
+        for (i, o) in outcomes.iter_mut().enumerate() {
+            if superseded(&s.sources, i) {
+                *o = Outcome::Failed;
+            }
+        }
+        // HTTPS Date constraints bound plain NTP (aged by the drift bound since asked).
+        let (constraint, asked) = (&d.constraint.0, d.constraint.1);
+        for (o, r) in outcomes.iter_mut().zip(s.sources.iter_mut()) {
+            if r.kind.is_authenticated() {
+                continue;
+            }
+            let Outcome::Reply(iv) = *o else { continue };
+            match constraint {
+                crate::sync::ConstraintDecision::Refused(why) => {
+                    *o = Outcome::Failed;
+                    r.verdict = Verdict::Unconfirmed;
+                    r.reason = format!("not used: {why}");
+                }
+                crate::sync::ConstraintDecision::Applied { interval, .. } => {
+                    let w = now.mono.since(asked).mul_ppm(drift);
+                    if iv.hi < interval.lo - w || interval.hi + w < iv.lo {
+                        *o = Outcome::Failed;
+                        r.verdict = Verdict::Falseticker;
+                        r.answer = crate::tally::Answer::Rejected(
+                            "outside the HTTPS Date constraint".into(),
+                        );
+                        r.reason = format!(
+                            "offset {:+.6} s is outside the HTTPS Date constraint ({:+.3} s .. {:+.3} s)",
+                            iv.midpoint().as_secs_f64(),
+                            interval.lo.as_secs_f64(),
+                            interval.hi.as_secs_f64()
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        let auth: Vec<bool> = s
+            .sources
+            .iter()
+            .map(|r| r.kind.is_authenticated())
+            .collect();
+        let n_auth = auth.iter().filter(|&&a| a).count();
+        let min_for = |n: usize| cfg.clock.min_agree.unwrap_or_else(|| default_min_agree(n));
+        let combined = combine(
+            &outcomes,
+            &auth,
+            min_for(n_auth),
+            min_for(s.sources.len() - n_auth),
+        );
+        let round = crate::tally::Tally::of(s.sources.iter().map(|r| &r.answer)).to_string();
+        s.last_round = Some(round.clone());
+        match combined {
+            Combination::Wait => {}
+            Combination::Agreed {
+                selection: sel,
+                authenticated,
+                downgraded,
+            } => {
+                apply_verdicts(&mut s.sources, &sel, &outcomes, authenticated);
+                // A pool name whose server is outside the consensus asks for another.
+                for r in &mut s.sources {
+                    if r.verdict == Verdict::Falseticker {
+                        if let Some(n) = r.ntp.as_mut() {
+                            n.resolve_again();
+                        }
+                    }
+                }
+                s.disagreeing = s
+                    .sources
+                    .iter()
+                    .filter(|r| {
+                        authenticated
+                            && !r.kind.is_authenticated()
+                            && r.verdict == Verdict::Falseticker
+                    })
+                    .map(|r| r.spec.to_string())
+                    .collect();
+                if downgraded {
+                    tracing::debug!("authenticated sources did not agree; plain NTP decided");
+                }
+                if s.sys.on_consensus(now, sel.interval, authenticated) {
+                    // The consensus contradicts what was trusted: step, do not slew for years.
+                    tracing::warn!(
+                        offset = ?sel.offset,
+                        authenticated,
+                        "the consensus contradicts the time trusted before; following it"
+                    );
+                    d.discipline.rearm();
+                }
+                s.agreed = sel.count;
+                s.last_sync_wall = Some(now.wall);
+                d.burst_left = 0;
+                let floor = s.sys.floor();
+                let action = d.discipline.decide(sel.offset, now.wall, floor);
+                drop(s);
+                if let Some(by) = self.apply(action, handle) {
+                    d.last_step = Some((self.local.now().mono, by));
+                }
+                // RTC writes, persistence (first sync, then at most every 10 min) and logs
+                // decided by the core.
+                carry_out(handle);
+                if !d.notified {
+                    d.notified = true;
+                    sd_notify("READY=1\nSTATUS=time trusted");
+                    tracing::info!("time trusted; READY=1");
+                }
+            }
+            Combination::Failed(why) => {
+                let fresh = d.no_majority_at.map_or(true, |t| {
+                    now.mono.since(t)
+                        >= SignedDuration::from_secs(1 << cfg.daemon.min_poll.clamp(0, 17))
+                });
+                if !fresh && !matches!(why, NoConsensus::Disagreement { .. }) {
+                    return;
+                }
+                if fresh {
+                    tracing::warn!(%why, answers = %round, "no consensus this round");
+                    d.no_majority_at = Some(now.mono);
+                }
+                for (r, o) in s.sources.iter_mut().zip(&outcomes) {
+                    if matches!(o, Outcome::Reply(_)) {
+                        r.verdict = Verdict::Unconfirmed;
+                        r.reason = format!("no majority: {why}");
+                    }
+                    // No majority: every name asks for a server again (a liar and a RATE
+                    // server kept for an hour must not keep a device from trusting the others).
+                    if fresh {
+                        if let Some(n) = r.ntp.as_mut() {
+                            n.resolve_again();
+                        }
+                    }
+                }
+                if d.burst_left > 0 && fresh {
+                    // Unsynchronised: a short burst (every 2 s, three times), then the
+                    // normal schedule.
+                    d.burst_left -= 1;
+                    let soon = now.mono + SignedDuration::from_secs(2);
+                    for r in s
+                        .sources
+                        .iter_mut()
+                        .filter(|r| r.policy.stopped_by().is_none())
+                    {
+                        match r.ntp.as_mut() {
+                            Some(n) => n.poll_by(soon),
+                            None => r.next_due = r.next_due.min(soon),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out the discipline's decision after a consensus (the clock and the samples
+    /// measured against it move together).
+    /// Returns the step made, if any.
+    pub(super) fn apply(&self, action: Action, handle: &StatusHandle) -> Option<SignedDuration> {
         let result = match action {
-            Action::None => return,
+            Action::None => return None,
             Action::Step(by) => self.control.step(by).map(|()| by),
             Action::Slew(by) => self.control.slew(by).map(|()| SignedDuration::ZERO),
         };
@@ -416,10 +870,60 @@ impl Daemon {
                     // The core queues the RTC write with the true time.
                     s.sys.on_disciplined(handle.1.now());
                 }
+                (stepped != SignedDuration::ZERO).then_some(stepped)
             }
-            Err(e) => tracing::error!(error = %e, ?action, "cannot adjust the clock"),
+            Err(e) => {
+                tracing::error!(error = %e, ?action, "cannot adjust the clock");
+                None
+            }
         }
     }
+}
+
+/// A UDP socket connected to `addr` (so only its datagrams arrive): a handle to send on
+/// without waiting, and the same socket for the receive task.
+fn connect(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, UdpSocket)> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let sock = std::net::UdpSocket::bind(bind)?;
+    sock.connect(addr)?;
+    sock.set_nonblocking(true)?;
+    let send = sock.try_clone()?;
+    Ok((send, UdpSocket::from_std(sock)?))
+}
+
+/// Receives on a source's socket, stamping each datagram as it arrives.
+fn spawn_receiver(
+    i: usize,
+    gen: u64,
+    sock: Arc<UdpSocket>,
+    clock: Arc<dyn LocalClock>,
+    tx: mpsc::Sender<Msg>,
+) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            match sock.recv(&mut buf).await {
+                Ok(len) => {
+                    let at = clock.now();
+                    let bytes = buf[..len].to_vec();
+                    if tx.send(Msg::Datagram { i, gen, at, bytes }).await.is_err() {
+                        return;
+                    }
+                }
+                // ICMP port unreachable shows up here on a connected socket: the request
+                // counts as lost and the source's retry timer decides.
+                Err(e) => {
+                    tracing::debug!(error = %e, "receive error");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+    .abort_handle()
 }
 
 /// The HTTPS Date decision as `sync --json` shows it.
@@ -444,9 +948,9 @@ pub(super) fn constraint_json(c: &crate::sync::ConstraintDecision) -> Value {
     }
 }
 
-/// One server, one vote across rounds: a pool name is resolved again from time to time, so the
-/// latest samples of two names can come from the same server, and a lying server would vote
-/// twice. Only the newest sample from one address counts (the first source on a tie).
+/// One server, one vote: two names can lead to the same server (a pool), and a lying server
+/// would vote twice. Only the newest sample from one address counts (the first source on a
+/// tie).
 pub(super) fn superseded(sources: &[SourceRun], i: usize) -> bool {
     let (Some(addr), Some((_, at, _))) = (sources[i].last_addr, sources[i].last) else {
         return false;
@@ -459,8 +963,6 @@ pub(super) fn superseded(sources: &[SourceRun], i: usize) -> bool {
                 .is_some_and(|(_, at_j, _)| at_j > at || (at_j == at && j < i))
     })
 }
-
-/// The clock was stepped by `by`: samples measured against the old clock move with it. Every
 
 pub(super) fn apply_verdicts(
     sources: &mut [SourceRun],

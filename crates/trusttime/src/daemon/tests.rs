@@ -66,37 +66,27 @@ fn daemon(dir: &std::path::Path, clock: &Arc<FakeClock>) -> Daemon {
 fn run_with_sample(handle: &StatusHandle, offset: SignedDuration) {
     let mut s = handle.0.lock().unwrap();
     let now = handle.1.now();
-    s.sources.push(SourceRun {
-        spec: "192.0.2.1".parse().unwrap(),
-        kind: SourceKind::Ntp,
-        roughtime: None,
-        auth_failures: 0,
-        policy: PollPolicy::default(),
-        next_due: MonoInstant::ZERO,
-        last: Some((
-            OffsetInterval::around(offset, SignedDuration::from_millis(1)),
-            now.mono,
-            SignedDuration::from_millis(1),
-        )),
-        filter: {
-            let mut f = ClockFilter::new();
-            f.add(FilterSample {
-                offset: OffsetInterval::around(offset, SignedDuration::from_millis(1)),
-                delay: SignedDuration::from_millis(1),
-                at: now.mono,
-            });
-            f
-        },
-        last_addr: None,
-        reach: 1,
-        verdict: Verdict::Agreed,
-        answer: crate::tally::Answer::Answered,
-        reason: String::new(),
-        kod: None,
-        requests: 1,
-        resolved: None,
-        silent: 0,
+    let mut run = SourceRun::new(
+        "192.0.2.1".parse().unwrap(),
+        SourceKind::Ntp,
+        PollPolicy::default(),
+    );
+    run.last = Some((
+        OffsetInterval::around(offset, SignedDuration::from_millis(1)),
+        now.mono,
+        SignedDuration::from_millis(1),
+    ));
+    run.filter.add(FilterSample {
+        offset: OffsetInterval::around(offset, SignedDuration::from_millis(1)),
+        delay: SignedDuration::from_millis(1),
+        at: now.mono,
     });
+    run.reach = 1;
+    run.verdict = Verdict::Agreed;
+    run.answer = crate::tally::Answer::Answered;
+    run.requests = 1;
+    run.polled = true;
+    s.sources.push(run);
 }
 
 /// Two pool names whose latest samples came from one server vote once: the newer one.
@@ -133,139 +123,6 @@ async fn one_server_votes_once_across_rounds() {
     assert!(superseded(&s.sources, 1));
     s.sources[1].kind = SourceKind::Nts;
     assert!(!superseded(&s.sources, 1), "only sources of one kind");
-}
-
-/// A pool name is resolved once and its address asked at the next polls; the name is
-/// resolved again after an hour, on any Kiss-o'-Death, after a few silent polls, on an
-/// unusable answer, and when another name of the pool keeps the same server.
-#[test]
-fn a_pool_name_is_resolved_hourly_or_when_its_server_fails() {
-    let mut run = SourceRun {
-        spec: "0.pool.example".parse().unwrap(),
-        kind: SourceKind::Ntp,
-        roughtime: None,
-        auth_failures: 0,
-        policy: PollPolicy::default(),
-        next_due: MonoInstant::ZERO,
-        last: None,
-        filter: ClockFilter::new(),
-        last_addr: None,
-        reach: 0,
-        verdict: Verdict::NoReply,
-        reason: String::new(),
-        kod: None,
-        requests: 0,
-        answer: crate::tally::Answer::Silent,
-        resolved: None,
-        silent: 0,
-    };
-    let a: std::net::SocketAddr = "192.0.2.7:123".parse().unwrap();
-    let b: std::net::SocketAddr = "[2001:db8::8]:1123".parse().unwrap();
-    let report = |address, answered: bool, kiss, verdict| crate::sync::SourceReport {
-        server: run_spec(),
-        kind: SourceKind::Ntp,
-        auth_failures: 0,
-        address,
-        sample: answered.then(|| trusttime_core::ntp::Sample {
-            offset: SignedDuration::ZERO,
-            delay: SignedDuration::from_millis(1),
-            root_delay: SignedDuration::ZERO,
-            root_dispersion: SignedDuration::ZERO,
-            precision: SignedDuration::ZERO,
-            stratum: 2,
-            leap: trusttime_core::ntp::LeapIndicator::NoWarning,
-            reference_id: [0; 4],
-            server_time: UnixTime::from_secs(1_800_000_000),
-            received_at: trusttime_core::Now {
-                mono: MonoInstant::ZERO,
-                wall: UnixTime::from_secs(1_800_000_000),
-            },
-        }),
-        verdict,
-        reason: String::new(),
-        kiss,
-        answer: crate::tally::Answer::Silent,
-    };
-    let ok = |addr| report(Some(addr), true, None, Verdict::Agreed);
-    let silent = |addr| report(Some(addr), false, None, Verdict::NoReply);
-    let t0 = MonoInstant::from_nanos(1_000_000_000);
-    let min = |m: i64| t0 + SignedDuration::from_secs(60 * m);
-    // The first poll asks the name; the next ones its address, for an hour.
-    assert_eq!(run.server_to_ask(t0), run_spec());
-    run.after_poll(&ok(a), false, t0);
-    let by_addr = ServerSpec {
-        host: "192.0.2.7".into(),
-        port: 123,
-    };
-    for m in [1, 17, 59] {
-        assert_eq!(run.server_to_ask(min(m)), by_addr, "kept at minute {m}");
-        run.after_poll(&ok(a), false, min(m));
-    }
-    assert_eq!(
-        run.server_to_ask(min(60)),
-        run_spec(),
-        "resolved again after an hour"
-    );
-    run.after_poll(&ok(b), false, min(60));
-    assert_eq!(
-        run.server_to_ask(min(61)).to_string(),
-        "[2001:db8::8]:1123",
-        "an IPv6 address and port are kept as given"
-    );
-    // Silent polls: the address is kept for three, dropped at the fourth.
-    for m in 61..61 + i64::from(RESOLVE_AFTER_SILENT) - 1 {
-        run.server_to_ask(min(m));
-        run.after_poll(&silent(b), false, min(m));
-        assert_eq!(run.resolved.map(|r| r.0), Some(b), "minute {m}");
-    }
-    run.server_to_ask(min(70));
-    run.after_poll(&silent(b), false, min(70));
-    assert_eq!(run.server_to_ask(min(71)), run_spec(), "silent too long");
-    // A reply resets the count of silent polls.
-    run.after_poll(&silent(a), false, min(71));
-    run.after_poll(&ok(a), false, min(72));
-    run.after_poll(&silent(a), false, min(73));
-    assert_eq!(run.silent, 1);
-    // Every Kiss-o'-Death, RATE included, drops the server.
-    for code in [KissCode::Rate, KissCode::Deny, KissCode::Rstr] {
-        run.server_to_ask(min(80));
-        run.after_poll(&ok(a), false, min(80));
-        assert!(run.resolved.is_some());
-        run.after_poll(
-            &report(Some(a), false, Some(code), Verdict::KissOfDeath),
-            false,
-            min(81),
-        );
-        assert_eq!(run.server_to_ask(min(82)), run_spec(), "{code}");
-    }
-    // An unusable answer, or the server another name keeps: ask the name again.
-    for verdict in [Verdict::Invalid, Verdict::Duplicate] {
-        run.after_poll(&ok(a), false, min(90));
-        run.after_poll(&report(Some(a), false, None, verdict), false, min(91));
-        assert_eq!(run.server_to_ask(min(92)), run_spec(), "{verdict:?}");
-    }
-    run.after_poll(&ok(a), true, min(93));
-    assert_eq!(
-        run.server_to_ask(min(94)),
-        run_spec(),
-        "taken by another name"
-    );
-    // A DNS failure keeps nothing.
-    run.after_poll(&report(None, false, None, Verdict::NoReply), false, min(95));
-    assert_eq!(run.resolved, None);
-    // An address, an NTS or a Roughtime source is never touched.
-    let mut literal = run.clone();
-    literal.spec = "192.0.2.1".parse().unwrap();
-    literal.after_poll(&ok(a), false, min(96));
-    assert_eq!(literal.resolved, None);
-    let mut nts = run.clone();
-    nts.kind = SourceKind::Nts;
-    nts.after_poll(&ok(a), false, min(96));
-    assert_eq!(nts.resolved, None);
-}
-
-fn run_spec() -> ServerSpec {
-    "0.pool.example".parse().unwrap()
 }
 
 /// A hand-set time that steps the clock shifts the stored samples like a network step.
