@@ -796,7 +796,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
 
 /// Asks every HTTPS Date URL at once; returns each result and the intersection of the good
 /// ones (`None` when there are none, or when they contradict each other).
-async fn https_constraints(
+pub(crate) async fn https_constraints(
     opts: &SyncOptions,
     clock: &Arc<dyn LocalClock>,
 ) -> (

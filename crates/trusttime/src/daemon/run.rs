@@ -176,7 +176,9 @@ enum Msg {
         i: usize,
         result: Result<Vec<SocketAddr>, String>,
     },
-    /// A round of NTS / Roughtime sources (and HTTPS Date constraints) ended.
+    /// The HTTPS Date constraints were asked and combined.
+    Constraint(crate::sync::ConstraintDecision),
+    /// A round of NTS / Roughtime sources ended.
     Round {
         due: Vec<usize>,
         report: Box<crate::sync::SyncReport>,
@@ -526,6 +528,13 @@ impl Daemon {
                 }
                 false
             }
+            Msg::Constraint(c) => {
+                let now = self.local.now();
+                d.constraint_round = false;
+                s.constraint = Some(constraint_json(&c));
+                d.constraint = (c, now.mono);
+                true
+            }
             Msg::Round { due, report } => {
                 self.end_round(d, &mut s, &due, &report);
                 true
@@ -573,10 +582,6 @@ impl Daemon {
         if due.is_empty() && !https {
             return;
         }
-        if https {
-            d.constraint_round = true;
-            opts.https_date.clone_from(&self.config.https_date);
-        }
         opts.ca = nts_ca.to_vec();
         opts.nts_cache = Some(Arc::clone(&d.nts_cache));
         opts.min_agree = Some(1);
@@ -591,6 +596,19 @@ impl Daemon {
             && s.sys.trust().state(now.mono) != TrustState::Unknown
         {
             opts.bootstrap = Some(t.interval.widen(SignedDuration::from_secs(2)));
+        }
+        if https {
+            d.constraint_round = true;
+            let mut o = opts.clone();
+            o.https_date.clone_from(&self.config.https_date);
+            let (tx, local) = (d.tx.clone(), Arc::clone(&self.local));
+            tokio::spawn(async move {
+                let (_, decision) = crate::sync::https_constraints(&o, &local).await;
+                let _ = tx.send(Msg::Constraint(decision)).await;
+            });
+        }
+        if due.is_empty() {
+            return;
         }
         let (tx, local) = (d.tx.clone(), Arc::clone(&self.local));
         tokio::spawn(async move {
@@ -613,11 +631,6 @@ impl Daemon {
         report: &crate::sync::SyncReport,
     ) {
         let now = self.local.now();
-        if report.constraint != crate::sync::ConstraintDecision::NotAsked {
-            d.constraint = (report.constraint.clone(), now.mono);
-            d.constraint_round = false;
-            s.constraint = Some(constraint_json(&report.constraint));
-        }
         for v in &report.chain_violations {
             tracing::warn!(violation = %v, "Roughtime chain: a server is proven to lie");
             s.chain_violations.push_back(format!("{}: {v}", now.wall));
@@ -710,6 +723,10 @@ impl Daemon {
             }
             let Outcome::Reply(iv) = *o else { continue };
             match constraint {
+                // The first constraints are still being asked: plain NTP waits for them.
+                crate::sync::ConstraintDecision::NotAsked if !self.config.https_date.is_empty() => {
+                    *o = Outcome::Pending;
+                }
                 crate::sync::ConstraintDecision::Refused(why) => {
                     *o = Outcome::Failed;
                     r.verdict = Verdict::Unconfirmed;
