@@ -41,7 +41,8 @@ use trusttime_core::{
 use crate::clock::LocalClock;
 use crate::config::Checked;
 use crate::platform::{Action, ClockControl, Discipline, Rtc};
-use crate::sync::{sync, ServerSpec, SourceKind, SyncOptions, Verdict};
+use crate::spec::{ServerSpec, SourceKind, Verdict};
+use crate::sync::{sync, SyncOptions};
 use state_file::{self as state, SourceState, State};
 
 /// What the daemon needs from outside: its config and the clocks, behind traits.
@@ -205,7 +206,7 @@ impl Daemon {
         }
         let nts_ca = match &cfg.clock.trust_anchors {
             None => Vec::new(),
-            Some(path) => crate::sync::read_pem_certificates(path)
+            Some(path) => crate::files::read_pem_certificates(path)
                 .map_err(|why| DaemonError::TrustAnchors(format!("{}: {why}", path.display())))?,
         };
         let sources = self
