@@ -234,6 +234,11 @@ pub fn read_pem_certificates(_: &std::path::Path) -> Result<Vec<Vec<u8>>, String
     Err("this build has no TLS (feature `tls`), which NTS needs".into())
 }
 
+/// Lower-case hex (checksums, hashes).
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ pub mod config;
 pub mod conn_limit;
 pub mod control;
 pub mod daemon;
+pub mod daemon_api;
 pub mod duration;
 pub mod files;
 #[cfg(feature = "tls")]

@@ -193,7 +193,7 @@ impl Daemon {
                     }
                 }
                 if report.constraint != crate::sync::ConstraintDecision::NotAsked {
-                    s.constraint = Some(constraint_json(&report.constraint));
+                    s.constraint = Some(report.constraint.clone());
                 }
                 for (k, &i) in due.iter().enumerate() {
                     let r = &report.sources[k];
@@ -390,6 +390,8 @@ impl Daemon {
                 s.next_poll = next;
                 next
             };
+            // Observers see every round.
+            handle.publish();
             let wait = next.map_or(Duration::from_secs(3600), |n| {
                 n.since(self.local.now().mono)
                     .to_std()
@@ -419,28 +421,6 @@ impl Daemon {
             }
             Err(e) => tracing::error!(error = %e, ?action, "cannot adjust the clock"),
         }
-    }
-}
-
-/// The HTTPS Date decision as `sync --json` shows it.
-pub(super) fn constraint_json(c: &crate::sync::ConstraintDecision) -> Value {
-    use crate::sync::ConstraintDecision;
-    match c {
-        ConstraintDecision::Applied {
-            interval,
-            agreeing,
-            answered,
-            outvoted,
-        } => json!({
-            "decision": c.as_str(),
-            "offset_lo_s": interval.lo.as_secs_f64(),
-            "offset_hi_s": interval.hi.as_secs_f64(),
-            "agreeing": agreeing,
-            "answered": answered,
-            "outvoted": outvoted,
-        }),
-        ConstraintDecision::Refused(why) => json!({ "decision": c.as_str(), "reason": why }),
-        other => json!({ "decision": other.as_str() }),
     }
 }
 

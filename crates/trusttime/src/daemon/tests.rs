@@ -340,3 +340,41 @@ async fn the_rtc_is_written_with_the_true_time_after_a_step() {
     let st = state::load(&dir.path().join("state")).unwrap().unwrap();
     assert_eq!(st.rtc_set_ns, Some(written.as_nanos()));
 }
+
+/// A report of a real daemon's status parses as [`crate::json::Health`] (no field more,
+/// none missing) in Device Shadow form, and each of its fields is the status field of
+/// the same name.
+#[cfg(feature = "mqtt")]
+#[tokio::test]
+async fn the_report_is_a_subset_of_status_under_the_same_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\n",
+        dir.path().join("state").display(),
+        dir.path().join("control.sock").display()
+    );
+    let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let daemon = crate::daemon::Daemon {
+        config,
+        local: Arc::new(crate::clock::SystemClock),
+        control: Arc::new(crate::platform::LinuxClock),
+        rtc: None,
+        observe_only: true,
+    };
+    let (handle, _fut) = daemon.start().unwrap();
+    let status = handle.link().status();
+    let doc: serde_json::Value = serde_json::from_str(&crate::report::shadow_document(
+        &crate::report::health(&status),
+    ))
+    .unwrap();
+    let clock = &doc["state"]["reported"]["clock"];
+    let parsed: crate::json::Health = serde_json::from_value(clock.clone()).unwrap();
+    assert_eq!(parsed.schema, crate::report::SCHEMA);
+    assert_eq!(parsed.state, "unknown");
+    let status = serde_json::to_value(&status).unwrap();
+    for (k, v) in clock.as_object().unwrap() {
+        if k != "schema" {
+            assert_eq!(&status[k], v, "{k}");
+        }
+    }
+}
