@@ -941,7 +941,9 @@ async fn run_nts_source(
     // The certificate that vouched for the keys must have been valid at the time obtained.
     if let (Ok(sample), Some(window)) = (&result, ke.window) {
         if let Err(why) = confirm(window, &sample.interval_at_receipt()) {
-            let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;
+            let _ = tx
+                .send(Event::Failed(i, Verdict::Invalid, why.to_string()))
+                .await;
             return;
         }
     }
