@@ -763,6 +763,43 @@ mod tests {
         assert!(seen >= 5, "only {seen} examples");
     }
 
+    /// The verdict's words are its JSON names, and the daemon's and `sync`'s names agree.
+    #[test]
+    fn verdict_words_are_the_json_names() {
+        use crate::spec::Verdict as V;
+        for v in [
+            V::Agreed,
+            V::Falseticker,
+            V::Unconfirmed,
+            V::NoReply,
+            V::KissOfDeath,
+            V::Invalid,
+            V::Duplicate,
+        ] {
+            let ours = SourceVerdict::from(v);
+            assert_eq!(serde_json::to_value(ours).unwrap(), ours.as_str());
+            assert_eq!(ours.as_str(), v.as_str());
+        }
+    }
+
+    /// A constraint decision shows only the fields of its kind, as `sync --json` does.
+    #[test]
+    fn a_constraint_decision_shows_only_its_fields() {
+        let refused = ConstraintDecision {
+            decision: ConstraintDecisionKind::Refused,
+            offset_lo_s: None,
+            offset_hi_s: None,
+            agreeing: None,
+            answered: None,
+            outvoted: None,
+            reason: Some("no majority".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&refused).unwrap(),
+            r#"{"decision":"refused","reason":"no majority"}"#
+        );
+    }
+
     #[test]
     fn unknown_fields_and_bad_values_are_refused() {
         let good = serde_json::json!({"sources": []});
