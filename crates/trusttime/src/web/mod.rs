@@ -714,6 +714,42 @@ mod tests {
         }
     }
 
+    /// A conflict with network time is told from the refusal's facts, without the CLI's
+    /// `force` hint; other refusals keep the daemon's words.
+    #[test]
+    fn conflicts_are_worded_for_the_page() {
+        use trusttime_core::system::ManualError;
+        use trusttime_core::{SignedDuration, TimeInterval, UnixTime};
+        let t = UnixTime::from_secs(1_800_000_000);
+        let network = TimeInterval::around(t, SignedDuration::from_millis(5));
+        let unc = SignedDuration::from_secs(60);
+        let outside =
+            page_conflict(t, unc, &ManualError::OutsideNetwork { network }, false).unwrap();
+        assert!(
+            outside.starts_with(&format!(
+                "{t} ± 1 minute is outside the network-trusted interval {} .. {}: refused. ",
+                network.earliest, network.latest
+            )),
+            "{outside}"
+        );
+        assert!(outside.contains("this page cannot override"), "{outside}");
+        assert!(!outside.contains("send force"), "{outside}");
+        let looser =
+            page_conflict(t, unc, &ManualError::LooserThanNetwork { network }, false).unwrap();
+        assert!(
+            looser.contains("less precise than the network time"),
+            "{looser}"
+        );
+        assert_eq!(
+            page_conflict(t, unc, &ManualError::OutsideNetwork { network }, true),
+            None
+        );
+        assert_eq!(
+            page_conflict(t, unc, &ManualError::ForceNotAllowed, true),
+            None
+        );
+    }
+
     #[test]
     /// Found by the `web_body` fuzz target: a bracketed address followed by something other
     /// than `:port` (`[0::]/,`) was read as the address alone and allowed on a wildcard listen
