@@ -82,22 +82,35 @@ impl BootstrapVerifier {
     }
 }
 
+/// A time obtained through a certificate that was not valid over all of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the certificate used to obtain the time is valid from {} to {}, but the time obtained through it is {} .. {}: the result is thrown away (a certificate cannot vouch for a time outside its own validity)",
+    date(window.earliest),
+    date(window.latest),
+    time.earliest,
+    time.latest
+)]
+pub struct OutsideValidity {
+    /// The instants at which every certificate of the path is valid.
+    pub window: TimeInterval,
+    /// The time obtained through it.
+    pub time: TimeInterval,
+}
+
 /// Checks, once time is known, that the certificate used to obtain it was valid over the
-/// whole obtained interval. Returns a sentence saying why not.
+/// whole obtained interval.
 ///
 /// # Errors
-/// When `time` is not inside `window`.
-pub fn confirm(window: TimeInterval, time: &TimeInterval) -> Result<(), String> {
+/// [`OutsideValidity`] when `time` is not inside `window`.
+pub fn confirm(window: TimeInterval, time: &TimeInterval) -> Result<(), OutsideValidity> {
     if window.contains_interval(time) {
         return Ok(());
     }
-    Err(format!(
-        "the certificate used to obtain the time is valid from {} to {}, but the time obtained through it is {} .. {}: the result is thrown away (a certificate cannot vouch for a time outside its own validity)",
-        date(window.earliest),
-        date(window.latest),
-        time.earliest,
-        time.latest
-    ))
+    Err(OutsideValidity {
+        window,
+        time: *time,
+    })
 }
 
 impl ServerCertVerifier for BootstrapVerifier {

@@ -43,7 +43,8 @@ mod diagnosis;
 mod verifier;
 
 pub use bootstrap::{
-    bootstrap_interval, confirm, BootstrapError, BootstrapVerifier, DEFAULT_HORIZON,
+    bootstrap_interval, confirm, BootstrapError, BootstrapVerifier, OutsideValidity,
+    DEFAULT_HORIZON,
 };
 pub use clock::{ClockReading, FixedClock, SharedClock, TrustedClock, TrustedTimeProvider};
 pub use diagnosis::{CertInfo, CertRole, CertTime, Diagnosis, Finding, Verdict};

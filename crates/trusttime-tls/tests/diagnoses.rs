@@ -756,6 +756,29 @@ fn bootstrap_uses_the_same_judgement_and_remembers_the_path_window() {
     assert!(w.latest >= UnixTime::from_secs(now + 300 * DAY), "{w:?}");
     let t = TimeInterval::around(UnixTime::from_secs(now), SignedDuration::from_secs(1));
     assert!(trusttime_tls::confirm(w, &t).is_ok());
+    // A time past the window is refused with both intervals, in words and as facts.
+    let late = TimeInterval::around(
+        UnixTime::from_secs(now + 4000 * DAY),
+        SignedDuration::from_secs(1),
+    );
+    let e = trusttime_tls::confirm(w, &late).unwrap_err();
+    assert_eq!(
+        e,
+        trusttime_tls::OutsideValidity {
+            window: w,
+            time: late
+        }
+    );
+    let words = e.to_string();
+    assert!(
+        words.starts_with("the certificate used to obtain the time is valid from "),
+        "{words}"
+    );
+    assert!(words.contains(&late.earliest.to_string()), "{words}");
+    assert!(
+        words.contains("a certificate cannot vouch for a time outside its own validity"),
+        "{words}"
+    );
     // An expired trust anchor is refused at bootstrap too.
     let expired = Built {
         leaf: b.leaf.clone(),

@@ -40,8 +40,7 @@ use serde::Deserialize;
 
 use crate::files::Links;
 
-use crate::roughtime::RoughtimeSpec;
-use crate::sync::{pool_servers, ServerSpec, SourceKind, NTS_KE_PORT};
+use crate::spec::{pool_servers, RoughtimeSpec, ServerSpec, SourceKind, NTS_KE_PORT};
 
 /// The default config file.
 pub const DEFAULT_PATH: &str = "/etc/trusttime/trusttime.toml";
@@ -604,7 +603,7 @@ impl Config {
                     protocol,
                 } => {
                     let mut r: RoughtimeSpec = format!("{address}={public_key}").parse().map_err(
-                        |e: crate::roughtime::BadRoughtimeSpec| {
+                        |e: crate::spec::BadRoughtimeSpec| {
                             let key = if e.to_string().contains("key") {
                                 "public-key"
                             } else {
@@ -614,8 +613,8 @@ impl Config {
                         },
                     )?;
                     if let Some(p) = protocol {
-                        r.version = crate::roughtime::parse_protocol(p)
-                            .map_err(|e| source(i, "protocol", e))?;
+                        r.version =
+                            crate::spec::parse_protocol(p).map_err(|e| source(i, "protocol", e))?;
                     }
                     sources.push(Source {
                         kind: SourceKind::Roughtime,
@@ -843,7 +842,7 @@ impl Checked {
         };
         let c = &self.raw;
         if let Some(p) = &c.clock.trust_anchors {
-            crate::sync::read_pem_certificates(p).map_err(|e| {
+            crate::files::read_pem_certificates(p).map_err(|e| {
                 err(
                     &[Key("clock"), Key("trust-anchors")],
                     format!("clock.trust-anchors {}: {e}", p.display()),
@@ -946,7 +945,7 @@ impl Checked {
 
 #[cfg(feature = "tls")]
 fn check_https_url(url: &str) -> Result<(), String> {
-    url.parse::<crate::https_date::HttpsDateSpec>().map(|_| ())
+    url.parse::<crate::spec::HttpsDateSpec>().map(|_| ())
 }
 
 #[cfg(not(feature = "tls"))]

@@ -1,8 +1,11 @@
 //! The control socket: a Unix stream socket (mode 0660) speaking length-prefixed JSON.
 //!
 //! Each message is a 4-byte big-endian length and that many bytes of JSON, at most
-//! [`MAX_MESSAGE`]. Requests: `{"command": "status"}`, `{"command": "sources"}`. Replies are a
-//! JSON object; errors are `{"error": "..."}`.
+//! [`MAX_MESSAGE`]. Requests: `{"command": "status"}`, `{"command": "sources"}`,
+//! `{"command": "set", "unix_ms": N, "uncertainty_ms": N, "force": false}` and
+//! `{"command": "set", "reset_floor": true}` (root only, optionally with a time to set after),
+//! parsed into a [`Command`]. Replies are a JSON object; an unknown or malformed command, and
+//! every refusal, is `{"error": "..."}`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::daemon_api::{Command, CommandError, DaemonLink, SetTime};
+
 /// Largest message either side accepts.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
-/// A request.
+/// A request as it travels on the socket; [`parse_command`] makes a [`Command`] of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
@@ -49,6 +54,61 @@ impl Request {
     }
 }
 
+impl From<Command> for Request {
+    fn from(c: Command) -> Self {
+        let set = |t: Option<SetTime>| Request {
+            command: "set".into(),
+            unix_ms: t.map(|t| t.unix_ms),
+            uncertainty_ms: t.map(|t| t.uncertainty_ms),
+            force: t.map(|t| t.force),
+            reset_floor: None,
+        };
+        match c {
+            Command::Status => Request::simple("status"),
+            Command::Sources => Request::simple("sources"),
+            Command::Set(t) => set(Some(t)),
+            Command::ResetFloor { then } => Request {
+                reset_floor: Some(true),
+                ..set(then)
+            },
+        }
+    }
+}
+
+impl TryFrom<Request> for Command {
+    type Error = FrameError;
+    /// The wire format of older clients is kept: `set` with `reset_floor: true` and no time
+    /// resets the floor (an `uncertainty_ms` or `force` beside it is ignored, as before).
+    fn try_from(r: Request) -> Result<Self, FrameError> {
+        let has_args = r.unix_ms.is_some()
+            || r.uncertainty_ms.is_some()
+            || r.force.is_some()
+            || r.reset_floor.is_some();
+        let bad = |why: &str| FrameError::BadArguments {
+            command: r.command.clone(),
+            why: why.to_owned(),
+        };
+        match r.command.as_str() {
+            "status" | "sources" if has_args => Err(bad("takes no arguments")),
+            "status" => Ok(Command::Status),
+            "sources" => Ok(Command::Sources),
+            "set" => {
+                let time = r.unix_ms.map(|unix_ms| SetTime {
+                    unix_ms,
+                    uncertainty_ms: r.uncertainty_ms.unwrap_or(0),
+                    force: r.force.unwrap_or(false),
+                });
+                match (r.reset_floor == Some(true), time) {
+                    (true, then) => Ok(Command::ResetFloor { then }),
+                    (false, Some(t)) => Ok(Command::Set(t)),
+                    (false, None) => Err(bad("needs `unix_ms` (or `reset_floor: true`)")),
+                }
+            }
+            _ => Err(FrameError::UnknownCommand(r.command)),
+        }
+    }
+}
+
 /// A frame that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -61,6 +121,17 @@ pub enum FrameError {
     /// Not JSON of the expected shape.
     #[error("bad message: {0}")]
     Bad(String),
+    /// A command the daemon does not know.
+    #[error("unknown command `{0}`: the daemon knows {known}", known = Command::KNOWN)]
+    UnknownCommand(String),
+    /// A known command with arguments it does not take, or without those it needs.
+    #[error("bad message: `{command}` {why}")]
+    BadArguments {
+        /// The command.
+        command: String,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 /// Reads one frame.
@@ -95,23 +166,29 @@ pub async fn write_frame<S: AsyncWriteExt + Unpin>(
     Ok(())
 }
 
-/// Parses a request body.
+/// Parses a request body into a [`Command`].
 ///
 /// # Errors
-/// [`FrameError::Bad`] for anything but a known command.
-pub fn parse_request(body: &[u8]) -> Result<Request, FrameError> {
+/// [`FrameError`]: not JSON of the request's shape, an unknown command, or arguments that do
+/// not fit it.
+pub fn parse_command(body: &[u8]) -> Result<Command, FrameError> {
     let r: Request = serde_json::from_slice(body).map_err(|e| FrameError::Bad(e.to_string()))?;
-    match r.command.as_str() {
-        "status" | "sources" => Ok(r),
-        "set" if r.unix_ms.is_some() || r.reset_floor == Some(true) => Ok(r),
-        "set" => Err(FrameError::Bad("`set` needs `unix_ms`".into())),
-        other => Err(FrameError::Bad(format!(
-            "unknown command `{other}` (status, sources, set)"
-        ))),
+    Command::try_from(r)
+}
+
+/// The `control_request` fuzz target's property: a body either is refused or parses into a
+/// [`Command`] that goes on the wire and parses back the same.
+///
+/// # Panics
+/// When a parsed command does not survive the round trip.
+pub fn round_trip(body: &[u8]) {
+    if let Ok(c) = parse_command(body) {
+        let again = serde_json::to_vec(&Request::from(c)).unwrap_or_default();
+        assert_eq!(parse_command(&again).ok(), Some(c), "{c:?}");
     }
 }
 
-/// Serves requests with `answer` until the task is dropped.
+/// Creates the socket (mode 0660), replacing a stale one.
 ///
 /// # Errors
 /// When the socket cannot be created.
@@ -129,7 +206,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-/// True when `who` (as passed to the `answer` of [`serve`]) is root.
+/// True when `who` (as [`serve`] names a peer) is root.
 #[must_use]
 pub fn is_root(who: &str) -> bool {
     who.ends_with(", uid 0")
@@ -139,13 +216,10 @@ pub fn is_root(who: &str) -> bool {
 /// the user holding the most (see [`crate::conn_limit`]).
 pub const MAX_CONNECTIONS: usize = 32;
 
-/// Accepts connections and answers each request with `answer(request, who)`, where `who`
-/// names the peer (its uid). At most [`MAX_CONNECTIONS`] at once, each given
-/// [`ANSWER_WITHIN`] for its whole exchange.
-pub async fn serve<F>(listener: UnixListener, answer: F)
-where
-    F: Fn(&Request, &str) -> serde_json::Value + Send + Sync + Clone + 'static,
-{
+/// Accepts connections and answers each request through `daemon`, naming the peer by its
+/// uid (`control socket, uid N`). A floor reset is refused unless the peer is root. At most
+/// [`MAX_CONNECTIONS`] at once, each given [`ANSWER_WITHIN`] for its whole exchange.
+pub async fn serve(listener: UnixListener, daemon: DaemonLink) {
     let slots = crate::conn_limit::Slots::new(MAX_CONNECTIONS, ANSWER_WITHIN);
     loop {
         let mut stream = match listener.accept().await {
@@ -158,22 +232,42 @@ where
             }
         };
         let uid = stream.peer_cred().ok().map(|c| c.uid());
-        let answer = answer.clone();
+        let daemon = daemon.clone();
         slots.run(uid, async move {
             let who = uid.map_or_else(
                 || "control socket".to_owned(),
                 |uid| format!("control socket, uid {uid}"),
             );
             let reply = match read_frame(&mut stream).await {
-                Ok(body) => match parse_request(&body) {
-                    Ok(r) => answer(&r, &who),
-                    Err(e) => serde_json::json!({ "error": e.to_string() }),
-                },
-                Err(e) => serde_json::json!({ "error": e.to_string() }),
+                Ok(body) => answer(&daemon, &body, &who).await,
+                Err(e) => error_reply(&e),
             };
-            let _ = write_frame(&mut stream, reply.to_string().as_bytes()).await;
+            let _ = write_frame(&mut stream, reply.as_bytes()).await;
         });
     }
+}
+
+/// The reply to one request body from `who`, as JSON.
+async fn answer(daemon: &DaemonLink, body: &[u8], who: &str) -> String {
+    let command = match parse_command(body) {
+        Ok(c) => c,
+        Err(e) => return error_reply(&e),
+    };
+    if matches!(command, Command::ResetFloor { .. }) && !is_root(who) {
+        return error_reply(&CommandError::NotRoot {
+            who: who.to_owned(),
+        });
+    }
+    match daemon.execute(command, who).await {
+        Ok(reply) => serde_json::to_string(&reply)
+            .unwrap_or_else(|e| error_reply(&format!("cannot encode the reply: {e}"))),
+        Err(e) => error_reply(&e),
+    }
+}
+
+/// `{"error": "..."}`.
+fn error_reply(e: &dyn std::fmt::Display) -> String {
+    serde_json::json!({ "error": e.to_string() }).to_string()
 }
 
 /// Why the daemon could not be asked. [`AskError::is_final`] tells a caller that retries
@@ -349,17 +443,145 @@ mod tests {
 
     #[test]
     fn requests_are_checked() {
-        assert!(parse_request(br#"{"command":"status"}"#).is_ok());
-        assert!(parse_request(br#"{"command":"reboot"}"#).is_err());
-        assert!(parse_request(br#"{"command":"set"}"#).is_err());
-        assert!(parse_request(br#"{"command":"set","unix_ms":1,"force":true}"#).is_ok());
-        assert!(parse_request(br#"{"command":"status","x":1}"#).is_err());
-        assert!(parse_request(br#"{"command":"set","reset_floor":true}"#).is_ok());
-        assert!(parse_request(br#"{"command":"set","reset_floor":false}"#).is_err());
+        let set = |unix_ms, uncertainty_ms, force| SetTime {
+            unix_ms,
+            uncertainty_ms,
+            force,
+        };
+        let ok = |body: &[u8]| parse_command(body).unwrap();
+        assert_eq!(ok(br#"{"command":"status"}"#), Command::Status);
+        assert_eq!(ok(br#"{"command":"sources"}"#), Command::Sources);
+        assert_eq!(
+            ok(br#"{"command":"set","unix_ms":1,"force":true}"#),
+            Command::Set(set(1, 0, true))
+        );
+        assert_eq!(
+            ok(br#"{"command":"set","reset_floor":true}"#),
+            Command::ResetFloor { then: None }
+        );
+        // What `trusttime set --reset-floor` has always sent: its uncertainty and force
+        // beside the reset, without a time (ignored, as before).
+        assert_eq!(
+            ok(br#"{"command":"set","uncertainty_ms":60000,"force":false,"reset_floor":true}"#),
+            Command::ResetFloor { then: None }
+        );
+        assert_eq!(
+            ok(br#"{"command":"set","unix_ms":5,"uncertainty_ms":7,"reset_floor":true}"#),
+            Command::ResetFloor {
+                then: Some(set(5, 7, false))
+            }
+        );
+        assert_eq!(
+            ok(br#"{"command":"set","unix_ms":5,"reset_floor":false}"#),
+            Command::Set(set(5, 0, false))
+        );
+        for bad in [
+            &br#"{"command":"set"}"#[..],
+            br#"{"command":"set","reset_floor":false}"#,
+            br#"{"command":"status","x":1}"#,
+            br#"{"command":"status","unix_ms":1}"#,
+            br#"{"command":"sources","reset_floor":true}"#,
+            br#"{"command":1}"#,
+            br#"{}"#,
+            br#"[]"#,
+            b"\xff\x00",
+        ] {
+            assert!(
+                parse_command(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         assert!(is_root("control socket, uid 0"));
         assert!(!is_root("control socket, uid 1000"));
         assert!(!is_root("control socket"));
-        assert!(parse_request(b"\xff\x00").is_err());
+    }
+
+    /// An unknown command is an error that names the known ones, never another command.
+    #[test]
+    fn an_unknown_command_is_refused_with_the_known_ones() {
+        for body in [
+            &br#"{"command":"reboot"}"#[..],
+            br#"{"command":"reset-floor"}"#,
+            br#"{"command":"STATUS"}"#,
+            br#"{"command":""}"#,
+        ] {
+            let e = parse_command(body).unwrap_err();
+            assert!(matches!(e, FrameError::UnknownCommand(_)), "{e:?}");
+            let words = e.to_string();
+            assert!(words.starts_with("unknown command `"), "{words}");
+            for known in ["status", "sources", "set", "reset_floor"] {
+                assert!(words.contains(known), "{words}");
+            }
+        }
+    }
+
+    /// Every command goes on the wire and comes back the same.
+    #[test]
+    fn commands_round_trip_through_the_wire_format() {
+        let t = SetTime {
+            unix_ms: 1_800_000_000_123,
+            uncertainty_ms: 60_000,
+            force: true,
+        };
+        for c in [
+            Command::Status,
+            Command::Sources,
+            Command::Set(t),
+            Command::ResetFloor { then: None },
+            Command::ResetFloor { then: Some(t) },
+        ] {
+            let body = serde_json::to_vec(&Request::from(c)).unwrap();
+            assert_eq!(parse_command(&body).unwrap(), c);
+        }
+    }
+
+    /// A daemon of nothing but the build floor, answering on a socket.
+    fn daemon_link() -> (
+        DaemonLink,
+        tokio::sync::mpsc::Receiver<crate::daemon_api::CommandCall>,
+    ) {
+        let floor = trusttime_core::floor::build_time();
+        let trust = trusttime_core::trust::TrustMachine::new(
+            trusttime_core::trust::TrustConfig::new(floor),
+        );
+        let (_, status) = tokio::sync::watch::channel(std::sync::Arc::new(
+            crate::daemon_api::Snapshot::new(trust, floor),
+        ));
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        (
+            DaemonLink::new(status, tx, std::sync::Arc::new(crate::clock::SystemClock)),
+            rx,
+        )
+    }
+
+    /// On the socket: an unknown command and a floor reset by a user other than root are
+    /// error replies, and neither reaches the daemon; `status` is answered.
+    #[tokio::test]
+    async fn refusals_on_the_socket_never_reach_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let (link, mut calls) = daemon_link();
+        tokio::spawn(serve(bind(&path).unwrap(), link.clone()));
+        let v = ask(&path, "status").await.unwrap();
+        assert_eq!(v["state"], "unknown");
+        let e = ask(&path, "reboot").await.unwrap_err();
+        assert!(
+            matches!(&e, AskError::Daemon(w) if w.contains("unknown command `reboot`")),
+            "{e}"
+        );
+        let reply = answer(
+            &link,
+            br#"{"command":"set","reset_floor":true}"#,
+            "control socket, uid 1000",
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(
+            v["error"],
+            "resetting the floor is for root only (control socket, uid 1000)"
+        );
+        assert!(calls.try_recv().is_err(), "nothing reached the daemon");
     }
 
     #[test]
@@ -377,10 +599,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        tokio::spawn(serve(
-            listener,
-            |_, _| serde_json::json!({"state": "synced"}),
-        ));
+        tokio::spawn(serve(listener, daemon_link().0));
         assert!(ask(&path, "status").await.is_ok());
         let me = crate::platform::effective_uid();
         if me != 0 {
@@ -432,11 +651,11 @@ mod fuzz_like {
                     }
                 })
                 .collect();
-            let _ = parse_request(&data);
+            round_trip(&data);
             let mut r = &data[..];
             while let Ok(frame) = read_frame(&mut r).await {
                 assert!(frame.len() <= MAX_MESSAGE);
-                let _ = parse_request(&frame);
+                round_trip(&frame);
             }
         }
     }

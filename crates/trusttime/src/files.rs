@@ -215,6 +215,30 @@ pub fn pem_private_key(path: &Path) -> Result<rustls_pki_types::PrivateKeyDer<'s
         .map_err(|e| format!("no usable PEM private key: {e}"))
 }
 
+/// The PEM certificates of a file, as DER (trust anchors for NTS-KE).
+///
+/// # Errors
+/// When the file cannot be read or holds no certificate.
+#[cfg(feature = "tls")]
+pub fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let certs = pem_certificates(path)?;
+    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
+}
+
+/// Without TLS there is no NTS: trust anchors cannot be used.
+///
+/// # Errors
+/// Always.
+#[cfg(not(feature = "tls"))]
+pub fn read_pem_certificates(_: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    Err("this build has no TLS (feature `tls`), which NTS needs".into())
+}
+
+/// Lower-case hex (checksums, hashes).
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

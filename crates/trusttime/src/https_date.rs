@@ -20,45 +20,7 @@ use crate::clock::LocalClock;
 /// The most header bytes read.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// An `https://HOST[:PORT]/PATH` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpsDateSpec {
-    /// As given.
-    pub url: String,
-    /// Host name (checked against the certificate).
-    pub host: String,
-    /// TCP port (443 by default).
-    pub port: u16,
-    /// Path and query, `/` by default.
-    pub path: String,
-}
-
-impl std::str::FromStr for HttpsDateSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| {
-            format!("invalid HTTPS Date URL `{s}`: {why} (expected https://HOST[:PORT]/PATH)")
-        };
-        let rest = s
-            .strip_prefix("https://")
-            .ok_or_else(|| bad("must start with https://"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if path.chars().any(|c| c.is_ascii_control() || c == ' ') {
-            return Err(bad("the path has spaces or control characters"));
-        }
-        let spec = crate::sync::ServerSpec::parse_with_default_port(authority, 443)
-            .map_err(|e| bad(&e.to_string()))?;
-        Ok(HttpsDateSpec {
-            url: s.to_owned(),
-            host: spec.host,
-            port: spec.port,
-            path: path.to_owned(),
-        })
-    }
-}
+pub use crate::spec::HttpsDateSpec;
 
 /// A constraint: what one HTTPS server's `Date` says about the local clock's offset.
 #[derive(Clone, Copy, Debug)]

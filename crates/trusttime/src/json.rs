@@ -92,22 +92,22 @@ pub struct ConstraintDecision {
     /// What was decided.
     pub decision: ConstraintDecisionKind,
     /// `applied`: the lowest offset the agreeing constraints allow together, seconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_lo_s: Option<f64>,
     /// `applied`: the highest offset they allow together, seconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_hi_s: Option<f64>,
     /// `applied`: how many constraints agree.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreeing: Option<u32>,
     /// `applied`: how many answered.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered: Option<u32>,
     /// `applied`: the URLs outside the agreeing group.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outvoted: Option<Vec<String>>,
     /// `refused`: why.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -129,6 +129,22 @@ pub enum SourceVerdict {
     Invalid,
     /// The same server as another source of the same kind (same address): counted once.
     Duplicate,
+}
+
+impl SourceVerdict {
+    /// Its name in the JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SourceVerdict::Agreed => "agreed",
+            SourceVerdict::Falseticker => "falseticker",
+            SourceVerdict::Unconfirmed => "unconfirmed",
+            SourceVerdict::NoReply => "no_reply",
+            SourceVerdict::KissOfDeath => "kiss_of_death",
+            SourceVerdict::Invalid => "invalid",
+            SourceVerdict::Duplicate => "duplicate",
+        }
+    }
 }
 
 /// What kind of source.
@@ -287,7 +303,7 @@ pub struct Status {
     /// The local oscillator's measured frequency error, ppm.
     pub freq_ppm: Option<f64>,
     /// The configured drift bound, ppm.
-    pub drift_bound_ppm: f64,
+    pub drift_bound_ppm: u32,
     /// Sources in the last consensus.
     pub agreed: u32,
     /// Sources whose last answer lay outside the consensus (or outside the authenticated
@@ -397,6 +413,16 @@ pub struct ManualSet {
     pub trusted: String,
     /// True when it overrode a network-trusted interval.
     pub forced: bool,
+}
+
+/// The daemon's reply to `set` (and to a floor reset).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Changed {
+    /// Always `true` (a refusal is `{"error": "..."}`).
+    pub ok: bool,
+    /// What changed, as `status` lists it in `manual_changes`.
+    pub change: ManualChange,
 }
 
 /// `trusttime sources --json`.
@@ -648,6 +674,62 @@ pub struct Diagnosis {
     pub advice: String,
 }
 
+impl From<trusttime_core::UnixTime> for Time {
+    fn from(t: trusttime_core::UnixTime) -> Self {
+        Time(t.to_string())
+    }
+}
+
+impl From<trusttime_core::Provenance> for Provenance {
+    fn from(p: trusttime_core::Provenance) -> Self {
+        use trusttime_core::Provenance as P;
+        match p {
+            P::Floor => Provenance::Floor,
+            P::Rtc => Provenance::Rtc,
+            P::Persisted => Provenance::Persisted,
+            P::Manual => Provenance::Manual,
+            P::Ntp => Provenance::Ntp,
+            P::Authenticated => Provenance::Authenticated,
+        }
+    }
+}
+
+impl From<crate::spec::SourceKind> for SourceKind {
+    fn from(k: crate::spec::SourceKind) -> Self {
+        use crate::spec::SourceKind as K;
+        match k {
+            K::Ntp => SourceKind::Ntp,
+            K::Nts => SourceKind::Nts,
+            K::Roughtime => SourceKind::Roughtime,
+        }
+    }
+}
+
+impl From<crate::spec::Verdict> for SourceVerdict {
+    fn from(v: crate::spec::Verdict) -> Self {
+        use crate::spec::Verdict as V;
+        match v {
+            V::Agreed => SourceVerdict::Agreed,
+            V::Falseticker => SourceVerdict::Falseticker,
+            V::Unconfirmed => SourceVerdict::Unconfirmed,
+            V::NoReply => SourceVerdict::NoReply,
+            V::KissOfDeath => SourceVerdict::KissOfDeath,
+            V::Invalid => SourceVerdict::Invalid,
+            V::Duplicate => SourceVerdict::Duplicate,
+        }
+    }
+}
+
+impl From<&crate::tally::Answer> for Answer {
+    fn from(a: &crate::tally::Answer) -> Self {
+        match a {
+            crate::tally::Answer::Answered => Answer::Answered,
+            crate::tally::Answer::Rejected(_) => Answer::Rejected,
+            crate::tally::Answer::Silent => Answer::Silent,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,6 +761,43 @@ mod tests {
             }
         }
         assert!(seen >= 5, "only {seen} examples");
+    }
+
+    /// The verdict's words are its JSON names, and the daemon's and `sync`'s names agree.
+    #[test]
+    fn verdict_words_are_the_json_names() {
+        use crate::spec::Verdict as V;
+        for v in [
+            V::Agreed,
+            V::Falseticker,
+            V::Unconfirmed,
+            V::NoReply,
+            V::KissOfDeath,
+            V::Invalid,
+            V::Duplicate,
+        ] {
+            let ours = SourceVerdict::from(v);
+            assert_eq!(serde_json::to_value(ours).unwrap(), ours.as_str());
+            assert_eq!(ours.as_str(), v.as_str());
+        }
+    }
+
+    /// A constraint decision shows only the fields of its kind, as `sync --json` does.
+    #[test]
+    fn a_constraint_decision_shows_only_its_fields() {
+        let refused = ConstraintDecision {
+            decision: ConstraintDecisionKind::Refused,
+            offset_lo_s: None,
+            offset_hi_s: None,
+            agreeing: None,
+            answered: None,
+            outvoted: None,
+            reason: Some("no majority".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&refused).unwrap(),
+            r#"{"decision":"refused","reason":"no majority"}"#
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use trusttime_core::nts::{
 use trusttime_core::TimeInterval;
 use trusttime_tls::BootstrapVerifier;
 
-use crate::sync::{ServerSpec, NTP_PORT};
+use crate::spec::{ServerSpec, NTP_PORT};
 
 /// The NTS-KE port.
 pub const KE_PORT: u16 = trusttime_core::nts::KE_DEFAULT_PORT;

@@ -7,51 +7,45 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
-use serde_json::{json, Value};
 use trusttime_core::Purpose;
 use trusttime_tls::TrustedClock;
 
 use crate::config::ReportConfig;
-use crate::daemon::StatusHandle;
+use crate::daemon_api::DaemonLink;
+use crate::json::{Health, Status};
 
 /// Version of the report's fields (docs/fleet.md, "The clock-health report"): raised when a
 /// field changes meaning or goes away; new fields keep it. 2: `sources_agreeing` became
 /// `agreed`, the name `status --json` has.
 pub const SCHEMA: u32 = 2;
 
-/// The report for a `status` object and a `sources` object, in Device Shadow form: the fields
-/// of [`crate::json::Health`], a subset of `status --json` under the same names.
+/// The report for a `status`: a subset of `status --json` under the same names.
 #[must_use]
-pub fn health_json(status: &Value, sources: &Value) -> Value {
-    let pick = |k: &str| status.get(k).cloned().unwrap_or(Value::Null);
-    // From `status` when it has it, else counted from `sources`.
-    let falsetickers = status.get("falsetickers").cloned().unwrap_or_else(|| {
-        sources["sources"]
-            .as_array()
-            .map_or(0, |list| {
-                list.iter()
-                    .filter(|s| s["verdict"] == "falseticker")
-                    .count()
-            })
-            .into()
-    });
-    json!({ "state": { "reported": { "clock": {
-        "schema": SCHEMA,
-        "falsetickers": falsetickers,
-        "state": pick("state"),
-        "provenance": pick("provenance"),
-        "authenticated": pick("authenticated"),
-        "offset_s": pick("offset_s"),
-        "uncertainty_s": pick("uncertainty_s"),
-        "earliest": pick("earliest"),
-        "latest": pick("latest"),
-        "last_sync": pick("last_sync"),
-        "agreed": pick("agreed"),
-        "verdict": pick("verdict"),
-    }}}})
+pub fn health(status: &Status) -> Health {
+    Health {
+        schema: SCHEMA,
+        state: status.state.clone(),
+        provenance: status.provenance,
+        authenticated: status.authenticated,
+        offset_s: status.offset_s,
+        uncertainty_s: status.uncertainty_s,
+        earliest: status.earliest.clone(),
+        latest: status.latest.clone(),
+        last_sync: status.last_sync.clone(),
+        agreed: status.agreed,
+        falsetickers: status.falsetickers,
+        verdict: status.verdict.clone(),
+    }
 }
 
-fn tls_transport(cfg: &ReportConfig, handle: &StatusHandle) -> Result<Option<Transport>, String> {
+/// The report in Device Shadow form, as published:
+/// `{"state":{"reported":{"clock":{...}}}}`.
+#[must_use]
+pub fn shadow_document(health: &Health) -> String {
+    serde_json::json!({ "state": { "reported": { "clock": health } } }).to_string()
+}
+
+fn tls_transport(cfg: &ReportConfig, daemon: &DaemonLink) -> Result<Option<Transport>, String> {
     let (Some(ca), Some(cert), Some(key)) = (&cfg.ca, &cfg.cert, &cfg.key) else {
         return Ok(None);
     };
@@ -71,27 +65,27 @@ fn tls_transport(cfg: &ReportConfig, handle: &StatusHandle) -> Result<Option<Tra
         alpn: (cfg.port == 443).then(|| trusttime_iot::ALPN_AWS_MQTT.to_vec()),
         websocket: None,
     };
-    let config = trusttime_iot::client_config(Arc::new(handle.clone()), Purpose::Tls, &m)
+    let config = trusttime_iot::client_config(Arc::new(daemon.clone()), Purpose::Tls, &m)
         .map_err(|e| e.to_string())?;
     Ok(Some(Transport::Tls(TlsConfiguration::Rustls(config))))
 }
 
 /// Publishes reports until the task is dropped.
-pub async fn run(cfg: ReportConfig, handle: StatusHandle) {
+pub async fn run(cfg: ReportConfig, daemon: DaemonLink) {
     let interval = crate::duration::parse(&cfg.interval).unwrap_or(Duration::from_secs(300));
     let topic = cfg.topic.replace("{thing}", &cfg.thing);
     let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.broker.clone(), cfg.port);
     opts.set_keep_alive(Duration::from_secs(60));
     if cfg.ca.is_some() {
         // No TLS handshake before the daemon's own time is trusted.
-        while !handle
+        while !daemon
             .read()
             .is_trusted_within(Purpose::Tls.default_max_error())
         {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-    match tls_transport(&cfg, &handle) {
+    match tls_transport(&cfg, &daemon) {
         Ok(Some(t)) => {
             opts.set_transport(t);
         }
@@ -121,13 +115,15 @@ pub async fn run(cfg: ReportConfig, handle: StatusHandle) {
             }
         }
     });
-    let mut last: Option<(Value, Value)> = None;
+    let mut last = None;
     let mut sent = Instant::now();
     loop {
-        let st = handle.status_json();
-        let key = (st["state"].clone(), st["provenance"].clone());
+        // Rendered now: the state changes with time alone (synced, then holdover, then
+        // unknown), not only when the daemon publishes.
+        let report = health(&daemon.status());
+        let key = (report.state.clone(), report.provenance);
         if last.as_ref() != Some(&key) || sent.elapsed() >= interval {
-            let body = health_json(&st, &handle.sources_json()).to_string();
+            let body = shadow_document(&report);
             match client.try_publish(topic.clone(), QoS::AtLeastOnce, false, body) {
                 Ok(()) => {
                     last = Some(key);
@@ -137,57 +133,5 @@ pub async fn run(cfg: ReportConfig, handle: StatusHandle) {
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shadow_form() {
-        let st = json!({ "state": "synced", "offset_s": 1.5, "agreed": 2, "authenticated": false });
-        let src = json!({ "sources": [
-            { "address": "0.pool.ntp.org:123", "verdict": "agreed" },
-            { "address": "1.pool.ntp.org:123", "verdict": "falseticker" },
-        ]});
-        let r = health_json(&st, &src);
-        assert_eq!(r["state"]["reported"]["clock"]["schema"], SCHEMA);
-        assert_eq!(r["state"]["reported"]["clock"]["falsetickers"], 1);
-        assert_eq!(r["state"]["reported"]["clock"]["state"], "synced");
-        assert_eq!(r["state"]["reported"]["clock"]["agreed"], 2);
-        assert!(r["state"]["reported"]["clock"]["earliest"].is_null());
-    }
-
-    /// A report of a real daemon's status parses as [`crate::json::Health`] (no field more,
-    /// none missing), and each of its fields is the status field of the same name.
-    #[tokio::test]
-    async fn the_report_is_a_subset_of_status_under_the_same_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\n",
-            dir.path().join("state").display(),
-            dir.path().join("control.sock").display()
-        );
-        let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
-        let daemon = crate::daemon::Daemon {
-            config,
-            local: Arc::new(crate::clock::SystemClock),
-            control: Arc::new(crate::platform::LinuxClock),
-            rtc: None,
-            observe_only: true,
-        };
-        let (handle, _fut) = daemon.start().unwrap();
-        let status = handle.status_json();
-        let report = health_json(&status, &handle.sources_json());
-        let clock = &report["state"]["reported"]["clock"];
-        let health: crate::json::Health = serde_json::from_value(clock.clone()).unwrap();
-        assert_eq!(health.schema, SCHEMA);
-        let _: crate::json::Status = serde_json::from_value(status.clone()).unwrap();
-        for (k, v) in clock.as_object().unwrap() {
-            if k != "schema" {
-                assert_eq!(&status[k], v, "{k}");
-            }
-        }
     }
 }

@@ -7,11 +7,9 @@
 //! lies; the report says so.
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use trusttime_core::ntp::{ClientConfig, LeapIndicator, Sample};
@@ -21,83 +19,9 @@ use trusttime_core::roughtime::{
 use trusttime_core::{Now, SignedDuration};
 
 use crate::clock::LocalClock;
-use crate::sync::{Event, ServerSpec, Verdict};
+use crate::spec::Verdict;
 
-/// A Roughtime server and its long-term public key: `HOST:PORT=KEY`, the key in hex (64
-/// digits) or base64 (44 characters).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RoughtimeSpec {
-    /// Where it listens (UDP).
-    pub server: ServerSpec,
-    /// Its Ed25519 long-term public key.
-    pub key: [u8; 32],
-    /// The wire version spoken.
-    pub version: Version,
-}
-
-/// A Roughtime specification that does not parse.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid Roughtime server `{input}`: {why} (expected HOST:PORT=KEY, the key in hex or base64)"
-)]
-pub struct BadRoughtimeSpec {
-    input: String,
-    why: String,
-}
-
-/// The Roughtime wire format by name: `draft` or `google`.
-///
-/// # Errors
-/// For any other name.
-pub fn parse_protocol(s: &str) -> Result<Version, String> {
-    match s {
-        "draft" => Ok(Version::Draft),
-        "google" => Ok(Version::Google),
-        other => Err(format!(
-            "unknown Roughtime protocol `{other}` (expected draft or google)"
-        )),
-    }
-}
-
-/// Decodes a 32-byte key from hex or base64.
-///
-/// # Errors
-/// When it is neither.
-pub fn parse_key(s: &str) -> Result<[u8; 32], String> {
-    let s = s.trim();
-    let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..32)
-            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<u8>, String>>()?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(|e| format!("the key is neither 64 hex digits nor base64 ({e})"))?
-    };
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| format!("the key has {} bytes; an Ed25519 key has 32", bytes.len()))
-}
-
-impl FromStr for RoughtimeSpec {
-    type Err = BadRoughtimeSpec;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: String| BadRoughtimeSpec {
-            input: s.to_owned(),
-            why,
-        };
-        let (addr, key) = s
-            .split_once('=')
-            .ok_or_else(|| bad("missing `=KEY`".into()))?;
-        let key = parse_key(key).map_err(bad)?;
-        let server =
-            ServerSpec::parse_with_default_port(addr, 2002).map_err(|e| bad(e.to_string()))?;
-        Ok(RoughtimeSpec {
-            server,
-            key,
-            version: Version::Draft,
-        })
-    }
-}
+pub use crate::spec::{parse_key, parse_protocol, BadRoughtimeSpec, RoughtimeSpec};
 
 /// One verified answer, with what was sent and received (the chain's evidence).
 #[derive(Clone, Debug)]
@@ -244,6 +168,19 @@ async fn probe_without_srv(
     )
 }
 
+/// What the chain reports as it goes; `usize` is the source's index in the sync.
+#[derive(Debug)]
+pub(crate) enum ChainEvent {
+    /// The server's name resolved to this address.
+    Resolved(usize, SocketAddr),
+    /// It failed (no reply, an invalid reply, a time below the floor).
+    Failed(usize, Verdict, String),
+    /// The chain proves that one of two servers lies.
+    ChainViolation(String),
+    /// A verified answer.
+    Done(usize, Sample),
+}
+
 /// Runs the Roughtime sources of a sync as one chain, in order; reports each as it answers.
 pub(crate) async fn run_chain(
     first: usize,
@@ -251,7 +188,7 @@ pub(crate) async fn run_chain(
     cfg: ClientConfig,
     clock: Arc<dyn LocalClock>,
     timeout: Duration,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<ChainEvent>,
 ) {
     let mut previous: Option<(usize, Vec<u8>, Verified)> = None;
     for (k, spec) in specs.iter().enumerate() {
@@ -263,10 +200,10 @@ pub(crate) async fn run_chain(
         };
         match query(spec, &nonce, &clock, timeout).await {
             Ok((addr, a)) => {
-                let _ = tx.send(Event::Resolved(i, addr)).await;
+                let _ = tx.send(ChainEvent::Resolved(i, addr)).await;
                 if a.sample.server_time < cfg.floor {
                     let _ = tx
-                        .send(Event::Failed(
+                        .send(ChainEvent::Failed(
                             i,
                             Verdict::Falseticker,
                             format!("signed a time below the floor ({})", cfg.floor),
@@ -286,48 +223,18 @@ pub(crate) async fn run_chain(
                             trusttime_core::Human(before.radius),
                         );
                         tracing::warn!("Roughtime chain violation: {why}");
-                        let _ = tx.send(Event::ChainViolation(why)).await;
+                        let _ = tx.send(ChainEvent::ChainViolation(why)).await;
                     }
                 }
-                let _ = tx.send(Event::Done(i, Ok(a.sample))).await;
+                let _ = tx.send(ChainEvent::Done(i, a.sample)).await;
                 previous = Some((i, a.response, a.verified));
             }
             Err((addr, verdict, why)) => {
                 if let Some(addr) = addr {
-                    let _ = tx.send(Event::Resolved(i, addr)).await;
+                    let _ = tx.send(ChainEvent::Resolved(i, addr)).await;
                 }
-                let _ = tx.send(Event::Failed(i, verdict, why)).await;
+                let _ = tx.send(ChainEvent::Failed(i, verdict, why)).await;
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn specs_parse_with_hex_and_base64_keys() {
-        let hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let s: RoughtimeSpec = format!("127.0.0.1:2002={hex}").parse().unwrap();
-        assert_eq!(s.server.port, 2002);
-        assert_eq!(s.key[0], 0x01);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(s.key);
-        assert!(
-            b64.ends_with('='),
-            "padding must not be mistaken for the separator"
-        );
-        let t: RoughtimeSpec = format!("localhost={b64}").parse().unwrap();
-        assert_eq!(t.key, s.key);
-        assert_eq!(t.server.port, 2002);
-        for bad in [
-            "127.0.0.1:2002",
-            "h:1=abc",
-            "h:1=",
-            "=00",
-            &format!("h:0={hex}"),
-        ] {
-            assert!(bad.parse::<RoughtimeSpec>().is_err(), "{bad:?}");
         }
     }
 }

@@ -20,9 +20,7 @@
 //! # }
 //! ```
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,154 +38,9 @@ use trusttime_core::{Now, SignedDuration, TimeInterval};
 use crate::clock::LocalClock;
 use crate::tally::{Answer, Tally};
 
-/// The NTP port.
-pub const NTP_PORT: u16 = 123;
-/// The NTS-KE port (RFC 8915).
-pub const NTS_KE_PORT: u16 = 4460;
-
-/// A server as given on the command line or in the config: `HOST`, `HOST:PORT`, `[V6]:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerSpec {
-    /// DNS name or address.
-    pub host: String,
-    /// UDP port.
-    pub port: u16,
-}
-
-/// A server specification that does not parse.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid server `{input}`: {why} (expected HOST, HOST:PORT or [IPV6]:PORT)")]
-pub struct BadServerSpec {
-    input: String,
-    why: &'static str,
-}
-
-impl FromStr for ServerSpec {
-    type Err = BadServerSpec;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ServerSpec::parse_with_default_port(s, NTP_PORT)
-    }
-}
-
-impl ServerSpec {
-    /// Parses `HOST`, `HOST:PORT` or `[IPV6]:PORT`, with `default_port` when none is given.
-    ///
-    /// # Errors
-    /// [`BadServerSpec`] says what is wrong.
-    pub fn parse_with_default_port(s: &str, default_port: u16) -> Result<Self, BadServerSpec> {
-        let bad = |why| BadServerSpec {
-            input: s.to_owned(),
-            why,
-        };
-        let s = s.trim();
-        if s.is_empty() {
-            return Err(bad("empty"));
-        }
-        if s.len() > 253 + 8 {
-            return Err(bad("too long"));
-        }
-        let port = |p: &str| {
-            p.parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| bad("port must be 1..=65535"))
-        };
-        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (h, after) = rest.split_once(']').ok_or_else(|| bad("missing `]`"))?;
-            match after {
-                "" => (h, default_port),
-                a => (
-                    h,
-                    port(
-                        a.strip_prefix(':')
-                            .ok_or_else(|| bad("expected `:` after `]`"))?,
-                    )?,
-                ),
-            }
-        } else if s.matches(':').count() > 1 {
-            (s, default_port) // a bare IPv6 address
-        } else if let Some((h, p)) = s.split_once(':') {
-            (h, port(p)?)
-        } else {
-            (s, default_port)
-        };
-        if host.is_empty() {
-            return Err(bad("empty host"));
-        }
-        // A DNS name is at most 253 characters: with brackets and a port its display still fits
-        // the input limit above, so what is shown parses again.
-        if host.len() > 253 {
-            return Err(bad("too long"));
-        }
-        if !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
-        {
-            return Err(bad(
-                "host has characters not allowed in a DNS name or address",
-            ));
-        }
-        Ok(ServerSpec {
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for ServerSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == NTP_PORT {
-            f.write_str(&host)
-        } else {
-            write!(f, "{host}:{}", self.port)
-        }
-    }
-}
-
-/// The NTP Pool names for a zone, the way the pool asks vendors to use them: `0.ZONE` to
-/// `3.ZONE`, by DNS name, one server from each.
-#[must_use]
-pub fn pool_servers(zone: &str, count: usize) -> Vec<ServerSpec> {
-    (0..count.min(4))
-        .map(|i| ServerSpec {
-            host: format!("{i}.{zone}"),
-            port: NTP_PORT,
-        })
-        .collect()
-}
-
-/// What kind of source, and so how much its word counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceKind {
-    /// Plain NTP: unauthenticated, anyone on the path can shift it.
-    Ntp,
-    /// NTP with Network Time Security (RFC 8915): authenticated.
-    Nts,
-    /// Roughtime: signed by the server's long-term key.
-    Roughtime,
-}
-
-impl SourceKind {
-    /// The name used in `--json` and the config.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Ntp => "ntp",
-            SourceKind::Nts => "nts",
-            SourceKind::Roughtime => "roughtime",
-        }
-    }
-    /// True for kinds whose replies are authenticated.
-    #[must_use]
-    pub const fn is_authenticated(self) -> bool {
-        !matches!(self, SourceKind::Ntp)
-    }
-}
+pub use crate::spec::{
+    pool_servers, BadServerSpec, ServerSpec, SourceKind, Verdict, NTP_PORT, NTS_KE_PORT,
+};
 
 /// What to ask and how long to wait.
 #[derive(Clone, Debug)]
@@ -198,7 +51,7 @@ pub struct SyncOptions {
     /// from the NTS-KE exchange.
     pub nts: Vec<ServerSpec>,
     /// Roughtime servers with their long-term keys.
-    pub roughtime: Vec<crate::roughtime::RoughtimeSpec>,
+    pub roughtime: Vec<crate::spec::RoughtimeSpec>,
     /// HTTPS URLs whose `Date` header constrains every answer (OpenNTPD's constraints):
     /// a source outside the constraint is a falseticker.
     pub https_date: Vec<String>,
@@ -274,47 +127,6 @@ impl SyncOptions {
     #[must_use]
     pub fn source_count(&self) -> usize {
         self.servers.len() + self.nts.len() + self.roughtime.len()
-    }
-}
-
-/// The verdict on one source, as `--json` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Its interval overlaps the majority's.
-    Agreed,
-    /// It answered with a time the majority (or the floor) contradicts.
-    Falseticker,
-    /// It answered, but no majority formed to confirm or refute it.
-    Unconfirmed,
-    /// No reply (lost, unreachable, DNS failure, or not needed once the majority decided).
-    NoReply,
-    /// It sent a Kiss-o'-Death.
-    KissOfDeath,
-    /// Its reply was malformed or unusable.
-    Invalid,
-    /// The same server as another source of the same kind (same address): counted once.
-    Duplicate,
-}
-
-impl Verdict {
-    /// The name used in `--json` output.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Agreed => "agreed",
-            Verdict::Falseticker => "falseticker",
-            Verdict::Unconfirmed => "unconfirmed",
-            Verdict::NoReply => "no_reply",
-            Verdict::KissOfDeath => "kiss_of_death",
-            Verdict::Invalid => "invalid",
-            Verdict::Duplicate => "duplicate",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -460,6 +272,18 @@ pub(crate) enum Event {
     ChainViolation(String),
 }
 
+impl From<crate::roughtime::ChainEvent> for Event {
+    fn from(ev: crate::roughtime::ChainEvent) -> Self {
+        use crate::roughtime::ChainEvent;
+        match ev {
+            ChainEvent::Resolved(i, a) => Event::Resolved(i, a),
+            ChainEvent::Failed(i, v, why) => Event::Failed(i, v, why),
+            ChainEvent::ChainViolation(why) => Event::ChainViolation(why),
+            ChainEvent::Done(i, s) => Event::Done(i, Ok(s)),
+        }
+    }
+}
+
 /// Runs one consensus exchange. Never fails as a whole: per-source problems are in the report.
 pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport {
     let started = std::time::Instant::now();
@@ -538,13 +362,13 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         .await;
         let mut rough = Vec::new();
         while let Ok(ev) = prx.try_recv() {
-            if let Event::Done(_, Ok(s)) = &ev {
+            if let crate::roughtime::ChainEvent::Done(_, s) = &ev {
                 rough.push(Outcome::Reply(OffsetInterval::around(
                     s.offset,
                     s.error_bound(),
                 )));
             }
-            let _ = tx.try_send(ev);
+            let _ = tx.try_send(ev.into());
         }
         if let Ok(sel) = trusttime_core::select::select(&rough, default_min_agree(rough.len())) {
             let now = clock.now().wall;
@@ -602,7 +426,16 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         );
         let timeout = opts.timeout;
         tasks.spawn(async move {
-            crate::roughtime::run_chain(first, specs, cfg, clock, timeout, tx).await;
+            let (ctx, mut crx) = mpsc::channel::<crate::roughtime::ChainEvent>(4 * specs.len() + 4);
+            let forward = async {
+                while let Some(ev) = crx.recv().await {
+                    let _ = tx.send(ev.into()).await;
+                }
+            };
+            tokio::join!(
+                crate::roughtime::run_chain(first, specs, cfg, clock, timeout, ctx),
+                forward
+            );
         });
     }
     drop(tx);
@@ -822,7 +655,7 @@ pub(crate) async fn https_constraints(
                 (url.clone(), Arc::clone(clock), roots.clone(), opts.timeout);
             set.spawn(async move {
                 let r = async {
-                    let spec: crate::https_date::HttpsDateSpec = url.parse()?;
+                    let spec: crate::spec::HttpsDateSpec = url.parse()?;
                     let verifier = Arc::new(
                         BootstrapVerifier::new(roots, interval)
                             .map_err(|e| format!("trust anchors: {e}"))?,
@@ -976,24 +809,7 @@ pub fn verdict_of(
     }
 }
 
-/// The PEM certificates of a file, as DER (trust anchors for NTS-KE).
-///
-/// # Errors
-/// When the file cannot be read or holds no certificate.
-#[cfg(feature = "tls")]
-pub fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
-    let certs = crate::files::pem_certificates(path)?;
-    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
-}
-
-/// Without TLS there is no NTS: trust anchors cannot be used.
-///
-/// # Errors
-/// Always.
-#[cfg(not(feature = "tls"))]
-pub fn read_pem_certificates(_: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
-    Err("this build has no TLS (feature `tls`), which NTS needs".into())
-}
+pub use crate::files::read_pem_certificates;
 
 /// NTS sessions by NTS-KE server, kept between syncs.
 pub type NtsCache = Arc<std::sync::Mutex<std::collections::HashMap<String, CachedNts>>>;
@@ -1095,7 +911,9 @@ async fn run_nts_source(
     // The certificate that vouched for the keys must have been valid at the time obtained.
     if let (Ok(sample), Some(window)) = (&result, ke.window) {
         if let Err(why) = confirm(window, &sample.interval_at_receipt()) {
-            let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;
+            let _ = tx
+                .send(Event::Failed(i, Verdict::Invalid, why.to_string()))
+                .await;
             return;
         }
     }

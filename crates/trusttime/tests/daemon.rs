@@ -919,3 +919,97 @@ fn a_thousand_idle_metrics_connections_do_not_stop_the_daemon() {
     );
     drop(idle);
 }
+
+/// One request on the control socket, as any client could send it: the reply as JSON.
+fn raw_request(sock: &Path, body: &[u8]) -> Value {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let len = u32::try_from(body.len()).unwrap();
+    s.write_all(&len.to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply).unwrap();
+    serde_json::from_slice(&reply).unwrap()
+}
+
+/// An unknown or malformed command on the control socket is an error reply that names the
+/// known commands, never another command (it used to be answered as `status`), and changes
+/// nothing; the request an older `trusttime set` sends still works; a time the daemon
+/// refuses reaches the CLI as an error with exit status 1.
+#[test]
+fn unknown_and_malformed_commands_are_refused_and_change_nothing() {
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &[], "");
+    let daemon = start_daemon(&config);
+    wait_for_socket(&config, &daemon);
+    let sock = dir.path().join("control.sock");
+    for (body, words) in [
+        (
+            &br#"{"command":"reboot"}"#[..],
+            "unknown command `reboot`: the daemon knows status, sources, set",
+        ),
+        (
+            br#"{"command":"reset-floor"}"#,
+            "unknown command `reset-floor`",
+        ),
+        (
+            br#"{"command":"status","unix_ms":1}"#,
+            "`status` takes no arguments",
+        ),
+        (
+            br#"{"command":"set","force":true}"#,
+            "`set` needs `unix_ms`",
+        ),
+        (
+            br#"{"command":"status","admin":true}"#,
+            "unknown field `admin`",
+        ),
+        (br#"{"unix_ms":1}"#, "missing field `command`"),
+        (b"not json", "bad message"),
+    ] {
+        let v = raw_request(&sock, body);
+        let e = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert!(e.contains(words), "{}: {e}", String::from_utf8_lossy(body));
+        assert!(v.get("state").is_none(), "answered as status: {v}");
+    }
+    let st = raw_request(&sock, br#"{"command":"status"}"#);
+    assert_eq!(st["manual_changes"], serde_json::json!([]), "{st}");
+    let parsed: trusttime::json::Status = serde_json::from_value(st).unwrap();
+    assert_eq!(parsed.state, "unknown");
+    // What `trusttime set` has always sent.
+    let now_ms = (system_now() * 1000.0) as i64;
+    let v = raw_request(
+        &sock,
+        format!(r#"{{"command":"set","unix_ms":{now_ms},"uncertainty_ms":60000,"force":false}}"#)
+            .as_bytes(),
+    );
+    let changed: trusttime::json::Changed = serde_json::from_value(v.clone()).unwrap();
+    assert!(changed.ok, "{v}");
+    let st = cli_json(&["status"], &config);
+    assert_eq!(st["manual_changes"].as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(st["provenance"], "manual", "{st}");
+    // Refused by the daemon: the CLI says why and exits 1.
+    let out = Command::new(bin())
+        .args([
+            "set",
+            "2026-11-23T08:30:00Z",
+            "--uncertainty",
+            "8d",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the daemon says: uncertainty must be 0 .. 604800000 ms (got 691200000 ms)"),
+        "{err}"
+    );
+    let st = cli_json(&["status"], &config);
+    assert_eq!(st["manual_changes"].as_array().unwrap().len(), 1, "{st}");
+}

@@ -22,7 +22,8 @@ use trusttime_tls::{
 
 use super::EXIT_USAGE;
 use crate::clock::{system_wall, LocalClock, SystemClock};
-use crate::sync::{pool_servers, sync, ServerSpec, SyncOptions};
+use crate::spec::{pool_servers, ServerSpec};
+use crate::sync::{sync, SyncOptions};
 
 /// Exit code: certificate valid.
 pub const EXIT_VALID: u8 = 0;

@@ -12,7 +12,8 @@ use trusttime_tls::{ClockReading, SharedClock, TrustedClock};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::clock::{system_wall, SystemClock};
-use crate::sync::{sync, ServerSpec, SyncOptions};
+use crate::spec::ServerSpec;
+use crate::sync::{sync, SyncOptions};
 
 /// Exit code: time not trusted; no handshake attempted.
 pub const EXIT_NOT_TRUSTED: u8 = 3;

@@ -13,6 +13,7 @@ use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::clock::SystemClock;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::daemon::Daemon;
+use crate::daemon_api::{Command, SetTime};
 use crate::platform::{has_cap_sys_time, LinuxClock, LinuxRtc, Rtc, NO_CAP_MESSAGE};
 
 /// Run the time daemon: poll the configured sources, keep a trusted time, serve `status`.
@@ -675,14 +676,20 @@ pub async fn run_set(args: SetArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let req = crate::control::Request {
-        command: "set".into(),
-        unix_ms: args.time.map(trusttime_core::UnixTime::as_millis),
-        uncertainty_ms: Some(i64::try_from(args.uncertainty.as_millis()).unwrap_or(i64::MAX)),
-        force: Some(args.force),
-        reset_floor: args.reset_floor.then_some(true),
+    let time = args.time.map(|t| SetTime {
+        unix_ms: t.as_millis(),
+        uncertainty_ms: i64::try_from(args.uncertainty.as_millis()).unwrap_or(i64::MAX),
+        force: args.force,
+    });
+    let command = match (args.reset_floor, time) {
+        (true, then) => Command::ResetFloor { then },
+        (false, Some(t)) => Command::Set(t),
+        (false, None) => {
+            errln!("error: give a TIME to set, or --reset-floor");
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
-    match crate::control::ask_request(&sock, &req).await {
+    match crate::control::ask_request(&sock, &command.into()).await {
         Ok(v) => {
             if args.time.is_some() {
                 outln!("time set: {}", manual_change_text(&v["change"]));

@@ -11,7 +11,8 @@ use trusttime_core::{floor, Human, SignedDuration};
 use super::{EXIT_FAIL, EXIT_OK};
 use crate::clock::{LocalClock, ShiftedClock, SystemClock};
 use crate::serve::{ServeOptions, Server, Trust};
-use crate::sync::{sync, ServerSpec, SyncOptions, Verdict};
+use crate::spec::{ServerSpec, Verdict};
+use crate::sync::{sync, SyncOptions};
 
 /// Show, offline and on loopback, how a device with no clock learns a time it can trust.
 ///

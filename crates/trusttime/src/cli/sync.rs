@@ -10,7 +10,8 @@ use trusttime_core::{Human, SignedDuration, UnixTime};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::clock::{LocalClock, SystemClock};
-use crate::sync::{pool_servers, sync, ConstraintDecision, ServerSpec, SyncOptions, SyncReport};
+use crate::spec::{pool_servers, ServerSpec};
+use crate::sync::{sync, ConstraintDecision, SyncOptions, SyncReport};
 
 /// Ask several time servers at once and print the time the majority agrees on.
 ///
@@ -59,7 +60,7 @@ pub struct Args {
     /// A Roughtime server and its long-term public key (hex or base64). Repeatable; several
     /// are asked as a chain, each nonce derived from the previous response.
     #[arg(long = "roughtime", value_name = "HOST:PORT=PUBKEY")]
-    pub roughtime: Vec<crate::roughtime::RoughtimeSpec>,
+    pub roughtime: Vec<crate::spec::RoughtimeSpec>,
     /// The Roughtime wire format for every --roughtime: `draft` (IETF
     /// draft-ietf-ntp-roughtime-14) or `google` (the original protocol, which older servers
     /// still speak).
@@ -397,7 +398,7 @@ fn warning(r: &SyncReport) -> Option<String> {
     let disagree = r
         .sources
         .iter()
-        .filter(|s| !s.kind.is_authenticated() && s.verdict == crate::sync::Verdict::Falseticker)
+        .filter(|s| !s.kind.is_authenticated() && s.verdict == crate::spec::Verdict::Falseticker)
         .count();
     let auth_answered = r
         .sources
@@ -427,7 +428,7 @@ fn warning(r: &SyncReport) -> Option<String> {
 
 #[cfg(feature = "tls")]
 fn parse_https_url(s: &str) -> Result<String, String> {
-    s.parse::<crate::https_date::HttpsDateSpec>()
+    s.parse::<crate::spec::HttpsDateSpec>()
         .map(|_| s.to_owned())
 }
 
@@ -437,9 +438,9 @@ fn parse_https_url(_: &str) -> Result<String, String> {
 }
 
 fn parse_rt_protocol(s: &str) -> Result<trusttime_core::roughtime::Version, String> {
-    crate::roughtime::parse_protocol(s)
+    crate::spec::parse_protocol(s)
 }
 
 fn parse_nts(s: &str) -> Result<ServerSpec, String> {
-    ServerSpec::parse_with_default_port(s, crate::sync::NTS_KE_PORT).map_err(|e| e.to_string())
+    ServerSpec::parse_with_default_port(s, crate::spec::NTS_KE_PORT).map_err(|e| e.to_string())
 }

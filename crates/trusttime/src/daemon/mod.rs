@@ -15,7 +15,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub use commands::{SetError, MAX_MANUAL_UNCERTAINTY};
+pub use crate::daemon_api::{SetError, MAX_MANUAL_UNCERTAINTY};
 use effects::{carry_out, shift_samples, slewed_samples, snapshot_of};
 pub use effects::{sd_notify, SAVE_EVERY};
 use run::SourceRun;
@@ -26,22 +26,23 @@ pub use status::StatusHandle;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use trusttime_core::ntp::filter::{ClockFilter, FilterSample};
 use trusttime_core::ntp::{KissCode, PollPolicy};
 use trusttime_core::select::{OffsetInterval, Outcome, Selection};
-use trusttime_core::system::{
-    self as core_system, ManualError, SinceSave, Snapshot, System, SystemConfig,
-};
+use trusttime_core::system::{self as core_system, SinceSave, Snapshot, System, SystemConfig};
 use trusttime_core::trust::{rtc_holdover, TrustConfig, TrustState};
-use trusttime_core::{
-    floor, Human, MonoInstant, Provenance, SignedDuration, TimeInterval, UnixTime,
-};
+use trusttime_core::{floor, MonoInstant, Provenance, SignedDuration, TimeInterval, UnixTime};
 
 use crate::clock::LocalClock;
 use crate::config::Checked;
+use crate::daemon_api::{
+    Command, CommandCall, CommandError, DaemonLink, LastSample, Reply, SetTime, SourceView,
+    MAX_MANUAL_TIME_MS,
+};
 use crate::platform::{Action, ClockControl, Discipline, Rtc};
-use crate::sync::{sync, ServerSpec, SourceKind, SyncOptions, Verdict};
+use crate::spec::{ServerSpec, SourceKind, Verdict};
+use crate::sync::{sync, SyncOptions};
 use state_file::{self as state, SourceState, State};
 
 /// What the daemon needs from outside: its config and the clocks, behind traits.
@@ -205,7 +206,7 @@ impl Daemon {
         }
         let nts_ca = match &cfg.clock.trust_anchors {
             None => Vec::new(),
-            Some(path) => crate::sync::read_pem_certificates(path)
+            Some(path) => crate::files::read_pem_certificates(path)
                 .map_err(|why| DaemonError::TrustAnchors(format!("{}: {why}", path.display())))?,
         };
         let sources = self
@@ -228,6 +229,10 @@ impl Daemon {
                 run
             })
             .collect();
+        let (published, observed) = tokio::sync::watch::channel(Arc::new(
+            crate::daemon_api::Snapshot::new(sys.trust().clone(), sys.floor()),
+        ));
+        let (commands, command_queue) = mpsc::channel(16);
         let status = Arc::new(Mutex::new(Status {
             sys,
             sources,
@@ -245,51 +250,23 @@ impl Daemon {
             last_round: None,
             chain_violations: std::collections::VecDeque::new(),
             constraint: None,
+            published,
         }));
-        let handle = StatusHandle(status, Arc::clone(&self.local));
+        let link = DaemonLink::new(observed, commands, Arc::clone(&self.local));
+        let handle = StatusHandle(status, Arc::clone(&self.local), link.clone());
+        handle.publish();
         let sock_path = cfg.daemon.control_socket.clone();
         let listener = crate::control::bind(&sock_path).map_err(|e| DaemonError::Socket {
             path: sock_path.display().to_string(),
             source: e,
         })?;
-        let h = handle.clone();
-        let answer = move |r: &crate::control::Request, who: &str| match r.command.as_str() {
-            "sources" => h.sources_json(),
-            "set" => {
-                let mut reset = None;
-                if r.reset_floor == Some(true) {
-                    if !crate::control::is_root(who) {
-                        return json!({ "error": format!("resetting the floor is for root only ({who})") });
-                    }
-                    reset = Some(h.reset_floor(who));
-                }
-                match (r.unix_ms, reset) {
-                    (None, Some(v)) => v,
-                    (unix_ms, _) => match h.set_manual(
-                        unix_ms.unwrap_or_default(),
-                        r.uncertainty_ms.unwrap_or(0),
-                        r.force.unwrap_or(false),
-                        who,
-                    ) {
-                        Ok(v) => v,
-                        Err(e) => json!({ "error": e.to_string() }),
-                    },
-                }
-            }
-            _ => h.status_json(),
-        };
         let h2 = handle.clone();
         #[cfg(feature = "web")]
         let web = cfg.web.enabled.then(|| {
             let cooling =
                 crate::duration::parse(&cfg.web.cooling_off).unwrap_or(Duration::from_secs(300));
             (
-                crate::web::Web::new(
-                    handle.clone(),
-                    &state_dir,
-                    cfg.web.max_failed_logins,
-                    cooling,
-                ),
+                crate::web::Web::new(link.clone(), &state_dir, cfg.web.max_failed_logins, cooling),
                 cfg.web.listen,
                 cfg.web.allowed_hosts.clone(),
             )
@@ -299,11 +276,12 @@ impl Daemon {
         let report = cfg.report.clone();
         let fut = async move {
             let _lock = lock;
-            tokio::spawn(crate::control::serve(listener, answer));
+            tokio::spawn(commands::serve_commands(h2.clone(), command_queue));
+            tokio::spawn(crate::control::serve(listener, link.clone()));
             if let Some(addr) = metrics {
-                let h = h2.clone();
+                let l = link.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = crate::metrics::serve(addr, h).await {
+                    if let Err(e) = crate::metrics::serve(addr, l).await {
                         tracing::error!(%addr, error = %e, "cannot serve metrics");
                     }
                 });
@@ -318,7 +296,7 @@ impl Daemon {
             }
             #[cfg(feature = "mqtt")]
             if let Some(r) = report {
-                tokio::spawn(crate::report::run(r, h2.clone()));
+                tokio::spawn(crate::report::run(r, link.clone()));
             }
             self.run(h2, nts_ca).await;
         };

@@ -296,6 +296,8 @@ impl Daemon {
                     .min();
                 next
             };
+            // Observers see every change.
+            handle.publish();
             let wait = wake.map_or(Duration::from_secs(3600), |n| {
                 n.since(self.local.now().mono)
                     .to_std()
@@ -531,7 +533,7 @@ impl Daemon {
             Msg::Constraint(c) => {
                 let now = self.local.now();
                 d.constraint_round = false;
-                s.constraint = Some(constraint_json(&c));
+                s.constraint = Some(c.clone());
                 d.constraint = (c, now.mono);
                 true
             }
@@ -941,28 +943,6 @@ fn spawn_receiver(
         }
     })
     .abort_handle()
-}
-
-/// The HTTPS Date decision as `sync --json` shows it.
-pub(super) fn constraint_json(c: &crate::sync::ConstraintDecision) -> Value {
-    use crate::sync::ConstraintDecision;
-    match c {
-        ConstraintDecision::Applied {
-            interval,
-            agreeing,
-            answered,
-            outvoted,
-        } => json!({
-            "decision": c.as_str(),
-            "offset_lo_s": interval.lo.as_secs_f64(),
-            "offset_hi_s": interval.hi.as_secs_f64(),
-            "agreeing": agreeing,
-            "answered": answered,
-            "outvoted": outvoted,
-        }),
-        ConstraintDecision::Refused(why) => json!({ "decision": c.as_str(), "reason": why }),
-        other => json!({ "decision": other.as_str() }),
-    }
 }
 
 /// One server, one vote: two names can lead to the same server (a pool), and a lying server

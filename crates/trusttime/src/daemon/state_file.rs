@@ -88,10 +88,7 @@ pub fn encode(s: &State) -> Vec<u8> {
     out
 }
 
-/// Lower-case hex.
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub(crate) use crate::files::hex;
 
 /// Decodes a state file.
 ///

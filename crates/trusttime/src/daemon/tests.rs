@@ -197,3 +197,174 @@ async fn the_rtc_is_written_with_the_true_time_after_a_step() {
     let st = state::load(&dir.path().join("state")).unwrap().unwrap();
     assert_eq!(st.rtc_set_ns, Some(written.as_nanos()));
 }
+
+/// A report of a real daemon's status parses as [`crate::json::Health`] (no field more,
+/// none missing) in Device Shadow form, and each of its fields is the status field of
+/// the same name.
+#[cfg(feature = "mqtt")]
+#[tokio::test]
+async fn the_report_is_a_subset_of_status_under_the_same_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\n",
+        dir.path().join("state").display(),
+        dir.path().join("control.sock").display()
+    );
+    let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let daemon = crate::daemon::Daemon {
+        config,
+        local: Arc::new(crate::clock::SystemClock),
+        control: Arc::new(crate::platform::LinuxClock),
+        rtc: None,
+        observe_only: true,
+    };
+    let (handle, _fut) = daemon.start().unwrap();
+    let status = handle.link().status();
+    let doc: serde_json::Value = serde_json::from_str(&crate::report::shadow_document(
+        &crate::report::health(&status),
+    ))
+    .unwrap();
+    let clock = &doc["state"]["reported"]["clock"];
+    let parsed: crate::json::Health = serde_json::from_value(clock.clone()).unwrap();
+    assert_eq!(parsed.schema, crate::report::SCHEMA);
+    assert_eq!(parsed.state, "unknown");
+    let status = serde_json::to_value(&status).unwrap();
+    for (k, v) in clock.as_object().unwrap() {
+        if k != "schema" {
+            assert_eq!(&status[k], v, "{k}");
+        }
+    }
+}
+
+/// Refusals keep their facts (the floor, the network-trusted interval, the request) and say
+/// them in the same words as before; nothing is published for a refusal.
+#[tokio::test]
+async fn refused_manual_times_keep_their_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock {
+        base: floor::build_time() + SignedDuration::from_secs(86_400),
+        offset_ns: AtomicI64::new(0),
+        rtc_ns: Mutex::new(None),
+    });
+    let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
+    let floor = floor::build_time();
+    assert_eq!(
+        handle.set_manual(0, -1, false, "t"),
+        Err(SetError::Uncertainty { uncertainty_ms: -1 })
+    );
+    assert_eq!(
+        handle.set_manual(-5, 0, false, "t"),
+        Err(SetError::Time { unix_ms: -5 })
+    );
+    let below = floor - SignedDuration::from_secs(86_400);
+    let e = handle
+        .set_manual(below.as_millis(), 1000, false, "t")
+        .unwrap_err();
+    assert_eq!(
+        e,
+        SetError::Refused {
+            requested: below,
+            uncertainty: SignedDuration::from_secs(1),
+            why: trusttime_core::system::ManualError::BelowFloor { floor },
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("{below} ± 1.0 s is below the floor {floor}: refused (the clock never goes below the floor; if the floor itself is wrong, see `trusttime set --reset-floor`)")
+    );
+    // A network consensus, then a time outside it: the interval it ran into is kept.
+    let now = handle.1.now();
+    if let Ok(mut s) = handle.0.lock() {
+        let _ = s.sys.on_consensus(
+            now,
+            OffsetInterval::around(SignedDuration::ZERO, SignedDuration::from_millis(2)),
+            false,
+        );
+    }
+    let far = now.wall + SignedDuration::from_secs(3600);
+    match handle.set_manual(far.as_millis(), 1000, false, "t") {
+        Err(SetError::Refused {
+            requested,
+            why: trusttime_core::system::ManualError::OutsideNetwork { network },
+            ..
+        }) => {
+            assert_eq!(requested, far);
+            assert!(network.contains(now.wall), "{network}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match handle.set_manual(far.as_millis(), 1000, true, "t") {
+        Err(e @ SetError::Refused { .. }) => assert_eq!(
+            e.to_string(),
+            "force is not allowed by the config ([clock] allow-manual-force)"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(handle.link().status().manual_changes.is_empty());
+}
+
+/// Observers see every change through the link: a hand-set time and a floor reset sent as
+/// commands are carried out by the daemon's command task and published before it answers;
+/// time-dependent fields are computed when read.
+#[tokio::test]
+async fn commands_through_the_link_are_carried_out_and_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock {
+        base: floor::build_time() + SignedDuration::from_secs(86_400),
+        offset_ns: AtomicI64::new(0),
+        rtc_ns: Mutex::new(None),
+    });
+    let (handle, fut) = daemon(dir.path(), &clock).start().unwrap();
+    let running = tokio::spawn(fut);
+    let link = handle.link();
+    assert_eq!(link.status().state, "unknown");
+    let truth = handle.1.now().wall;
+    let reply = link
+        .execute(
+            Command::Set(SetTime {
+                unix_ms: truth.as_millis(),
+                uncertainty_ms: 1000,
+                force: false,
+            }),
+            "test",
+        )
+        .await
+        .unwrap();
+    let Reply::Changed(c) = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(c.ok);
+    let st = link.status();
+    assert_eq!(st.state, "holdover");
+    assert_eq!(st.manual_changes, vec![c.change]);
+    // Holdover grows with the drift bound between reads of one snapshot.
+    let first = st.uncertainty_s.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let later = link.status().uncertainty_s.unwrap();
+    assert!(later > first, "{first} then {later}");
+    // A refusal comes back typed.
+    let e = link
+        .execute(
+            Command::Set(SetTime {
+                unix_ms: 0,
+                uncertainty_ms: 0,
+                force: false,
+            }),
+            "test",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, CommandError::Set(SetError::Refused { .. })),
+        "{e:?}"
+    );
+    let reply = link
+        .execute(Command::ResetFloor { then: None }, "root")
+        .await
+        .unwrap();
+    assert!(matches!(reply, Reply::Changed(_)), "{reply:?}");
+    let st = link.status();
+    assert_eq!(st.state, "unknown", "every trusted time forgotten");
+    assert_eq!(st.manual_changes.len(), 2);
+    running.abort();
+}

@@ -39,8 +39,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::daemon::state_file::hex;
-use crate::daemon::{SetError, StatusHandle};
+use crate::daemon_api::{self, Command, CommandError, DaemonLink, Reply, SetError};
+use crate::files::hex;
 
 /// Largest request body.
 pub const MAX_BODY: usize = 4096;
@@ -108,7 +108,7 @@ struct Failures {
 /// Shared state of the web server.
 #[derive(Debug)]
 pub struct Web {
-    status: StatusHandle,
+    daemon: DaemonLink,
     pairing_file: PathBuf,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
@@ -117,16 +117,17 @@ pub struct Web {
 }
 
 impl Web {
-    /// A web server for `status`, reading the pairing hash from `state_dir`.
+    /// A web server for the daemon behind `daemon`, reading the pairing hash from
+    /// `state_dir`.
     #[must_use]
     pub fn new(
-        status: StatusHandle,
+        daemon: DaemonLink,
         state_dir: &Path,
         max_failures: u32,
         cooling_off: Duration,
     ) -> Arc<Self> {
         Arc::new(Web {
-            status,
+            daemon,
             pairing_file: state_dir.join(PAIRING_FILE),
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
@@ -457,7 +458,7 @@ async fn page() -> impl IntoResponse {
 }
 
 async fn status(State(web): State<Arc<Web>>) -> impl IntoResponse {
-    Json(web.status.status_json())
+    Json(web.daemon.status())
 }
 
 /// `POST /api/login` body.
@@ -620,29 +621,69 @@ async fn set_time(
         Ok(x) => x,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match web.status.set_manual(
-        req.unix_ms,
-        req.uncertainty_ms,
-        req.force,
-        &format!("web page, {}", peer.ip()),
-    ) {
-        Ok(v) => Json(v).into_response(),
-        Err(e @ SetError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ SetError::BelowFloor(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        Err(SetError::Conflict(why)) => error(StatusCode::CONFLICT, page_conflict(&why, req.force)),
+    let command = Command::Set(daemon_api::SetTime {
+        unix_ms: req.unix_ms,
+        uncertainty_ms: req.uncertainty_ms,
+        force: req.force,
+    });
+    match web
+        .daemon
+        .execute(command, &format!("web page, {}", peer.ip()))
+        .await
+    {
+        Ok(Reply::Changed(c)) => Json(c).into_response(),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply"),
+        Err(CommandError::Set(e)) => refused(&e, req.force),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
-/// A refusal in the page's words: the page has no way to override network time, so it does
-/// not point at one (the CLI's `--force` is named for the operator at the device).
-fn page_conflict(why: &str, forced: bool) -> String {
-    if forced {
-        return why.to_owned();
+/// A refused hand-set time as the page shows it.
+fn refused(e: &SetError, forced: bool) -> Response {
+    use trusttime_core::system::ManualError;
+    match e {
+        SetError::Refused {
+            why: ManualError::BelowFloor { .. },
+            ..
+        } => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        SetError::Refused {
+            requested,
+            uncertainty,
+            why,
+        } => error(
+            StatusCode::CONFLICT,
+            page_conflict(*requested, *uncertainty, why, forced).unwrap_or_else(|| e.to_string()),
+        ),
+        SetError::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        _ => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
-    let what = why.split(": refused").next().unwrap_or(why);
-    format!(
-        "{what}: refused. The device's network time sources disagree with this time, and this page cannot override them (an operator at the device can, with `trusttime set --force`, if [clock] allow-manual-force = true)."
-    )
+}
+
+/// A conflict with network time in the page's words: the page has no way to override
+/// network time, so it does not point at one (the CLI's `--force` is named for the operator
+/// at the device). `None`: the daemon's own words fit (`force` was sent).
+fn page_conflict(
+    requested: trusttime_core::UnixTime,
+    uncertainty: trusttime_core::SignedDuration,
+    why: &trusttime_core::system::ManualError,
+    forced: bool,
+) -> Option<String> {
+    use trusttime_core::system::ManualError;
+    let what = match why {
+        _ if forced => return None,
+        ManualError::OutsideNetwork { network } => format!(
+            "outside the network-trusted interval {} .. {}",
+            network.earliest, network.latest
+        ),
+        ManualError::LooserThanNetwork { network } => {
+            format!("less precise than the network time {network} it would replace")
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "{requested} ± {} is {what}: refused. The device's network time sources disagree with this time, and this page cannot override them (an operator at the device can, with `trusttime set --force`, if [clock] allow-manual-force = true).",
+        trusttime_core::Human(uncertainty)
+    ))
 }
 
 #[cfg(test)]
@@ -671,6 +712,42 @@ mod tests {
             let _ = parse_body::<SetTime>(&data);
             let _ = parse_body::<Login>(&data);
         }
+    }
+
+    /// A conflict with network time is told from the refusal's facts, without the CLI's
+    /// `force` hint; other refusals keep the daemon's words.
+    #[test]
+    fn conflicts_are_worded_for_the_page() {
+        use trusttime_core::system::ManualError;
+        use trusttime_core::{SignedDuration, TimeInterval, UnixTime};
+        let t = UnixTime::from_secs(1_800_000_000);
+        let network = TimeInterval::around(t, SignedDuration::from_millis(5));
+        let unc = SignedDuration::from_secs(60);
+        let outside =
+            page_conflict(t, unc, &ManualError::OutsideNetwork { network }, false).unwrap();
+        assert!(
+            outside.starts_with(&format!(
+                "{t} ± 1 minute is outside the network-trusted interval {} .. {}: refused. ",
+                network.earliest, network.latest
+            )),
+            "{outside}"
+        );
+        assert!(outside.contains("this page cannot override"), "{outside}");
+        assert!(!outside.contains("send force"), "{outside}");
+        let looser =
+            page_conflict(t, unc, &ManualError::LooserThanNetwork { network }, false).unwrap();
+        assert!(
+            looser.contains("less precise than the network time"),
+            "{looser}"
+        );
+        assert_eq!(
+            page_conflict(t, unc, &ManualError::OutsideNetwork { network }, true),
+            None
+        );
+        assert_eq!(
+            page_conflict(t, unc, &ManualError::ForceNotAllowed, true),
+            None
+        );
     }
 
     #[test]
