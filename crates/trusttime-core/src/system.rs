@@ -11,7 +11,7 @@
 //! |---|---|
 //! | The persisted floor is raised only by authenticated time (NTS, Roughtime). Plain NTP (one on-path attacker moves every server at once), a hand-set time and the RTC are persisted as a *hint*: holdover that a later network consensus overrides ([`Action::HintOverridden`]). | [`System::snapshot`], [`System::on_consensus`] |
 //! | A hand-set time is used only inside the network-trusted interval (the last network consensus, aged by the drift bound, however much time was set by hand since), or when there is none (then it is `manual` holdover); it never replaces a tighter network time; `force` (allowed by the config) overrides and is reported as forced. | [`System::set_manual`] |
-//! | The RTC is written with the true time (the trusted interval's midpoint), never the wall clock plus the step, and when it was written is persisted. | [`System::on_disciplined`], [`System::rtc_written`] |
+//! | The RTC is written with the true time (the trusted interval's midpoint), never the wall clock plus the step, and when it was written is persisted. | [`Action::WriteRtc`], [`System::rtc_written`] |
 //! | State is persisted on the first consensus, on every manual change and on a clean stop, otherwise at most every [`PERSIST_EVERY`]. | [`Action::Persist`] |
 //! | Across a restart within one boot the elapsed time comes from the monotonic clock; across a reboot from the wall clock only when the RTC was set by trusttime and reads sane; otherwise the persisted time is a floor if it was authenticated and only a hint if not. | [`System::restore`] |
 //! | A wrong floor is reset only by an explicit, logged operator command. | [`System::reset_floor`] |
@@ -37,8 +37,14 @@ pub enum Action {
         /// The time to write.
         time: UnixTime,
     },
+    /// Slew the system clock by this much (after a consensus). Until it completes, a stored
+    /// sample may be measured against the old clock or the new one.
+    Slew(SignedDuration),
     /// Save [`System::snapshot`] to stable storage.
     Persist,
+    /// The time is trusted for the first time in this run: tell the service manager
+    /// (`READY=1`).
+    NotifyReady,
     /// A network consensus disagreed with the holdover hint it replaced (log it).
     HintOverridden(Override),
 }
@@ -83,7 +89,17 @@ pub struct SystemConfig {
     pub allow_manual_force: bool,
     /// There is an RTC to write after the clock was disciplined.
     pub has_rtc: bool,
+    /// Discipline the system clock after a consensus (false: observe-only, no step or slew).
+    pub discipline: bool,
+    /// After a consensus, an offset larger than this is stepped (once per run, and again
+    /// when a consensus contradicts what was trusted); anything else is slewed, at most
+    /// [`MAX_SLEW`] per consensus.
+    pub step_threshold: SignedDuration,
 }
+
+/// The most a consensus slews the clock by (adjtime's comfortable range); a larger error
+/// after the first step is slewed over several consensuses.
+pub const MAX_SLEW: SignedDuration = SignedDuration::from_millis(500);
 
 /// What survives a restart (the driver stores it; see [`System::snapshot`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,6 +243,9 @@ pub struct System {
     synced_once: bool,
     last_persist: Option<MonoInstant>,
     last_override: Option<Override>,
+    /// A step was made after a consensus in this run (only slews follow, unless a consensus
+    /// contradicts what was trusted).
+    stepped: bool,
     queue: [Option<Action>; QUEUE],
     head: usize,
     len: usize,
@@ -245,6 +264,7 @@ impl System {
             synced_once: false,
             last_persist: None,
             last_override: None,
+            stepped: false,
             queue: [None; QUEUE],
             head: 0,
             len: 0,
@@ -324,6 +344,18 @@ impl System {
             .shift(elapsed)
             .widen(elapsed.mul_ppm(self.config.trust.drift_ppm));
         if self.trust.on_holdover(now.mono, iv, Provenance::Persisted) {
+            // A saved network time, carried forward exactly (same boot) or by a trusted RTC,
+            // still bounds hand-set time after the restart: a restart must not open the door
+            // that the rules for hand-set time keep shut.
+            if matches!(
+                saved.provenance,
+                Provenance::Ntp | Provenance::Authenticated
+            ) {
+                self.network = Some(NetworkAnchor {
+                    at: now.mono,
+                    interval: iv,
+                });
+            }
             Restored::Holdover(iv)
         } else {
             Restored::BelowFloor
@@ -380,13 +412,42 @@ impl System {
         if !self.synced_once || due {
             self.push(Action::Persist);
         }
+        if contradicts {
+            // Step, do not slew for years.
+            self.stepped = false;
+        }
+        self.discipline(now, offset.midpoint());
+        if !self.synced_once {
+            self.push(Action::NotifyReady);
+        }
         self.synced_once = true;
         contradicts
     }
 
-    /// The driver disciplined the clock after a consensus (stepped or slewed): queues
-    /// [`Action::WriteRtc`] with the true time, when there is an RTC.
-    pub fn on_disciplined(&mut self, now: Now) {
+    /// Step once, then slew: queues [`Action::Step`] or [`Action::Slew`] and then
+    /// [`Action::WriteRtc`] with the true time.
+    fn discipline(&mut self, now: Now, offset: SignedDuration) {
+        if !self.config.discipline || offset == SignedDuration::ZERO {
+            return;
+        }
+        if offset.abs() > self.config.step_threshold && !self.stepped {
+            if now.wall + offset < self.floor() {
+                return;
+            }
+            self.stepped = true;
+            self.push(Action::Step(offset));
+        } else {
+            let by = if offset.abs() > MAX_SLEW {
+                if offset.is_negative() {
+                    -MAX_SLEW
+                } else {
+                    MAX_SLEW
+                }
+            } else {
+                offset
+            };
+            self.push(Action::Slew(by));
+        }
         if self.config.has_rtc && self.trust.state(now.mono) != TrustState::Unknown {
             let time = self.trust.current(now.mono).interval.midpoint();
             self.push(Action::WriteRtc { time });
@@ -527,6 +588,8 @@ mod tests {
             trust: TrustConfig::new(UnixTime::from_secs(T0 - 30 * 86_400)),
             allow_manual_force: true,
             has_rtc: true,
+            discipline: true,
+            step_threshold: SignedDuration::from_millis(128),
         }
     }
 
@@ -571,7 +634,7 @@ mod tests {
         let off = OffsetInterval::around(SignedDuration::ZERO, SignedDuration::from_millis(5));
         let _ = s.on_consensus(at(0, T0), off, false);
         let (q, n) = drain(&mut s);
-        assert_eq!(q[..n], [Some(Action::Persist)]);
+        assert_eq!(q[..n], [Some(Action::Persist), Some(Action::NotifyReady)]);
         let _ = s.snapshot(at(0, T0));
         let _ = s.on_consensus(at(64, T0 + 64), off, false);
         assert_eq!(drain(&mut s).1, 0);
@@ -591,14 +654,52 @@ mod tests {
             SignedDuration::from_millis(5),
         );
         let _ = s.on_consensus(at(0, wall), off, false);
-        // After the step the wall clock reads T0.
-        s.on_disciplined(at(0, T0));
         let (q, n) = drain(&mut s);
-        let rtc = q[..n].iter().flatten().find_map(|a| match a {
+        let actions = &q[..n];
+        // Step by the offset (not to wall + step), then the RTC gets the true time, and the
+        // first consensus is persisted and announced.
+        assert!(actions.contains(&Some(Action::Step(SignedDuration::from_secs(T0 - wall)))));
+        let rtc = actions.iter().flatten().find_map(|a| match a {
             Action::WriteRtc { time } => Some(*time),
             _ => None,
         });
         assert_eq!(rtc, Some(UnixTime::from_secs(T0)));
+        assert!(actions.contains(&Some(Action::NotifyReady)));
+        assert!(actions.contains(&Some(Action::Persist)));
+        // The next consensus (clock now right, 300 ms off) only slews, and is not announced
+        // again.
+        let off = OffsetInterval::around(
+            SignedDuration::from_millis(300),
+            SignedDuration::from_millis(400),
+        );
+        let _ = s.on_consensus(at(64, T0 + 64), off, false);
+        let (q, n) = drain(&mut s);
+        assert!(
+            q[..n].contains(&Some(Action::Slew(SignedDuration::from_millis(300)))),
+            "{q:?}"
+        );
+        assert!(!q[..n].contains(&Some(Action::NotifyReady)));
+        // Observe-only: nothing is stepped or slewed, and the RTC is not written.
+        let mut quiet = System::new(SystemConfig {
+            discipline: false,
+            ..cfg()
+        });
+        let _ = quiet.on_consensus(
+            at(0, wall),
+            OffsetInterval::around(
+                SignedDuration::from_secs(T0 - wall),
+                SignedDuration::from_millis(5),
+            ),
+            false,
+        );
+        let (q, n) = drain(&mut quiet);
+        assert!(
+            q[..n].iter().flatten().all(|a| !matches!(
+                a,
+                Action::Step(_) | Action::Slew(_) | Action::WriteRtc { .. }
+            )),
+            "{q:?}"
+        );
         s.rtc_written(UnixTime::from_secs(T0));
         assert_eq!(s.snapshot(at(0, T0)).rtc_set, Some(UnixTime::from_secs(T0)));
     }
@@ -615,5 +716,105 @@ mod tests {
             Some(Action::Step(SignedDuration::from_secs(1)))
         );
         assert_eq!(s.poll_action(), None);
+    }
+
+    #[test]
+    fn a_restart_keeps_the_network_bound_on_hand_set_time() {
+        let mut s = System::new(cfg());
+        let off = OffsetInterval::around(SignedDuration::ZERO, SignedDuration::from_millis(5));
+        let _ = s.on_consensus(at(10, T0), off, false);
+        let snap = s.snapshot(at(20, T0 + 10));
+        // Restart within one boot, 60 s later: a hand-set time a year off is still refused
+        // without force (the saved network interval bounds it), and a close one is taken.
+        let mut after = System::new(SystemConfig {
+            allow_manual_force: false,
+            ..cfg()
+        });
+        let r = after.restore(
+            at(0, T0 + 70),
+            &snap,
+            SinceSave::SameBoot(SignedDuration::from_secs(60)),
+        );
+        assert!(matches!(r, Restored::Holdover(_)), "{r:?}");
+        let far = TimeInterval::around(
+            UnixTime::from_secs(T0 + 70 + YEAR),
+            SignedDuration::from_secs(60),
+        );
+        assert!(matches!(
+            after.set_manual(at(0, T0 + 70), far, false),
+            Err(ManualError::OutsideNetwork { .. })
+        ));
+        assert_eq!(
+            after.set_manual(at(0, T0 + 70), far, true),
+            Err(ManualError::ForceNotAllowed)
+        );
+        // A hint (a hand-set time saved before) is no bound.
+        let mut hint = System::new(cfg());
+        let _ = hint.set_manual(
+            at(0, T0),
+            TimeInterval::around(UnixTime::from_secs(T0), SignedDuration::from_secs(60)),
+            false,
+        );
+        let snap = hint.snapshot(at(1, T0 + 1));
+        let mut after = System::new(cfg());
+        let _ = after.restore(
+            at(0, T0 + 2),
+            &snap,
+            SinceSave::SameBoot(SignedDuration::from_secs(1)),
+        );
+        assert!(after.network_interval(MonoInstant::ZERO).is_none());
+    }
+
+    #[test]
+    fn steps_once_then_slews_in_bounded_pieces_never_below_the_floor_and_again_on_contradiction() {
+        let first = |s: &mut System, wall: i64, off: i64| {
+            let _ = s.on_consensus(
+                at(0, wall),
+                OffsetInterval::around(
+                    SignedDuration::from_secs(off),
+                    SignedDuration::from_millis(5),
+                ),
+                false,
+            );
+            let (q, n) = drain(s);
+            q[..n]
+                .iter()
+                .flatten()
+                .copied()
+                .find(|a| matches!(a, Action::Step(_) | Action::Slew(_)))
+        };
+        // A step that would land below the floor is not made.
+        let mut s = System::new(cfg());
+        let floor = T0 - 30 * 86_400;
+        assert_eq!(first(&mut s, floor + 5, -10), None);
+        // Large: stepped once; a later 5 s error (inside what is trusted) is slewed 0.5 s at a
+        // time.
+        let mut s = System::new(cfg());
+        assert_eq!(
+            first(&mut s, T0 - 3600, 3600),
+            Some(Action::Step(SignedDuration::from_secs(3600)))
+        );
+        let _ = s.on_consensus(
+            at(64, T0 + 64),
+            OffsetInterval::around(SignedDuration::from_secs(5), SignedDuration::from_secs(6)),
+            false,
+        );
+        let (q, n) = drain(&mut s);
+        assert!(q[..n].contains(&Some(Action::Slew(MAX_SLEW))), "{q:?}");
+        // A consensus that contradicts what was trusted (a year ahead) is stepped again.
+        let back = YEAR;
+        let _ = s.on_consensus(
+            at(128, T0 + 128),
+            OffsetInterval::around(
+                SignedDuration::from_secs(back),
+                SignedDuration::from_millis(5),
+            ),
+            false,
+        );
+        let (q, n) = drain(&mut s);
+        assert!(
+            q[..n].contains(&Some(Action::Step(SignedDuration::from_secs(back)))),
+            "{q:?}"
+        );
     }
 }

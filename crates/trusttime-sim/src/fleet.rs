@@ -416,6 +416,9 @@ pub fn run(cfg: &FleetConfig, pool: &[PoolServer]) -> FleetReport {
         },
         allow_manual_force: false,
         has_rtc: false,
+        // Observe-only: polling does not depend on the discipline.
+        discipline: false,
+        step_threshold: SignedDuration::from_millis(128),
     };
     let mut master = Rng::new(cfg.seed);
     let mut devices: Vec<Device> = Vec::with_capacity(n);

@@ -312,10 +312,6 @@ pub struct Device {
     pub disk: Option<(Snapshot, u64, MonoInstant)>,
     /// Every action carried out, in order (for assertions).
     pub log: Vec<Action>,
-    /// Offsets above this are stepped (once per run, and again when a consensus contradicts
-    /// what was trusted), as the daemon's discipline does.
-    pub step_threshold: SignedDuration,
-    stepped: bool,
     config: SystemConfig,
 }
 
@@ -331,8 +327,6 @@ impl Device {
             rtc_error: None,
             disk: None,
             log: Vec::new(),
-            step_threshold: SignedDuration::from_millis(128),
-            stepped: false,
             config,
         }
     }
@@ -356,7 +350,6 @@ impl Device {
     /// Within one boot the elapsed time is the monotonic clock's; after a reboot the wall
     /// clock's, only when the RTC was set by trusttime and reads sane.
     pub fn start(&mut self) -> (System, Option<Restored>) {
-        self.stepped = false;
         let mut sys = System::new(self.config);
         let now = self.now();
         let rtc_iv = self.disk.as_ref().and_then(|(snap, _, _)| {
@@ -394,40 +387,16 @@ impl Device {
     }
 
     /// One poll of `world`'s servers; on a consensus, the daemon's sequence: the core's
-    /// `on_consensus`, the discipline, `on_disciplined`, then the actions. Returns the
-    /// exchange.
+    /// `on_consensus`, then its actions (step or slew, RTC, persistence). Returns the exchange.
     pub fn poll(&mut self, sys: &mut System, world: &mut World) -> ExchangeOutcome {
         world.true_start = self.truth;
         world.device_start = self.now().wall;
         world.client.floor = sys.floor();
         let out = world.run_exchange(1);
         if let Ok(sel) = &out.decision {
-            let now = self.now();
-            if sys.on_consensus(now, sel.interval, false) {
-                self.stepped = false;
-            }
-            let offset = sel.offset;
-            if offset.abs() > self.step_threshold && !self.stepped {
-                if now.wall + offset >= sys.floor() {
-                    self.stepped = true;
-                    self.wall_error += offset;
-                    sys.on_disciplined(self.now());
-                }
-            } else {
-                // Slew (at most 0.5 s per poll): modelled as done by the next poll.
-                let max = SignedDuration::from_millis(500);
-                let by = if offset.abs() > max {
-                    if offset.is_negative() {
-                        -max
-                    } else {
-                        max
-                    }
-                } else {
-                    offset
-                };
-                self.wall_error += by;
-                sys.on_disciplined(self.now());
-            }
+            // The core decides the step or slew and the RTC write; the device carries them
+            // out exactly as the daemon's effects do.
+            let _ = sys.on_consensus(self.now(), sel.interval, false);
             self.carry_out(sys);
         }
         out
@@ -462,6 +431,9 @@ impl Device {
             self.log.push(a);
             match a {
                 Action::Step(by) => self.wall_error += by,
+                // Slews are modelled as done by the next poll.
+                Action::Slew(by) => self.wall_error += by,
+                Action::NotifyReady => {}
                 Action::WriteRtc { time } => {
                     if self.rtc_error.is_some() {
                         self.rtc_error = Some(time - self.truth);

@@ -180,6 +180,8 @@ fn system_config(allow_force: bool, rtc: bool) -> SystemConfig {
         trust: TrustConfig::new(UnixTime::from_secs(T0 - 30 * DAY)),
         allow_manual_force: allow_force,
         has_rtc: rtc,
+        discipline: true,
+        step_threshold: SignedDuration::from_millis(128),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The system clock and the RTC, behind traits. This is the only module with `unsafe`: the
 //! Linux calls `clock_settime`, `adjtime` and the RTC ioctls.
 //!
-//! Policy lives in [`Discipline`] (pure, tested with a recording fake): step once at start when
-//! the error is large, slew afterwards, never step below the floor.
+//! Policy (step once, then slew, never below the floor) lives in the core's `System`, which
+//! queues `Step` and `Slew` actions that the daemon's `effects` carry out through these traits.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -36,73 +36,6 @@ pub trait Rtc: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// From the device.
     fn set(&self, t: UnixTime) -> io::Result<()>;
-}
-
-/// What to do about a measured offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Nothing (observe-only, or no offset).
-    None,
-    /// Step by this much.
-    Step(SignedDuration),
-    /// Slew by this much.
-    Slew(SignedDuration),
-}
-
-/// Step-or-slew policy.
-#[derive(Clone, Copy, Debug)]
-pub struct Discipline {
-    /// Offsets above this are stepped (once, at start).
-    pub step_threshold: SignedDuration,
-    /// Never touch any clock.
-    pub observe_only: bool,
-    stepped: bool,
-}
-
-impl Discipline {
-    /// A policy.
-    #[must_use]
-    pub fn new(step_threshold: SignedDuration, observe_only: bool) -> Self {
-        Discipline {
-            step_threshold,
-            observe_only,
-            stepped: false,
-        }
-    }
-
-    /// Allows one more step: the consensus contradicted what was trusted before (the clock was
-    /// stepped to a wrong time, or set by hand), so slewing half a second per poll would keep
-    /// it wrong for years.
-    pub fn rearm(&mut self) {
-        self.stepped = false;
-    }
-
-    /// Decides for `offset` (true minus system), given the system clock `now` and the `floor`.
-    pub fn decide(&mut self, offset: SignedDuration, now: UnixTime, floor: UnixTime) -> Action {
-        if self.observe_only || offset == SignedDuration::ZERO {
-            return Action::None;
-        }
-        if offset.abs() > self.step_threshold && !self.stepped {
-            if now + offset < floor {
-                return Action::None;
-            }
-            self.stepped = true;
-            return Action::Step(offset);
-        }
-        // After the first step only slews, bounded to half a second per decision (adjtime's
-        // comfortable range); a large error later is slewed over several polls.
-        let max = SignedDuration::from_millis(500);
-        let by = if offset.abs() > max {
-            if offset.is_negative() {
-                -max
-            } else {
-                max
-            }
-        } else {
-            offset
-        };
-        Action::Slew(by)
-    }
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`) and the time since boot
@@ -312,45 +245,5 @@ mod tests {
         let (b_id, b) = boot_instant().unwrap();
         assert_eq!(a_id, b_id);
         assert!(b >= a && a > SignedDuration::ZERO);
-    }
-
-    #[test]
-    fn rearm_allows_one_more_step() {
-        let floor = UnixTime::from_secs(1_790_000_000);
-        let mut d = Discipline::new(SignedDuration::from_secs(1), false);
-        let big = SignedDuration::from_secs(10 * 365 * 86_400);
-        assert_eq!(d.decide(big, floor, floor), Action::Step(big));
-        let back = -big;
-        let later = floor + big;
-        assert!(matches!(d.decide(back, later, floor), Action::Slew(_)));
-        d.rearm();
-        assert_eq!(d.decide(back, later, floor), Action::Step(back));
-    }
-
-    #[test]
-    fn steps_once_then_slews_and_never_below_the_floor() {
-        let floor = UnixTime::from_secs(1_790_000_000);
-        let now = UnixTime::from_secs(946_684_800);
-        let mut d = Discipline::new(SignedDuration::from_secs(1), false);
-        let big = floor - now + SignedDuration::from_secs(3600);
-        assert_eq!(d.decide(big, now, floor), Action::Step(big));
-        // Later a large error is slewed, in bounded pieces.
-        assert_eq!(
-            d.decide(SignedDuration::from_secs(5), floor, floor),
-            Action::Slew(SignedDuration::from_millis(500))
-        );
-        assert_eq!(
-            d.decide(SignedDuration::from_millis(-3), floor, floor),
-            Action::Slew(SignedDuration::from_millis(-3))
-        );
-        // A step that would land below the floor is refused.
-        let mut d = Discipline::new(SignedDuration::from_secs(1), false);
-        assert_eq!(
-            d.decide(SignedDuration::from_secs(-10), floor, floor),
-            Action::None
-        );
-        // Observe-only never acts.
-        let mut d = Discipline::new(SignedDuration::from_secs(1), true);
-        assert_eq!(d.decide(big, now, floor), Action::None);
     }
 }

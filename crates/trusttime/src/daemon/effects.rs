@@ -26,8 +26,10 @@ pub(super) fn slewed_samples(s: &mut Status, by: SignedDuration) {
     }
 }
 
-/// Carries out what the core decided: steps for hand-set time, RTC writes, persistence, logs.
-/// The one place (besides the discipline after a consensus) that changes a clock or the disk.
+/// Carries out what the core decided: steps and slews (after a consensus or a hand-set time),
+/// RTC writes, persistence, readiness, logs. The one place that changes a clock or the disk,
+/// and the one path by which the clock changes: samples move with every step and cover both
+/// clocks during a slew.
 pub(super) fn carry_out(handle: &StatusHandle) {
     let mut persist = false;
     loop {
@@ -42,15 +44,30 @@ pub(super) fn carry_out(handle: &StatusHandle) {
                 let Some(c) = control else { continue };
                 match c.step(by) {
                     Ok(()) => {
-                        tracing::info!(?by, "clock stepped to the hand-set time");
+                        tracing::info!(?by, "clock stepped");
                         if let Ok(mut s) = handle.0.lock() {
                             shift_samples(&mut s, by);
+                            s.last_step = Some((handle.1.now().mono, by));
                         }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot step the clock to the manual time")
-                    }
+                    Err(e) => tracing::error!(error = %e, ?by, "cannot step the clock"),
                 }
+            }
+            core_system::Action::Slew(by) => {
+                let Some(c) = control else { continue };
+                match c.slew(by) {
+                    Ok(()) => {
+                        tracing::debug!(?by, "clock slewed");
+                        if let Ok(mut s) = handle.0.lock() {
+                            slewed_samples(&mut s, by);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, ?by, "cannot slew the clock"),
+                }
+            }
+            core_system::Action::NotifyReady => {
+                sd_notify("READY=1\nSTATUS=time trusted");
+                tracing::info!("time trusted; READY=1");
             }
             core_system::Action::WriteRtc { time } => {
                 let Some(rtc) = rtc else { continue };

@@ -16,7 +16,7 @@ mod status;
 mod tests;
 
 pub use crate::daemon_api::{SetError, MAX_MANUAL_UNCERTAINTY};
-use effects::{carry_out, shift_samples, slewed_samples, snapshot_of};
+use effects::{carry_out, snapshot_of};
 pub use effects::{sd_notify, SAVE_EVERY};
 use run::SourceRun;
 pub use run::{RESOLVE_AFTER_SILENT, RESOLVE_EVERY};
@@ -40,7 +40,7 @@ use crate::daemon_api::{
     Command, CommandCall, CommandError, DaemonLink, LastSample, Reply, SetTime, SourceView,
     MAX_MANUAL_TIME_MS,
 };
-use crate::platform::{Action, ClockControl, Discipline, Rtc};
+use crate::platform::{ClockControl, Rtc};
 use crate::spec::{ServerSpec, SourceKind, Verdict};
 use crate::sync::{sync, SyncOptions};
 use state_file::{self as state, SourceState, State};
@@ -154,6 +154,8 @@ impl Daemon {
             },
             allow_manual_force: cfg.clock.allow_manual_force,
             has_rtc: self.rtc.is_some() && !self.observe_only,
+            discipline: !self.observe_only,
+            step_threshold: SignedDuration::from_std(self.config.step_threshold),
         });
         let now = self.local.now();
         let boot = crate::platform::boot_instant();
@@ -249,6 +251,7 @@ impl Daemon {
             disagreeing: Vec::new(),
             last_round: None,
             chain_violations: std::collections::VecDeque::new(),
+            last_step: None,
             constraint: None,
             published,
         }));

@@ -190,11 +190,7 @@ struct Driver {
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     gen: u64,
-    discipline: Discipline,
     burst_left: u8,
-    notified: bool,
-    /// The last step: datagrams stamped before it are moved by it.
-    last_step: Option<(MonoInstant, SignedDuration)>,
     /// The last HTTPS Date decision, and when (it is applied to plain NTP).
     constraint: (crate::sync::ConstraintDecision, MonoInstant),
     constraint_round: bool,
@@ -218,13 +214,7 @@ impl Daemon {
             tx,
             rx,
             gen: 0,
-            discipline: Discipline::new(
-                SignedDuration::from_std(self.config.step_threshold),
-                self.observe_only,
-            ),
             burst_left: 3,
-            notified: false,
-            last_step: None,
             constraint: (crate::sync::ConstraintDecision::NotAsked, MonoInstant::ZERO),
             constraint_round: false,
             no_majority_at: None,
@@ -435,7 +425,7 @@ impl Daemon {
             Msg::Datagram { i, gen, at, bytes } => {
                 let mut at = at;
                 // Stamped before a step that has been made since: measured on the old clock.
-                if let Some((step_at, by)) = d.last_step {
+                if let Some((step_at, by)) = s.last_step {
                     if at.mono < step_at {
                         at.wall = at.wall + by;
                     }
@@ -797,32 +787,20 @@ impl Daemon {
                 if downgraded {
                     tracing::debug!("authenticated sources did not agree; plain NTP decided");
                 }
+                // The core decides the step or slew, the RTC write, persistence and readiness;
+                // `carry_out` does them.
                 if s.sys.on_consensus(now, sel.interval, authenticated) {
-                    // The consensus contradicts what was trusted: step, do not slew for years.
                     tracing::warn!(
                         offset = ?sel.offset,
                         authenticated,
                         "the consensus contradicts the time trusted before; following it"
                     );
-                    d.discipline.rearm();
                 }
                 s.agreed = sel.count;
                 s.last_sync_wall = Some(now.wall);
                 d.burst_left = 0;
-                let floor = s.sys.floor();
-                let action = d.discipline.decide(sel.offset, now.wall, floor);
                 drop(s);
-                if let Some(by) = self.apply(action, handle) {
-                    d.last_step = Some((self.local.now().mono, by));
-                }
-                // RTC writes, persistence (first sync, then at most every 10 min) and logs
-                // decided by the core.
                 carry_out(handle);
-                if !d.notified {
-                    d.notified = true;
-                    sd_notify("READY=1\nSTATUS=time trusted");
-                    tracing::info!("time trusted; READY=1");
-                }
             }
             Combination::Failed(why) => {
                 let fresh = d.no_majority_at.map_or(true, |t| {
@@ -865,35 +843,6 @@ impl Daemon {
                         }
                     }
                 }
-            }
-        }
-    }
-
-    /// Carries out the discipline's decision after a consensus (the clock and the samples
-    /// measured against it move together).
-    /// Returns the step made, if any.
-    pub(super) fn apply(&self, action: Action, handle: &StatusHandle) -> Option<SignedDuration> {
-        let result = match action {
-            Action::None => return None,
-            Action::Step(by) => self.control.step(by).map(|()| by),
-            Action::Slew(by) => self.control.slew(by).map(|()| SignedDuration::ZERO),
-        };
-        match result {
-            Ok(stepped) => {
-                tracing::info!(?action, "clock adjusted");
-                if let Ok(mut s) = handle.0.lock() {
-                    shift_samples(&mut s, stepped);
-                    if let Action::Slew(by) = action {
-                        slewed_samples(&mut s, by);
-                    }
-                    // The core queues the RTC write with the true time.
-                    s.sys.on_disciplined(handle.1.now());
-                }
-                (stepped != SignedDuration::ZERO).then_some(stepped)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, ?action, "cannot adjust the clock");
-                None
             }
         }
     }
