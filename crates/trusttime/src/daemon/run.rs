@@ -73,7 +73,7 @@ pub(super) struct Link {
     send: std::net::UdpSocket,
     recv: tokio::task::AbortHandle,
     /// Told apart from the datagrams of an earlier socket of the same source.
-    gen: u64,
+    pub(super) gen: u64,
 }
 
 impl Drop for Link {
@@ -163,7 +163,7 @@ impl SourceRun {
 }
 
 /// What tasks report to the loop.
-enum Msg {
+pub(super) enum Msg {
     /// A datagram from source `i`'s socket generation `gen`, stamped when it arrived.
     Datagram {
         i: usize,
@@ -186,7 +186,7 @@ enum Msg {
 }
 
 /// The loop's own state (the rest is in [`Status`], shared with observers).
-struct Driver {
+pub(super) struct Driver {
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     gen: u64,
@@ -199,18 +199,10 @@ struct Driver {
     nts_cache: crate::sync::NtsCache,
 }
 
-impl Daemon {
-    #[allow(clippy::too_many_lines)]
-    pub(super) async fn run(self, handle: StatusHandle, nts_ca: Vec<Vec<u8>>) {
-        let cfg = self.config.raw.clone();
-        let delay = self.config.startup_delay;
-        if !delay.is_zero() {
-            let d = Duration::from_nanos(rand::random::<u64>() % (delay.as_nanos() as u64 + 1));
-            tracing::info!(?d, "random start-up delay (NTP Pool guidance)");
-            tokio::time::sleep(d).await;
-        }
+impl Driver {
+    pub(super) fn new() -> Self {
         let (tx, rx) = mpsc::channel(256);
-        let mut d = Driver {
+        Driver {
             tx,
             rx,
             gen: 0,
@@ -219,30 +211,53 @@ impl Daemon {
             constraint_round: false,
             no_majority_at: None,
             nts_cache: Arc::default(),
-        };
+        }
+    }
+}
+
+impl Daemon {
+    /// Gives every plain NTP source its core [`NtpSource`], due now (resuming at the poll
+    /// interval saved before a restart). False if the status is unavailable.
+    pub(super) fn prepare(&self, handle: &StatusHandle) -> bool {
+        let cfg = &self.config.raw;
         let max_age = SignedDuration::from_secs(2 << cfg.daemon.max_poll.clamp(0, 17));
-        let source_cfg = |floor| SourceConfig {
-            client: trusttime_core::ntp::ClientConfig {
-                floor,
-                ..trusttime_core::ntp::ClientConfig::default()
-            },
-            min_poll: cfg.daemon.min_poll,
-            max_poll: cfg.daemon.max_poll,
-            drift_ppm: cfg.clock.drift_ppm,
-            max_age,
+        let now = self.local.now();
+        let Ok(mut s) = handle.0.lock() else {
+            return false;
         };
-        {
-            let now = self.local.now();
-            let Ok(mut s) = handle.0.lock() else { return };
-            let floor = s.sys.floor();
-            for r in &mut s.sources {
-                if r.kind == SourceKind::Ntp {
-                    let mut n = NtpSource::new(source_cfg(floor), now.mono);
-                    n.resume_at(r.policy.poll_exponent());
-                    r.ntp = Some(n);
-                }
-                r.next_due = now.mono;
+        let floor = s.sys.floor();
+        for r in &mut s.sources {
+            if r.kind == SourceKind::Ntp {
+                let config = SourceConfig {
+                    client: trusttime_core::ntp::ClientConfig {
+                        floor,
+                        ..trusttime_core::ntp::ClientConfig::default()
+                    },
+                    min_poll: cfg.daemon.min_poll,
+                    max_poll: cfg.daemon.max_poll,
+                    drift_ppm: cfg.clock.drift_ppm,
+                    max_age,
+                };
+                let mut n = NtpSource::new(config, now.mono);
+                n.resume_at(r.policy.poll_exponent());
+                r.ntp = Some(n);
             }
+            r.next_due = now.mono;
+        }
+        true
+    }
+
+    #[allow(clippy::too_many_lines)]
+    pub(super) async fn run(self, handle: StatusHandle, nts_ca: Vec<Vec<u8>>) {
+        let delay = self.config.startup_delay;
+        if !delay.is_zero() {
+            let d = Duration::from_nanos(rand::random::<u64>() % (delay.as_nanos() as u64 + 1));
+            tracing::info!(?d, "random start-up delay (NTP Pool guidance)");
+            tokio::time::sleep(d).await;
+        }
+        let mut d = Driver::new();
+        if !self.prepare(&handle) {
+            return;
         }
         loop {
             let now = self.local.now();
@@ -417,7 +432,7 @@ impl Daemon {
     }
 
     /// Handles one message. True when an estimate may have changed.
-    fn handle_msg(&self, d: &mut Driver, handle: &StatusHandle, m: Msg) -> bool {
+    pub(super) fn handle_msg(&self, d: &mut Driver, handle: &StatusHandle, m: Msg) -> bool {
         let Ok(mut s) = handle.0.lock() else {
             return false;
         };

@@ -372,3 +372,98 @@ async fn commands_through_the_link_are_carried_out_and_published() {
     assert_eq!(st.manual_changes.len(), 2);
     running.abort();
 }
+
+/// The driver's side of DNS: two names of one pool that resolve to the same servers ask
+/// distinct ones; an address that is still in the answer keeps its socket; another address
+/// gets a new socket (and the source a new filter); a failed lookup is reported.
+#[tokio::test]
+async fn two_names_of_one_pool_ask_distinct_servers_and_a_kept_address_keeps_its_socket() {
+    use super::run::{Driver, Msg};
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\n[clock]\nobserve-only = true\n[[source]]\nkind = \"ntp\"\naddress = \"0.pool.example\"\n[[source]]\nkind = \"ntp\"\naddress = \"1.pool.example\"\n",
+        dir.path().join("state").display(),
+        dir.path().join("control.sock").display()
+    );
+    let clock = Arc::new(FakeClock {
+        base: floor::build_time() + SignedDuration::from_secs(86_400),
+        offset_ns: AtomicI64::new(0),
+        rtc_ns: Mutex::new(None),
+    });
+    let make = || {
+        let c = Arc::new(Control(Arc::clone(&clock)));
+        Daemon {
+            config: crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap(),
+            local: Arc::clone(&clock) as Arc<dyn LocalClock>,
+            control: c as Arc<dyn ClockControl>,
+            rtc: None,
+            observe_only: true,
+        }
+    };
+    let (handle, _fut) = make().start().unwrap();
+    let runner = make();
+    assert!(runner.prepare(&handle));
+    let mut drv = Driver::new();
+    let addr = |s: &str| -> std::net::SocketAddr { s.parse().unwrap() };
+    let (x, y, z) = (
+        addr("127.0.0.71:9"),
+        addr("127.0.0.72:9"),
+        addr("127.0.0.73:9"),
+    );
+    let link = |i: usize| {
+        let s = handle.0.lock().unwrap();
+        s.sources[i].link.as_ref().map(|l| (l.addr, l.gen))
+    };
+    for i in 0..2 {
+        runner.handle_msg(
+            &mut drv,
+            &handle,
+            Msg::Resolved {
+                i,
+                result: Ok(vec![x, y]),
+            },
+        );
+    }
+    let (a0, g0) = link(0).unwrap();
+    let (a1, _) = link(1).unwrap();
+    assert_eq!((a0, a1), (x, y), "the second name asks the other server");
+    // The name answers again with both, in another order: the kept address stays, and so
+    // does its socket.
+    runner.handle_msg(
+        &mut drv,
+        &handle,
+        Msg::Resolved {
+            i: 0,
+            result: Ok(vec![y, x]),
+        },
+    );
+    assert_eq!(link(0), Some((x, g0)));
+    // Another server only: a new socket.
+    runner.handle_msg(
+        &mut drv,
+        &handle,
+        Msg::Resolved {
+            i: 0,
+            result: Ok(vec![z]),
+        },
+    );
+    let (a, g) = link(0).unwrap();
+    assert_eq!(a, z);
+    assert_ne!(g, g0);
+    // A failed lookup: said in the status, and the source waits for its next try.
+    runner.handle_msg(
+        &mut drv,
+        &handle,
+        Msg::Resolved {
+            i: 1,
+            result: Err("DNS: no such name".into()),
+        },
+    );
+    let s = handle.0.lock().unwrap();
+    assert!(
+        s.sources[1].reason.contains("DNS"),
+        "{}",
+        s.sources[1].reason
+    );
+    assert_eq!(s.sources[1].verdict, Verdict::NoReply);
+}
