@@ -129,6 +129,11 @@ pub struct NtpSource {
     rand: u64,
     events: [Option<SourceEvent>; EVENTS],
     last_failure: Option<Failure>,
+    /// Steps of the clock since the exchange in flight sent its first request: its sample is
+    /// measured against the old clock and moves by this much when it arrives.
+    in_flight_step: SignedDuration,
+    /// Slews started while the exchange was in flight: its sample covers both clocks.
+    in_flight_slew: (SignedDuration, SignedDuration),
     #[cfg(feature = "nts")]
     nts: Option<crate::nts::NtsSession>,
 }
@@ -154,6 +159,8 @@ impl NtpSource {
             rand: 0,
             events: [None; EVENTS],
             last_failure: None,
+            in_flight_step: SignedDuration::ZERO,
+            in_flight_slew: (SignedDuration::ZERO, SignedDuration::ZERO),
             #[cfg(feature = "nts")]
             nts: None,
         }
@@ -234,6 +241,8 @@ impl NtpSource {
         }
         self.client = NtpClient::new(self.config.client);
         self.in_flight = true;
+        self.in_flight_step = SignedDuration::ZERO;
+        self.in_flight_slew = (SignedDuration::ZERO, SignedDuration::ZERO);
         self.reach <<= 1;
         self.requests = self.requests.saturating_add(1);
     }
@@ -383,14 +392,26 @@ impl NtpSource {
             })
     }
 
-    /// The local clock was stepped by `by`: stored samples move with it.
+    /// The local clock was stepped by `by`: stored samples move with it, and so will the
+    /// sample of an exchange in flight (its request left on the old clock).
     pub fn stepped(&mut self, by: SignedDuration) {
         self.filter.stepped(by);
+        if self.in_flight {
+            self.in_flight_step += by;
+        }
     }
 
-    /// A slew of `by` was started: stored samples cover the old and the new clock.
+    /// A slew of `by` was started: stored samples cover the old and the new clock, and so
+    /// will the sample of an exchange in flight.
     pub fn slewed(&mut self, by: SignedDuration) {
         self.filter.slewed(by);
+        if self.in_flight {
+            if by.is_negative() {
+                self.in_flight_slew.1 -= by;
+            } else {
+                self.in_flight_slew.0 -= by;
+            }
+        }
     }
 
     /// The reach register: bit 0 is the last poll, 1 if it gave a sample.
@@ -440,8 +461,12 @@ impl NtpSource {
         self.reach |= 1;
         self.silent = 0;
         self.last_failure = None;
+        let measured = OffsetInterval::around(sample.offset, sample.error_bound());
         self.filter.add(FilterSample {
-            offset: OffsetInterval::around(sample.offset, sample.error_bound()),
+            offset: OffsetInterval {
+                lo: measured.lo - self.in_flight_step + self.in_flight_slew.0,
+                hi: measured.hi - self.in_flight_step + self.in_flight_slew.1,
+            },
             delay: sample.delay,
             at: now,
         });
@@ -778,7 +803,7 @@ mod tests {
             let _ = events(&mut s);
         }
         assert!(asked_hourly);
-        assert!(t >= 3_600_000 && t < 3_600_000 + 2 * 1_200_000, "{t}");
+        assert!((3_600_000..3_600_000 + 2 * 1_200_000).contains(&t), "{t}");
     }
 
     #[test]
@@ -835,5 +860,30 @@ mod tests {
             e,
             SourceEvent::Failed(Failure::Rejected(Reject::BelowFloor { .. }))
         )));
+    }
+
+    #[test]
+    fn a_sample_in_flight_across_a_step_moves_with_the_clock() {
+        let mut s = NtpSource::new(cfg(), MonoInstant::ZERO);
+        s.address_resolved(MonoInstant::ZERO, false);
+        let off = SignedDuration::ZERO;
+        s.handle_timeout(at(0, off), 1);
+        let mut buf = [0u8; 64];
+        let n = s.poll_transmit(at(0, off), &rnd(5), &mut buf).unwrap();
+        let r = reply(&buf[..n], 0, 20, off);
+        // The clock is stepped an hour ahead while the request is out.
+        let step = SignedDuration::from_secs(3600);
+        s.stepped(step);
+        s.handle_datagram(at(20, off), &r).unwrap();
+        let e = s.estimate(MonoInstant::from_nanos(20_000_000)).unwrap();
+        // Measured on the old clock the server agreed; on the new clock it is an hour behind.
+        assert!(e.offset.lo <= -step && -step <= e.offset.hi, "{e:?}");
+        // The next exchange starts afresh.
+        let t = ceil_ms(s.poll_timeout().unwrap());
+        let _ = poll_once(&mut s, t, true);
+        let e = s
+            .estimate(MonoInstant::from_nanos((t + 20) * 1_000_000))
+            .unwrap();
+        assert!(e.offset.radius() < SignedDuration::from_secs(1));
     }
 }

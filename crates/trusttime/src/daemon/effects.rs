@@ -47,7 +47,6 @@ pub(super) fn carry_out(handle: &StatusHandle) {
                         tracing::info!(?by, "clock stepped");
                         if let Ok(mut s) = handle.0.lock() {
                             shift_samples(&mut s, by);
-                            s.last_step = Some((handle.1.now().mono, by));
                         }
                     }
                     Err(e) => tracing::error!(error = %e, ?by, "cannot step the clock"),

@@ -251,7 +251,6 @@ impl Daemon {
             disagreeing: Vec::new(),
             last_round: None,
             chain_violations: std::collections::VecDeque::new(),
-            last_step: None,
             constraint: None,
             published,
         }));

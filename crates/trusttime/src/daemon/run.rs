@@ -438,13 +438,7 @@ impl Daemon {
         };
         match m {
             Msg::Datagram { i, gen, at, bytes } => {
-                let mut at = at;
-                // Stamped before a step that has been made since: measured on the old clock.
-                if let Some((step_at, by)) = s.last_step {
-                    if at.mono < step_at {
-                        at.wall = at.wall + by;
-                    }
-                }
+                // (A reply to a request sent before a step is moved by the source itself.)
                 let Some(r) = s.sources.get_mut(i) else {
                     return false;
                 };

@@ -31,9 +31,7 @@ pub(super) struct Status {
     pub(super) last_round: Option<String>,
     /// Signed Roughtime evidence that a server lies (the last 20).
     pub(super) chain_violations: std::collections::VecDeque<String>,
-    /// The last step of the clock (monotonic time, amount): a datagram stamped before it was
-    /// measured on the old clock.
-    pub(super) last_step: Option<(MonoInstant, SignedDuration)>,
+
     /// How the HTTPS Date constraints were combined in the last round that asked them.
     pub(super) constraint: Option<crate::sync::ConstraintDecision>,
     /// Where snapshots are published for observers.

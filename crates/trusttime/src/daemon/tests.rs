@@ -467,3 +467,95 @@ async fn two_names_of_one_pool_ask_distinct_servers_and_a_kept_address_keeps_its
     );
     assert_eq!(s.sources[1].verdict, Verdict::NoReply);
 }
+
+/// A reply to a request sent before the clock was stepped, handled after the step, was
+/// measured on the old clock: it moves with the clock (as stored samples do), so it agrees with
+/// the new clock instead of being off by the step.
+#[tokio::test]
+async fn a_reply_stamped_before_a_step_is_measured_on_the_old_clock() {
+    use super::run::{Driver, Msg};
+    use trusttime_core::ntp::{Mode, NtpPacket};
+    let dir = tempfile::tempdir().unwrap();
+    let server = std::net::UdpSocket::bind("127.0.0.74:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let text = format!(
+        "[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\n[clock]\nobserve-only = true\n[[source]]\nkind = \"ntp\"\naddress = \"{}\"\n",
+        dir.path().join("state").display(),
+        dir.path().join("control.sock").display(),
+        server.local_addr().unwrap()
+    );
+    let clock = Arc::new(FakeClock {
+        base: floor::build_time() + SignedDuration::from_secs(86_400),
+        offset_ns: AtomicI64::new(0),
+        rtc_ns: Mutex::new(None),
+    });
+    let make = || {
+        let c = Arc::new(Control(Arc::clone(&clock)));
+        Daemon {
+            config: crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap(),
+            local: Arc::clone(&clock) as Arc<dyn LocalClock>,
+            control: c as Arc<dyn ClockControl>,
+            rtc: None,
+            observe_only: true,
+        }
+    };
+    let (handle, _fut) = make().start().unwrap();
+    let runner = make();
+    assert!(runner.prepare(&handle));
+    let mut drv = Driver::new();
+    // Resolving the literal address connects the socket and sends the first request.
+    runner.handle_msg(
+        &mut drv,
+        &handle,
+        Msg::Resolved {
+            i: 0,
+            result: Ok(vec![server.local_addr().unwrap()]),
+        },
+    );
+    let mut req = [0u8; 1024];
+    let (n, from) = server.recv_from(&mut req).unwrap();
+    let (p, _) = NtpPacket::parse(&req[..n]).unwrap();
+    // The server's time is the device's time (offset 0) at the moment it answers.
+    let stamped = handle.1.now();
+    let t = trusttime_core::time::NtpTimestamp::from_unix(stamped.wall);
+    let mut r = NtpPacket::client_request(p.transmit_ts);
+    r.mode = Mode::Server;
+    r.stratum = 2;
+    r.origin_ts = p.transmit_ts;
+    r.receive_ts = t;
+    r.transmit_ts = t;
+    r.reference_ts = t;
+    r.precision = -20;
+    let mut reply = [0u8; 48];
+    r.emit(&mut reply).unwrap();
+    let _ = from;
+    let gen = handle.0.lock().unwrap().sources[0]
+        .link
+        .as_ref()
+        .unwrap()
+        .gen;
+    // The clock is stepped an hour ahead after the reply arrived but before it is handled.
+    let step = SignedDuration::from_secs(3600);
+    clock.offset_ns.fetch_add(step.as_nanos(), Ordering::SeqCst);
+    super::effects::shift_samples(&mut handle.0.lock().unwrap(), step);
+    runner.handle_msg(
+        &mut drv,
+        &handle,
+        Msg::Datagram {
+            i: 0,
+            gen,
+            at: stamped,
+            bytes: reply.to_vec(),
+        },
+    );
+    let s = handle.0.lock().unwrap();
+    let (iv, _, _) = s.sources[0].last.expect("a sample");
+    // Measured on the old clock the server was 0 s off; on the new clock it is 1 h behind.
+    let mid = iv.midpoint();
+    assert!(
+        (mid + step).abs() < SignedDuration::from_secs(1),
+        "offset {mid:?} should be about -1 h against the stepped clock"
+    );
+}
