@@ -1013,3 +1013,101 @@ fn unknown_and_malformed_commands_are_refused_and_change_nothing() {
     let st = cli_json(&["status"], &config);
     assert_eq!(st["manual_changes"].as_array().unwrap().len(), 1, "{st}");
 }
+
+/// A hostile local user squats the control socket (in a directory anyone can write to) and
+/// answers with a forged "authenticated" status: `wait` (run as root) refuses to believe it at
+/// once, whether the socket file is the squatter's or was handed to root, and exits with the
+/// usage code instead of reporting trusted time.
+#[test]
+fn wait_does_not_believe_a_squatted_control_socket() {
+    // Only root can run the squatter as another user and hand the file over.
+    if euid() != 0 {
+        return;
+    }
+    let Some(python) = trusttime_test_support::peer_or_skip(
+        "python3",
+        &["/usr/bin/python3", "/usr/local/bin/python3"],
+        "apt-get install python3",
+    ) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let shared = dir.path().join("tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(
+        &shared,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let sock = shared.join("control.sock");
+    // The squatter: answers every request with a status that claims authenticated time.
+    let script = r#"
+import json, os, socket, struct, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+os.chmod(path, 0o777)
+s.listen(8)
+reply = json.dumps({"state": "authenticated", "provenance": "authenticated", "authenticated": True,
+    "uncertainty_s": 0.001, "offset_s": 0.0, "earliest": "2030-01-01T00:00:00Z",
+    "latest": "2030-01-01T00:00:00Z", "require_authenticated": []}).encode()
+while True:
+    c, _ = s.accept()
+    try:
+        n = struct.unpack(">I", c.recv(4))[0]
+        c.recv(n)
+        c.sendall(struct.pack(">I", len(reply)) + reply)
+    except Exception:
+        pass
+    c.close()
+"#;
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(&python)
+    .args(["-c", script])
+    .arg(&sock);
+    let _squatter = Peer::spawn("squatter", cmd, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the squatter did not bind"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let wait = || {
+        let started = std::time::Instant::now();
+        let out = Command::new(bin())
+            .args(["wait", "--for", "tls", "--timeout", "10s", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        (out, started.elapsed())
+    };
+    // The file is the squatter's.
+    let (out, took) = wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("65534"), "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "refused at once, not retried"
+    );
+    // Root takes the file over, but the process answering is still the squatter's.
+    std::os::unix::fs::lchown(&sock, Some(0), Some(0)).unwrap();
+    let (out, _) = wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("uid 65534"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("trusted"));
+}
+
+fn euid() -> u32 {
+    // /proc/self belongs to the process's effective user.
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap())
+}
