@@ -392,6 +392,12 @@ impl NtpSource {
             })
     }
 
+    /// Forgets every stored sample (e.g. the key exchange that vouched for them turned out to
+    /// be invalid).
+    pub fn forget_samples(&mut self) {
+        self.filter.clear();
+    }
+
     /// The local clock was stepped by `by`: stored samples move with it, and so will the
     /// sample of an exchange in flight (its request left on the old clock).
     pub fn stepped(&mut self, by: SignedDuration) {

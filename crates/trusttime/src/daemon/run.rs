@@ -63,6 +63,9 @@ pub(super) struct SourceRun {
     pub(super) in_round: bool,
     /// It has finished at least one poll (before that it counts as pending).
     pub(super) polled: bool,
+    /// NTS: when the NTS-KE server's certificate chain was valid (the time obtained must lie
+    /// inside).
+    pub(super) nts_window: Option<TimeInterval>,
 }
 
 /// A plain NTP source's connected socket.
@@ -105,7 +108,14 @@ impl SourceRun {
             resolving: false,
             in_round: false,
             polled: false,
+            nts_window: None,
         }
+    }
+
+    /// A plain NTP source given by name (asking the name again may give another server); an
+    /// NTS source's server comes from its key exchange.
+    fn is_name(&self) -> bool {
+        self.kind == SourceKind::Ntp && self.spec.host.parse::<std::net::IpAddr>().is_err()
     }
 
     /// Copies what observers see from the core source.
@@ -176,6 +186,12 @@ pub(super) enum Msg {
         i: usize,
         result: Result<Vec<SocketAddr>, String>,
     },
+    /// An NTS-KE exchange for source `i` ended: the session, the NTP server's addresses and
+    /// the certificate's validity window.
+    KeyExchanged {
+        i: usize,
+        result: Result<Box<KeyExchanged>, String>,
+    },
     /// The HTTPS Date constraints were asked and combined.
     Constraint(crate::sync::ConstraintDecision),
     /// A round of NTS / Roughtime sources ended.
@@ -183,6 +199,13 @@ pub(super) enum Msg {
         due: Vec<usize>,
         report: Box<crate::sync::SyncReport>,
     },
+}
+
+/// What an NTS-KE task brings back.
+pub(super) struct KeyExchanged {
+    session: trusttime_core::nts::NtsSession,
+    addrs: Vec<SocketAddr>,
+    window: Option<TimeInterval>,
 }
 
 /// The loop's own state (the rest is in [`Status`], shared with observers).
@@ -196,7 +219,8 @@ pub(super) struct Driver {
     constraint_round: bool,
     /// When a round without a majority last asked every name again.
     no_majority_at: Option<MonoInstant>,
-    nts_cache: crate::sync::NtsCache,
+    /// Trust anchors for NTS-KE and HTTPS Date (empty: the built-in roots).
+    nts_ca: Arc<Vec<Vec<u8>>>,
 }
 
 impl Driver {
@@ -210,7 +234,7 @@ impl Driver {
             constraint: (crate::sync::ConstraintDecision::NotAsked, MonoInstant::ZERO),
             constraint_round: false,
             no_majority_at: None,
-            nts_cache: Arc::default(),
+            nts_ca: Arc::default(),
         }
     }
 }
@@ -227,7 +251,7 @@ impl Daemon {
         };
         let floor = s.sys.floor();
         for r in &mut s.sources {
-            if r.kind == SourceKind::Ntp {
+            if matches!(r.kind, SourceKind::Ntp | SourceKind::Nts) {
                 let config = SourceConfig {
                     client: trusttime_core::ntp::ClientConfig {
                         floor,
@@ -256,6 +280,7 @@ impl Daemon {
             tokio::time::sleep(d).await;
         }
         let mut d = Driver::new();
+        d.nts_ca = Arc::new(nts_ca);
         if !self.prepare(&handle) {
             return;
         }
@@ -277,7 +302,7 @@ impl Daemon {
                 for i in 0..s.sources.len() {
                     changed |= self.drive_ntp(&mut d, &mut s, i, now, floor);
                 }
-                self.start_round(&mut d, &mut s, now, &nts_ca);
+                self.start_round(&mut d, &mut s, now);
             }
             if changed {
                 self.decide(&mut d, &handle);
@@ -339,7 +364,7 @@ impl Daemon {
             n.handle_timeout(now, rand::random());
         }
         let mut rnd = [0u8; RAND_LEN];
-        let mut buf = [0u8; 1024];
+        let mut buf = [0u8; 4096];
         loop {
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut rnd);
             let Some(len) = n.poll_transmit(now, &rnd, &mut buf) else {
@@ -359,6 +384,25 @@ impl Daemon {
         ) {
             r.resolving = true;
             tracing::debug!(server = %r.spec, ?why, "resolving");
+            if r.kind == SourceKind::Nts {
+                // An NTS source's address (and keys) come from a key exchange.
+                let bootstrap = {
+                    let t = s.sys.trust().current(now.mono);
+                    (t.provenance == Provenance::Authenticated
+                        && s.sys.trust().state(now.mono) != TrustState::Unknown)
+                        .then(|| t.interval.widen(SignedDuration::from_secs(2)))
+                };
+                let spec = s.sources[i].spec.clone();
+                spawn_key_exchange(
+                    i,
+                    spec,
+                    floor,
+                    bootstrap,
+                    Arc::clone(&d.nts_ca),
+                    d.tx.clone(),
+                );
+                return changed;
+            }
             let (tx, spec) = (d.tx.clone(), r.spec.clone());
             tokio::spawn(async move {
                 let result = match spec.host.parse::<std::net::IpAddr>() {
@@ -384,10 +428,28 @@ impl Daemon {
         };
         while let Some(e) = n.poll_event() {
             match e {
-                SourceEvent::Sample(_) => {
+                SourceEvent::Sample(sample) => {
                     r.polled = true;
-                    r.answer = crate::tally::Answer::Answered;
                     changed = true;
+                    // NTS: the certificate that vouched for the keys must have been valid at
+                    // the time obtained; if not, nothing this session gave is used.
+                    #[cfg(feature = "tls")]
+                    if let Some(window) = r.nts_window {
+                        if let Err(why) =
+                            trusttime_tls::confirm(window, &sample.interval_at_receipt())
+                        {
+                            n.forget_samples();
+                            n.resolve_again();
+                            r.verdict = Verdict::Invalid;
+                            r.answer = crate::tally::Answer::Rejected(
+                                "NTS-KE certificate not valid then".into(),
+                            );
+                            r.reason = why.to_string();
+                            continue;
+                        }
+                    }
+                    let _ = sample;
+                    r.answer = crate::tally::Answer::Answered;
                 }
                 SourceEvent::Failed(f) => {
                     r.polled = true;
@@ -423,8 +485,11 @@ impl Daemon {
                 SourceEvent::Resolve(why) if why != ResolveReason::Hourly => {
                     tracing::debug!(server = %r.spec, ?why, "name to be resolved again");
                 }
-                #[allow(unreachable_patterns)]
-                _ => {}
+                SourceEvent::NeedsKeyExchange => {
+                    tracing::debug!(server = %r.spec, "NTS: a new key exchange is needed");
+                    n.resolve_again();
+                }
+                SourceEvent::Resolve(_) => {}
             }
         }
         r.mirror(now.mono);
@@ -448,8 +513,16 @@ impl Daemon {
                 let Some(n) = r.ntp.as_mut() else {
                     return false;
                 };
-                if let Err(why) = n.handle_datagram(at, &bytes) {
-                    tracing::debug!(server = %r.spec, ?why, "ignored a datagram");
+                match n.handle_datagram(at, &bytes) {
+                    Ok(()) => {}
+                    Err(trusttime_core::source::Ignored::Nts(
+                        trusttime_core::nts::NtsError::NotRequested,
+                    )) => {}
+                    Err(trusttime_core::source::Ignored::Nts(e)) => {
+                        r.auth_failures += 1;
+                        tracing::warn!(server = %r.spec, reason = %e, "dropped a reply that failed authentication");
+                    }
+                    Err(why) => tracing::debug!(server = %r.spec, ?why, "ignored a datagram"),
                 }
                 self.take_events(&mut s, i, at)
             }
@@ -529,6 +602,74 @@ impl Daemon {
                 }
                 false
             }
+            Msg::KeyExchanged { i, result } => {
+                let now = self.local.now();
+                let Some(r) = s.sources.get_mut(i) else {
+                    return false;
+                };
+                r.resolving = false;
+                let ke = match result {
+                    Ok(k) if !k.addrs.is_empty() => k,
+                    other => {
+                        r.reason = match other {
+                            Err(why) => why,
+                            Ok(_) => "NTS-KE named an NTP server with no address".into(),
+                        };
+                        r.verdict = Verdict::Invalid;
+                        r.answer = crate::tally::Answer::Rejected("NTS-KE failed".into());
+                        r.polled = true;
+                        if let Some(n) = r.ntp.as_mut() {
+                            n.address_failed(now.mono);
+                        }
+                        r.mirror(now.mono);
+                        return true;
+                    }
+                };
+                let pick = ke.addrs[0];
+                let same = r.link.as_ref().map(|l| l.addr) == Some(pick);
+                if !same {
+                    match connect(pick) {
+                        Ok((send, sock)) => {
+                            d.gen += 1;
+                            let sock = Arc::new(sock);
+                            let recv = spawn_receiver(
+                                i,
+                                d.gen,
+                                sock,
+                                Arc::clone(&self.local),
+                                d.tx.clone(),
+                            );
+                            r.link = Some(Link {
+                                addr: pick,
+                                send,
+                                recv,
+                                gen: d.gen,
+                            });
+                        }
+                        Err(e) => {
+                            r.reason = format!("cannot reach {pick}: {e}");
+                            r.link = None;
+                            if let Some(n) = r.ntp.as_mut() {
+                                n.address_failed(now.mono);
+                            }
+                            r.mirror(now.mono);
+                            return true;
+                        }
+                    }
+                }
+                r.nts_window = ke.window;
+                if let Some(n) = r.ntp.as_mut() {
+                    n.set_nts_session(ke.session);
+                    n.address_resolved(now.mono, same);
+                }
+                r.mirror(now.mono);
+                drop(s);
+                if let Ok(mut s) = handle.0.lock() {
+                    let floor = s.sys.floor();
+                    return self.drive_ntp(d, &mut s, i, now, floor);
+                }
+                false
+            }
             Msg::Constraint(c) => {
                 let now = self.local.now();
                 d.constraint_round = false;
@@ -545,16 +686,10 @@ impl Daemon {
 
     /// Starts a round for the NTS and Roughtime sources that are due (and the HTTPS Date
     /// constraints, when configured and stale), as a task.
-    fn start_round(
-        &self,
-        d: &mut Driver,
-        s: &mut Status,
-        now: trusttime_core::Now,
-        nts_ca: &[Vec<u8>],
-    ) {
+    fn start_round(&self, d: &mut Driver, s: &mut Status, now: trusttime_core::Now) {
         let mut opts = SyncOptions::new(Vec::new());
         let mut due = Vec::new();
-        for kind in [SourceKind::Nts, SourceKind::Roughtime] {
+        for kind in [SourceKind::Roughtime] {
             for (i, r) in s.sources.iter_mut().enumerate() {
                 if r.kind != kind
                     || r.in_round
@@ -563,10 +698,9 @@ impl Daemon {
                 {
                     continue;
                 }
-                match (kind, &r.roughtime) {
-                    (SourceKind::Nts, _) => opts.nts.push(r.spec.clone()),
-                    (SourceKind::Roughtime, Some(rt)) => opts.roughtime.push(rt.clone()),
-                    _ => continue,
+                match &r.roughtime {
+                    Some(rt) => opts.roughtime.push(rt.clone()),
+                    None => continue,
                 }
                 r.in_round = true;
                 due.push(i);
@@ -583,8 +717,7 @@ impl Daemon {
         if due.is_empty() && !https {
             return;
         }
-        opts.ca = nts_ca.to_vec();
-        opts.nts_cache = Some(Arc::clone(&d.nts_cache));
+        opts.ca = d.nts_ca.to_vec();
         opts.min_agree = Some(1);
         opts.wait_for_all = true;
         opts.timeout = Duration::from_secs(3);
@@ -777,7 +910,7 @@ impl Daemon {
                 apply_verdicts(&mut s.sources, &sel, &outcomes, authenticated);
                 // A pool name whose server is outside the consensus asks for another.
                 for r in &mut s.sources {
-                    if r.verdict == Verdict::Falseticker {
+                    if r.verdict == Verdict::Falseticker && r.is_name() {
                         if let Some(n) = r.ntp.as_mut() {
                             n.resolve_again();
                         }
@@ -830,7 +963,7 @@ impl Daemon {
                     }
                     // No majority: every name asks for a server again (a liar and a RATE
                     // server kept for an hour must not keep a device from trusting the others).
-                    if fresh {
+                    if fresh && r.is_name() {
                         if let Some(n) = r.ntp.as_mut() {
                             n.resolve_again();
                         }
@@ -855,6 +988,68 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Runs NTS-KE for source `i` as a task: the key exchange's certificate is judged over the
+/// trusted interval once there is one (`bootstrap`), else over [floor, floor + horizon]; the
+/// NTP server it names is resolved; the result goes back to the loop.
+fn spawn_key_exchange(
+    i: usize,
+    spec: ServerSpec,
+    floor: UnixTime,
+    bootstrap: Option<TimeInterval>,
+    ca: Arc<Vec<Vec<u8>>>,
+    tx: mpsc::Sender<Msg>,
+) {
+    tokio::spawn(async move {
+        let result = key_exchange(&spec, floor, bootstrap, &ca)
+            .await
+            .map(Box::new);
+        let _ = tx.send(Msg::KeyExchanged { i, result }).await;
+    });
+}
+
+#[cfg(feature = "tls")]
+async fn key_exchange(
+    spec: &ServerSpec,
+    floor: UnixTime,
+    bootstrap: Option<TimeInterval>,
+    ca: &[Vec<u8>],
+) -> Result<KeyExchanged, String> {
+    use trusttime_tls::{bootstrap_interval, BootstrapVerifier, DEFAULT_HORIZON};
+    let interval = bootstrap.unwrap_or_else(|| bootstrap_interval(floor, DEFAULT_HORIZON));
+    let roots = ca
+        .iter()
+        .cloned()
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect();
+    let verifier = Arc::new(
+        BootstrapVerifier::new(roots, interval).map_err(|e| format!("trust anchors: {e}"))?,
+    );
+    let ke = crate::nts::key_exchange(spec, verifier, Duration::from_secs(3)).await?;
+    tracing::debug!(server = %spec, ntp = %ke.ntp, cookies = ke.session.cookies(), "NTS-KE done");
+    let addrs = match ke.ntp.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, ke.ntp.port)],
+        Err(_) => tokio::net::lookup_host((ke.ntp.host.as_str(), ke.ntp.port))
+            .await
+            .map(Iterator::collect)
+            .map_err(|e| format!("DNS for the NTS server {}: {e}", ke.ntp))?,
+    };
+    Ok(KeyExchanged {
+        session: ke.session,
+        addrs,
+        window: ke.window,
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+async fn key_exchange(
+    _: &ServerSpec,
+    _: UnixTime,
+    _: Option<TimeInterval>,
+    _: &[Vec<u8>],
+) -> Result<KeyExchanged, String> {
+    Err("this build has no TLS (feature `tls`), which NTS needs".into())
 }
 
 /// A UDP socket connected to `addr` (so only its datagrams arrive): a handle to send on
