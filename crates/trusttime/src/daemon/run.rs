@@ -1,13 +1,15 @@
 //! The run loop: a thin driver over the core's state machines.
 //!
-//! Each plain NTP source is a core [`NtpSource`] that lives for the whole run, with one
-//! connected UDP socket kept across polls (a new one only when the name resolves to another
-//! server). The loop sleeps until the earliest source timeout or a datagram, feeds the
+//! Each NTP and NTS source is a core [`NtpSource`] that lives for the whole run (an NTS
+//! source with its session: keys and cookies), with one connected UDP socket kept across
+//! polls (a new one only when the name resolves to another server, or a key exchange names
+//! another one). The loop sleeps until the earliest source timeout or a datagram, feeds the
 //! sources, sends what they ask, and after every event that changes an estimate runs the one
 //! combination policy ([`combine`]: authenticated sources first) and hands the consensus to the
 //! core's [`System`]. DNS (only when a source asks: first, hourly, after a Kiss-o'-Death, an
-//! unusable answer or four silent polls), NTS / Roughtime rounds and HTTPS Date constraints
-//! run as tasks on demand and report back over a channel. The clock, the RTC, the disk and
+//! unusable answer or four silent polls), NTS-KE (when an NTS source has no keys or cookies
+//! left, or the server refused its cookie), Roughtime rounds and HTTPS Date constraints run
+//! as tasks on demand and report back over a channel. The clock, the RTC, the disk and
 //! systemd are touched only in `effects`.
 
 use std::net::SocketAddr;
