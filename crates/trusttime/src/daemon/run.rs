@@ -563,33 +563,14 @@ impl Daemon {
                     .unwrap_or(addrs[0]);
                 let same = keep == Some(pick);
                 if !same {
-                    match connect(pick) {
-                        Ok((send, sock)) => {
-                            d.gen += 1;
-                            let sock = Arc::new(sock);
-                            let recv = spawn_receiver(
-                                i,
-                                d.gen,
-                                Arc::clone(&sock),
-                                Arc::clone(&self.local),
-                                d.tx.clone(),
-                            );
-                            r.link = Some(Link {
-                                addr: pick,
-                                send,
-                                recv,
-                                gen: d.gen,
-                            });
+                    if let Err(why) = self.relink(d, r, i, pick) {
+                        r.reason = why;
+                        r.link = None;
+                        if let Some(n) = r.ntp.as_mut() {
+                            n.address_failed(now.mono);
                         }
-                        Err(e) => {
-                            r.reason = format!("cannot reach {pick}: {e}");
-                            r.link = None;
-                            if let Some(n) = r.ntp.as_mut() {
-                                n.address_failed(now.mono);
-                            }
-                            r.mirror(now.mono);
-                            return true;
-                        }
+                        r.mirror(now.mono);
+                        return true;
                     }
                 }
                 if let Some(n) = r.ntp.as_mut() {
@@ -630,33 +611,14 @@ impl Daemon {
                 let pick = ke.addrs[0];
                 let same = r.link.as_ref().map(|l| l.addr) == Some(pick);
                 if !same {
-                    match connect(pick) {
-                        Ok((send, sock)) => {
-                            d.gen += 1;
-                            let sock = Arc::new(sock);
-                            let recv = spawn_receiver(
-                                i,
-                                d.gen,
-                                sock,
-                                Arc::clone(&self.local),
-                                d.tx.clone(),
-                            );
-                            r.link = Some(Link {
-                                addr: pick,
-                                send,
-                                recv,
-                                gen: d.gen,
-                            });
+                    if let Err(why) = self.relink(d, r, i, pick) {
+                        r.reason = why;
+                        r.link = None;
+                        if let Some(n) = r.ntp.as_mut() {
+                            n.address_failed(now.mono);
                         }
-                        Err(e) => {
-                            r.reason = format!("cannot reach {pick}: {e}");
-                            r.link = None;
-                            if let Some(n) = r.ntp.as_mut() {
-                                n.address_failed(now.mono);
-                            }
-                            r.mirror(now.mono);
-                            return true;
-                        }
+                        r.mirror(now.mono);
+                        return true;
                     }
                 }
                 r.nts_window = ke.window;
@@ -684,6 +646,33 @@ impl Daemon {
                 true
             }
         }
+    }
+
+    /// Gives source `r` (index `i`) a new socket connected to `addr`, with its receive task;
+    /// the old socket and task go.
+    fn relink(
+        &self,
+        d: &mut Driver,
+        r: &mut SourceRun,
+        i: usize,
+        addr: SocketAddr,
+    ) -> Result<(), String> {
+        let (send, sock) = connect(addr).map_err(|e| format!("cannot reach {addr}: {e}"))?;
+        d.gen += 1;
+        let recv = spawn_receiver(
+            i,
+            d.gen,
+            Arc::new(sock),
+            Arc::clone(&self.local),
+            d.tx.clone(),
+        );
+        r.link = Some(Link {
+            addr,
+            send,
+            recv,
+            gen: d.gen,
+        });
+        Ok(())
     }
 
     /// Starts a round for the NTS and Roughtime sources that are due (and the HTTPS Date
