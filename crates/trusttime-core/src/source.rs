@@ -892,4 +892,121 @@ mod tests {
             .unwrap();
         assert!(e.offset.radius() < SignedDuration::from_secs(1));
     }
+
+    #[cfg(feature = "nts")]
+    mod nts {
+        use super::*;
+        use crate::ntp::{write_extension_field, ExtensionFields};
+        use crate::nts::{
+            append_authenticator, field, Cookie, CookieJar, Keys, NtsError, NtsSession, KEY_LEN,
+            NONCE_LEN,
+        };
+
+        fn keys() -> Keys {
+            Keys {
+                c2s: [1; KEY_LEN],
+                s2c: [2; KEY_LEN],
+            }
+        }
+
+        fn session(cookies: usize) -> NtsSession {
+            let mut jar = CookieJar::default();
+            for i in 0..cookies {
+                jar.push(Cookie::new(&[i as u8; 100]).unwrap());
+            }
+            NtsSession::new(keys(), jar)
+        }
+
+        /// The server's answer to the sealed request `req` (RFC 8915): the NTP reply, the
+        /// unique identifier echoed, one new cookie, sealed with the server-to-client key
+        /// (`key`); `nak`: a Kiss-o'-Death NTSN instead.
+        fn answer(req: &[u8], key: [u8; KEY_LEN], nak: bool) -> ([u8; 1024], usize) {
+            let (_, ext) = NtpPacket::parse(req).unwrap();
+            let uid = ExtensionFields::new(ext)
+                .flatten()
+                .find(|f| f.field_type == field::UNIQUE_ID)
+                .unwrap()
+                .value;
+            let mut b = [0u8; 1024];
+            let header = if nak {
+                kod(&req[..48], b"NTSN")
+            } else {
+                reply(&req[..48], 0, 20, SignedDuration::ZERO)
+            };
+            b[..48].copy_from_slice(&header);
+            let mut n = 48;
+            n += write_extension_field(&mut b[n..], field::UNIQUE_ID, uid).unwrap();
+            if nak {
+                return (b, n);
+            }
+            let mut plain = [0u8; 256];
+            let p = write_extension_field(&mut plain, field::COOKIE, &[0xc0; 100]).unwrap();
+            let n = append_authenticator(&key, &[9; NONCE_LEN], &plain[..p], &mut b, n).unwrap();
+            (b, n)
+        }
+
+        fn nts_source(cookies: usize) -> NtpSource {
+            let mut s = NtpSource::new(cfg(), MonoInstant::ZERO).with_nts(session(cookies));
+            s.address_resolved(MonoInstant::ZERO, false);
+            s
+        }
+
+        #[test]
+        fn a_forged_nts_reply_is_ignored_and_the_genuine_one_is_taken() {
+            let mut s = nts_source(8);
+            let off = SignedDuration::ZERO;
+            s.handle_timeout(at(0, off), 1);
+            let mut buf = [0u8; 2048];
+            let n = s.poll_transmit(at(0, off), &rnd(3), &mut buf).unwrap();
+            assert!(n > 48, "sealed with extension fields");
+            // Sealed with the wrong key (a forger without the keys), and one bit flipped.
+            let (forged, m) = answer(&buf[..n], [3; KEY_LEN], false);
+            assert!(matches!(
+                s.handle_datagram(at(5, off), &forged[..m]),
+                Err(Ignored::Nts(NtsError::AuthenticationFailed))
+            ));
+            let (mut flipped, m2) = answer(&buf[..n], keys().s2c, false);
+            flipped[40] ^= 1; // the transmit timestamp
+            assert!(matches!(
+                s.handle_datagram(at(6, off), &flipped[..m2]),
+                Err(Ignored::Nts(_))
+            ));
+            assert!(s.in_flight(), "forgeries do not end the exchange");
+            let (genuine, m3) = answer(&buf[..n], keys().s2c, false);
+            s.handle_datagram(at(20, off), &genuine[..m3]).unwrap();
+            assert!(matches!(s.poll_event(), Some(SourceEvent::Sample(_))));
+            assert_eq!(s.nts_session().unwrap().auth_failures(), 2);
+            // A replay of the genuine reply opens nothing.
+            assert!(s.handle_datagram(at(21, off), &genuine[..m3]).is_err());
+        }
+
+        #[test]
+        fn a_refused_cookie_or_an_empty_jar_asks_for_a_key_exchange() {
+            let off = SignedDuration::ZERO;
+            let mut s = nts_source(8);
+            s.handle_timeout(at(0, off), 1);
+            let mut buf = [0u8; 2048];
+            let n = s.poll_transmit(at(0, off), &rnd(3), &mut buf).unwrap();
+            let (nak, m) = answer(&buf[..n], keys().s2c, true);
+            assert!(matches!(
+                s.handle_datagram(at(5, off), &nak[..m]),
+                Err(Ignored::Nts(NtsError::Nak))
+            ));
+            assert!(!s.in_flight());
+            let mut saw = false;
+            while let Some(e) = s.poll_event() {
+                saw |= e == SourceEvent::NeedsKeyExchange;
+            }
+            assert!(saw);
+            // No cookie left: the poll cannot be made, and the source says why.
+            let mut s = nts_source(0);
+            s.handle_timeout(at(0, off), 1);
+            assert!(s.poll_transmit(at(0, off), &rnd(3), &mut buf).is_none());
+            assert_eq!(s.poll_event(), Some(SourceEvent::NeedsKeyExchange));
+            // A new session after the key exchange: polls go on.
+            s.set_nts_session(session(8));
+            s.handle_timeout(at(1, off), 1);
+            assert!(s.poll_transmit(at(1, off), &rnd(4), &mut buf).is_some());
+        }
+    }
 }
