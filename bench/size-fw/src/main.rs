@@ -270,6 +270,8 @@ mod stack {
             trust: TrustConfig::new(floor),
             allow_manual_force: false,
             has_rtc: word(5) & 1 == 1,
+            discipline: word(6) & 1 == 1,
+            step_threshold: trusttime_core::SignedDuration::from_millis(128),
         });
         stack_system_on_consensus(black_box(&mut s), interval(6));
         let mut ke = KeResponse::empty();
