@@ -13,22 +13,23 @@
 //!    [`poll_timeout`](NtpSource::poll_timeout) has come, then
 //!    [`poll_transmit`](NtpSource::poll_transmit) until `None` (each datagram goes to the
 //!    server the name resolved to), then [`poll_event`](NtpSource::poll_event) until `None`;
-//!    when it [`wants_address`](NtpSource::wants_address), the name is resolved (the address
-//!    kept when still listed and not taken by another name, else the first one not taken, as
-//!    the daemon picks) and the source is driven again;
+//!    when it [`wants_address`](NtpSource::wants_address), the name is resolved and an address
+//!    picked with the core's [`pick_address`] (kept hourly when still listed and not taken by
+//!    another name; another one after a failure) and the source is driven again;
 //! 3. after a sample or a finished poll: the outcomes from every source's
 //!    [`estimate`](NtpSource::estimate) (`Pending` before its first finished poll; the older
 //!    of two samples from one address is `Failed`: one server, one vote), [`combine`], and on
 //!    a consensus [`System::on_consensus`] and its actions carried out as the daemon's effects
 //!    do (a step or slew moves the wall clock and every source's samples, the RTC is written,
-//!    the state saved); a falseticker's name, and without a majority every name, asks for
-//!    another server; while unsynchronised, a burst (every 2 s, three times).
+//!    the state saved); a falseticker's name asks for another server, and without a majority
+//!    every name whose last poll failed (every name when the answers disagree:
+//!    [`NtpSource::no_consensus`]); while unsynchronised, a burst (every 2 s, three times).
 //!
 //! Everything is deterministic from the seeds.
 
 use trusttime_core::ntp::{KissCode, LeapIndicator, Mode, NtpPacket, NtpShort};
-use trusttime_core::select::{combine, default_min_agree, Combination, Outcome};
-use trusttime_core::source::{NtpSource, SourceConfig, SourceEvent, RAND_LEN};
+use trusttime_core::select::{combine, default_min_agree, Combination, Outcome, MAX_SOURCES};
+use trusttime_core::source::{pick_address, NtpSource, SourceConfig, SourceEvent, RAND_LEN};
 use trusttime_core::system::{Action, System};
 use trusttime_core::time::NtpTimestamp;
 use trusttime_core::trust::TrustState;
@@ -50,6 +51,9 @@ const MIN_SLEEP: u64 = 1_000_000;
 pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
     pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -125,6 +129,13 @@ impl Net {
         self.names.len() - 1
     }
 
+    /// Changes what name `n` resolves to (a pool adding or dropping servers).
+    pub fn set_name(&mut self, n: usize, servers: &[usize]) {
+        if let Some((_, s)) = self.names.get_mut(n) {
+            *s = servers.to_vec();
+        }
+    }
+
     /// Lookups of the name `name` so far.
     #[must_use]
     pub fn lookups(&self, name: &str) -> u64 {
@@ -167,14 +178,15 @@ impl Net {
             return Vec::new();
         };
         self.dns_lookups[n] += 1;
-        let mut all = all.clone();
         let k = all.len().min(DNS_ANSWER);
-        for i in 0..k {
-            let j = i + self.rng.below((all.len() - i) as u64) as usize;
-            all.swap(i, j);
+        let mut out = Vec::with_capacity(k);
+        while out.len() < k {
+            let pick = all[self.rng.below(all.len() as u64) as usize];
+            if !out.contains(&pick) {
+                out.push(pick);
+            }
         }
-        all.truncate(k);
-        all
+        out
     }
 
     /// Server `i` receives `request` sent at virtual time `sent`: counted, then answered as it
@@ -254,6 +266,8 @@ pub struct NodeConfig {
     pub min_agree: Option<u8>,
     /// `daemon.startup-delay`: upper bound of the random delay before the first poll.
     pub startup_delay: SignedDuration,
+    /// The poll exponent saved before a restart (the daemon resumes every source at it).
+    pub resume_poll: Option<i8>,
 }
 
 impl Default for NodeConfig {
@@ -264,6 +278,7 @@ impl Default for NodeConfig {
             max_poll: 10,
             min_agree: None,
             startup_delay: SignedDuration::ZERO,
+            resume_poll: None,
         }
     }
 }
@@ -313,6 +328,8 @@ pub struct Node {
     sources: Vec<Src>,
     /// Virtual time the device's clocks stand at.
     at: u64,
+    /// Virtual time the daemon started.
+    started: u64,
     /// Datagrams on their way: (arrival, source, address, bytes).
     inbox: Vec<(u64, usize, usize, [u8; 48])>,
     burst_left: u8,
@@ -342,11 +359,17 @@ impl Node {
         let src_cfg = source_config(&cfg, sys.floor(), device.config.trust.drift_ppm);
         let sources = names
             .iter()
-            .map(|&name| Src {
-                name,
-                ntp: NtpSource::new(src_cfg, first),
-                addr: None,
-                polled: false,
+            .map(|&name| {
+                let mut ntp = NtpSource::new(src_cfg, first);
+                if let Some(p) = cfg.resume_poll {
+                    ntp.resume_at(p);
+                }
+                Src {
+                    name,
+                    ntp,
+                    addr: None,
+                    polled: false,
+                }
             })
             .collect();
         Node {
@@ -356,6 +379,7 @@ impl Node {
             cfg,
             sources,
             at: t,
+            started: t,
             inbox: Vec::new(),
             burst_left: BURST_ROUNDS,
             no_majority_at: None,
@@ -373,6 +397,20 @@ impl Node {
     #[must_use]
     pub fn address(&self, i: usize) -> Option<usize> {
         self.sources[i].addr
+    }
+
+    /// Virtual time the daemon started.
+    #[must_use]
+    pub fn started_at(&self) -> u64 {
+        self.started
+    }
+
+    /// Bytes the node holds on the heap (its sources and datagrams in flight).
+    #[must_use]
+    pub fn heap_size(&self) -> usize {
+        self.sources.capacity() * std::mem::size_of::<Src>()
+            + self.inbox.capacity() * std::mem::size_of::<(u64, usize, usize, [u8; 48])>()
+            + self.device.log.capacity() * std::mem::size_of::<Action>()
     }
 
     /// Virtual time the node stands at.
@@ -496,8 +534,9 @@ impl Node {
         changed
     }
 
-    /// The daemon's `Resolved`: keep the address when it is still listed and no other name
-    /// has it, else the first one listed that no other name has, else the first one.
+    /// The daemon's `Resolved`, with the core's [`pick_address`]: after an hour the address is
+    /// kept when still listed and no other name has it; after a failure another listed
+    /// address nobody asks is preferred.
     fn resolve(&mut self, net: &mut Net, i: usize, mono: MonoInstant) {
         let addrs = net.resolve(self.sources[i].name);
         let Some(&first) = addrs.first() else {
@@ -513,10 +552,8 @@ impl Node {
             .filter_map(|(_, s)| s.addr)
             .collect();
         let keep = self.sources[i].addr;
-        let pick = keep
-            .filter(|a| addrs.contains(a) && !taken.contains(a))
-            .or_else(|| addrs.iter().copied().find(|a| !taken.contains(a)))
-            .unwrap_or(first);
+        let why = self.sources[i].ntp.wants_address();
+        let pick = pick_address(why, keep, &addrs, &taken).unwrap_or(first);
         let same = keep == Some(pick);
         self.sources[i].addr = Some(pick);
         self.sources[i].ntp.address_resolved(mono, same);
@@ -552,22 +589,21 @@ impl Node {
     /// The daemon's `decide`: the outcomes, [`combine`], the consensus to the [`System`].
     fn decide(&mut self) {
         let now = self.device.now();
-        let mut outcomes: Vec<Outcome> = self
-            .sources
-            .iter()
-            .map(|s| match s.ntp.estimate(now.mono) {
+        let n = self.sources.len().min(MAX_SOURCES);
+        let mut outcomes = [Outcome::Failed; MAX_SOURCES];
+        let mut last: [Option<(usize, MonoInstant)>; MAX_SOURCES] = [None; MAX_SOURCES];
+        for (i, s) in self.sources.iter().take(n).enumerate() {
+            let est = s.ntp.estimate(now.mono);
+            outcomes[i] = match est {
                 Some(e) => Outcome::Reply(e.offset),
                 None if !s.polled && s.ntp.policy().stopped_by().is_none() => Outcome::Pending,
                 None => Outcome::Failed,
-            })
-            .collect();
+            };
+            last[i] = s.addr.zip(est.map(|e| e.at));
+        }
+        let (outcomes, last) = (&mut outcomes[..n], &last[..n]);
         // One server, one vote: the newest sample of one address counts (the first source on
         // a tie).
-        let last: Vec<Option<(usize, MonoInstant)>> = self
-            .sources
-            .iter()
-            .map(|s| Some((s.addr?, s.ntp.estimate(now.mono)?.at)))
-            .collect();
         for (i, o) in outcomes.iter_mut().enumerate() {
             let Some((addr, at)) = last[i] else { continue };
             let superseded = last.iter().enumerate().any(|(j, l)| {
@@ -578,10 +614,9 @@ impl Node {
                 *o = Outcome::Failed;
             }
         }
-        let n = self.sources.len();
-        let auth = vec![false; n];
+        let auth = [false; MAX_SOURCES];
         let min = self.cfg.min_agree.unwrap_or_else(|| default_min_agree(n));
-        match combine(&outcomes, &auth, min, min) {
+        match combine(outcomes, &auth[..n], min, min) {
             Combination::Wait => {}
             Combination::Agreed {
                 selection,
@@ -621,8 +656,12 @@ impl Node {
                 }
                 if fresh {
                     self.no_majority_at = Some(now.mono);
+                    let disagreement = matches!(
+                        why,
+                        trusttime_core::select::NoConsensus::Disagreement { .. }
+                    );
                     for s in &mut self.sources {
-                        s.ntp.resolve_again();
+                        s.ntp.no_consensus(disagreement);
                     }
                 }
                 if self.burst_left > 0 && fresh {
