@@ -643,9 +643,9 @@ impl Node {
             }
             Combination::Failed(why) => {
                 let min_poll = SignedDuration::from_secs(1 << self.cfg.min_poll.clamp(0, 17));
-                let fresh = self
+                let fresh = !self
                     .no_majority_at
-                    .map_or(true, |t| now.mono.since(t) >= min_poll);
+                    .is_some_and(|t| now.mono.since(t) < min_poll);
                 if !fresh
                     && !matches!(
                         why,
