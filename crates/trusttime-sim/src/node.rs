@@ -643,9 +643,10 @@ impl Node {
             }
             Combination::Failed(why) => {
                 let min_poll = SignedDuration::from_secs(1 << self.cfg.min_poll.clamp(0, 17));
-                let fresh = !self
-                    .no_majority_at
-                    .is_some_and(|t| now.mono.since(t) < min_poll);
+                let fresh = match self.no_majority_at {
+                    Some(t) => now.mono.since(t) >= min_poll,
+                    None => true,
+                };
                 if !fresh
                     && !matches!(
                         why,
