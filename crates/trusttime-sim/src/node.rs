@@ -426,6 +426,26 @@ impl Node {
         self.device
     }
 
+    /// A hand-set time (`trusttime set`), its actions carried out as the daemon's effects do
+    /// (a step moves every source's samples too).
+    ///
+    /// # Errors
+    /// As [`System::set_manual`].
+    pub fn set_manual(
+        &mut self,
+        time: UnixTime,
+        uncertainty: SignedDuration,
+        force: bool,
+    ) -> Result<trusttime_core::system::ManualChange, trusttime_core::system::ManualError> {
+        let r = self.sys.set_manual(
+            self.device.now(),
+            trusttime_core::TimeInterval::around(time, uncertainty),
+            force,
+        );
+        self.carry_out();
+        r
+    }
+
     /// Lets the device run until virtual time `until`.
     pub fn run_until(&mut self, net: &mut Net, until: u64) {
         while let Some(t) = self.next_wake() {

@@ -416,3 +416,124 @@ fn a_name_that_does_not_resolve_and_a_deny_server_do_not_stop_the_pool() {
     // It asked for another server hourly while stopped, not more.
     assert!(net.lookups("0.pool.example") <= 2 + 24 + 1);
 }
+
+fn set_all(net: &mut Net, b: Behaviour) {
+    for s in &mut net.servers {
+        s.behaviour = b;
+    }
+}
+
+/// An on-path attacker shifts every plain NTP reply by +10 years for a minute and a half (one
+/// poll of each source): plain NTP cannot tell, and the device follows it, but the floor is
+/// not raised, the device follows the honest servers within a few polls once the attack ends,
+/// and again after a restart whose saved state may hold the shifted time.
+#[test]
+fn plain_ntp_shifted_for_one_poll_then_honest_then_a_restart_follows_the_honest_servers() {
+    let mut net = Net::new(UnixTime::from_secs(T0), 31);
+    let servers: Vec<usize> = (0..3).map(|_| net.add(SimServer::honest())).collect();
+    let names = pool_names(&mut net, 3, &servers);
+    let mut node = Node::start(
+        device(ms(20), false),
+        NodeConfig::default(),
+        &names,
+        &net,
+        0,
+        17,
+    );
+    node.run_until(&mut net, 600 * S);
+    assert_honest(&node, "before the attack");
+    let ten_years = SignedDuration::from_secs(10 * 365 * 86_400);
+    set_all(&mut net, Behaviour::Offset(ten_years));
+    // Each source polls every 64-72 s (or less while a burst runs): 90 s is one poll each.
+    node.run_until(&mut net, 690 * S);
+    let attacked = node.stats.wrong_at.is_some();
+    set_all(&mut net, Behaviour::Offset(SignedDuration::ZERO));
+    node.run_until(&mut net, 2 * 3600 * S);
+    assert!(
+        node.sys.floor() < node.device.truth,
+        "the floor was poisoned"
+    );
+    let t = node.sys.trust().current(node.device.mono);
+    assert!(
+        t.interval.contains(node.device.truth),
+        "{} vs {}",
+        t.interval,
+        node.device.truth
+    );
+    assert!(
+        node.device.wall_error.abs() < ms(50),
+        "{:?}",
+        node.device.wall_error
+    );
+    let mut d = node.stop();
+    d.advance(SignedDuration::from_secs(60));
+    let mut node = Node::start(
+        d,
+        NodeConfig::default(),
+        &names,
+        &net,
+        2 * 3600 * S + 60 * S,
+        5,
+    );
+    node.run_until(&mut net, 3 * 3600 * S);
+    assert_honest(&node, "after the restart");
+    assert!(node.sys.floor() < node.device.truth);
+    // The attack did reach the device (the scenario tests what it should).
+    assert!(
+        attacked,
+        "the shifted replies were never trusted: the scenario is too weak"
+    );
+}
+
+/// Offline, a person sets the time with a wrong year; the network returns: the network's
+/// consensus replaces the hand-set time, the clock is stepped back, and the floor was never
+/// raised.
+#[test]
+fn manual_time_while_offline_then_the_network_returns_and_wins() {
+    let mut net = Net::new(UnixTime::from_secs(T0), 41);
+    let servers: Vec<usize> = (0..3)
+        .map(|_| {
+            net.add(SimServer {
+                behaviour: Behaviour::Silent,
+                ..SimServer::honest()
+            })
+        })
+        .collect();
+    let names = pool_names(&mut net, 3, &servers);
+    let mut node = Node::start(
+        device(SignedDuration::from_secs(-20 * 86_400), false),
+        NodeConfig::default(),
+        &names,
+        &net,
+        0,
+        23,
+    );
+    node.run_until(&mut net, 1800 * S);
+    assert_eq!(
+        node.sys.trust().state(node.device.mono),
+        TrustState::Unknown
+    );
+    let typo = node.device.truth + SignedDuration::from_secs(365 * 86_400);
+    let change = node
+        .set_manual(typo, SignedDuration::from_secs(60), false)
+        .unwrap();
+    assert!(!change.forced);
+    assert!(node.device.wall_error > SignedDuration::from_secs(364 * 86_400));
+    set_all(&mut net, Behaviour::Offset(SignedDuration::ZERO));
+    node.run_until(&mut net, 4 * 3600 * S);
+    let t = node.sys.trust().current(node.device.mono);
+    assert!(t.interval.contains(node.device.truth), "{}", t.interval);
+    assert_eq!(node.sys.trust().state(node.device.mono), TrustState::Synced);
+    assert!(
+        node.device.wall_error.abs() < ms(50),
+        "{:?}",
+        node.device.wall_error
+    );
+    assert!(
+        node.sys.last_override().is_some(),
+        "the hint was overridden"
+    );
+    assert!(node.sys.floor() < node.device.truth);
+    let (snap, _, _) = node.device.disk.unwrap();
+    assert!(snap.floor < node.device.truth);
+}
