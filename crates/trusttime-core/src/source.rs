@@ -200,14 +200,16 @@ impl NtpSource {
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next: the reply deadline or retry
-    /// time of the exchange in flight, else the next poll. `None` while the source waits for
-    /// an address, and once a Kiss-o'-Death stopped it. A time in the past means now.
+    /// time of the exchange in flight, else the next poll; once DENY or RSTR stopped the
+    /// source, when to ask for another server behind the name ([`RESOLVE_EVERY`] after the
+    /// last try: that server is never asked again). `None` while the source waits for an
+    /// address. A time in the past means now.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<MonoInstant> {
         if self.in_flight {
             return self.client.poll_timeout();
         }
-        if self.policy.stopped_by().is_some() || self.wants_address.is_some() {
+        if self.wants_address.is_some() {
             return None;
         }
         Some(self.next_due)
@@ -226,10 +228,19 @@ impl NtpSource {
             }
             return;
         }
-        if self.policy.stopped_by().is_some()
-            || self.wants_address.is_some()
-            || now.mono < self.next_due
-        {
+        if self.wants_address.is_some() || now.mono < self.next_due {
+            return;
+        }
+        if self.policy.stopped_by().is_some() {
+            // DENY / RSTR: that server is not asked again; another one behind the name may be.
+            self.next_due = now.mono + RESOLVE_EVERY;
+            self.want_address(ResolveReason::KissOfDeath);
+            return;
+        }
+        if self.address_at.is_none() {
+            // The name could not be resolved last time: try again now that the (backed-off)
+            // poll is due.
+            self.want_address(ResolveReason::First);
             return;
         }
         if self
@@ -335,25 +346,32 @@ impl NtpSource {
 
     /// The driver resolved the name (or was given an address): `same` says whether it is the
     /// address asked before. A new address starts a new filter (its samples are of another
-    /// server). The next poll may start.
+    /// server), and after DENY or RSTR a new poll policy (the stop was that server's): it is
+    /// polled at once. The same address stays stopped. The next poll may start.
     pub fn address_resolved(&mut self, now: MonoInstant, same: bool) {
         if !same {
             self.filter.clear();
             self.silent = 0;
+            if self.policy.stopped_by().is_some() {
+                let poll = self.policy.poll_exponent();
+                self.policy = PollPolicy::new(self.config.min_poll, self.config.max_poll);
+                self.policy.resume_at(poll);
+                self.next_due = now;
+            }
         }
         self.address_at = Some(now);
         self.wants_address = None;
     }
 
     /// The name could not be resolved: counts as a poll without a reply, and the next try is
-    /// after the backed-off poll interval.
+    /// after the backed-off poll interval (not at once: a name that does not resolve must not
+    /// become a loop of DNS queries).
     pub fn address_failed(&mut self, now: MonoInstant) {
         self.reach <<= 1;
         self.policy.on_failure();
         self.wants_address = None;
         self.address_at = None;
         self.schedule(now);
-        self.wants_address = Some(ResolveReason::First);
     }
 
     /// The driver wants another server behind the name (a falseticker, a duplicate, a round
@@ -362,6 +380,18 @@ impl NtpSource {
     pub fn resolve_again(&mut self) {
         if !self.in_flight && self.wants_address.is_none() {
             self.want_address(ResolveReason::Asked);
+        }
+    }
+
+    /// A round ended without a consensus (call it on every source, at most once per minimum
+    /// poll interval): a source whose last poll failed asks for another server behind its
+    /// name, and when the sources that answered disagree (`disagreement`: which one lies is
+    /// not known) every source does. A source whose last poll gave a sample keeps its server
+    /// otherwise: moving it would drop its samples, so that a device with too few answers
+    /// would have fewer still at the next round, and never reach a consensus again.
+    pub fn no_consensus(&mut self, disagreement: bool) {
+        if disagreement || self.last_failure.is_some() {
+            self.resolve_again();
         }
     }
 
@@ -490,6 +520,11 @@ impl NtpSource {
                 self.policy.on_kiss(k);
                 self.push(SourceEvent::Kiss(k));
                 self.schedule(now);
+                if self.policy.stopped_by().is_some() {
+                    // Another server behind the name is asked for now (want_address below),
+                    // and then hourly while the name keeps giving this one.
+                    self.next_due = now + RESOLVE_EVERY;
+                }
                 self.want_address(ResolveReason::KissOfDeath);
                 return;
             }
@@ -534,6 +569,39 @@ impl NtpSource {
             self.events[EVENTS - 1] = Some(e);
         }
     }
+}
+
+/// Which address of a name's DNS answer a source should ask, given why it asked
+/// ([`NtpSource::wants_address`]), the address it asks now and the addresses the driver's
+/// other sources of the same kind ask (`taken`). After [`ResolveReason::Hourly`] or
+/// [`ResolveReason::First`] the current address is kept when it is still listed and not
+/// taken; after a failure (Kiss-o'-Death, an unusable answer, silence, a falseticker or a
+/// duplicate) another listed address that nobody asks is preferred, and the current one is
+/// kept only when there is no other. `None` when the answer is empty. Compare the result with
+/// `current` for [`NtpSource::address_resolved`]'s `same`.
+#[must_use]
+pub fn pick_address<A: Copy + PartialEq>(
+    why: Option<ResolveReason>,
+    current: Option<A>,
+    answer: &[A],
+    taken: &[A],
+) -> Option<A> {
+    let free = |a: &A| !taken.contains(a);
+    let keep = matches!(
+        why,
+        None | Some(ResolveReason::First | ResolveReason::Hourly)
+    );
+    if keep {
+        if let Some(c) = current.filter(|c| answer.contains(c) && free(c)) {
+            return Some(c);
+        }
+    }
+    answer
+        .iter()
+        .copied()
+        .find(|a| free(a) && Some(*a) != current)
+        .or_else(|| current.filter(|c| answer.contains(c)))
+        .or_else(|| answer.first().copied())
 }
 
 /// A cheap mix so one fresh random word can seed the few values one call needs.
@@ -782,8 +850,96 @@ mod tests {
             .unwrap();
         let _ = s.handle_datagram(at(t + 5, SignedDuration::ZERO), &kod(&buf[..n], b"DENY"));
         assert_eq!(s.kiss(), Some(KissCode::Deny));
+        assert_eq!(
+            s.wants_address(),
+            Some(ResolveReason::KissOfDeath),
+            "another server is asked for at once"
+        );
+        // The name gives the same server: it stays stopped; another server is asked for an
+        // hour later, and that one is never polled.
         s.address_resolved(MonoInstant::from_nanos(t * 1_000_000), true);
-        assert_eq!(s.poll_timeout(), None, "DENY stops the source");
+        let retry = s.poll_timeout().unwrap();
+        assert!(retry >= MonoInstant::from_nanos((t + 5) * 1_000_000) + RESOLVE_EVERY);
+        let mid = t + 1_800_000;
+        s.handle_timeout(at(mid, SignedDuration::ZERO), 1);
+        assert!(s
+            .poll_transmit(at(mid, SignedDuration::ZERO), &rnd(5), &mut buf)
+            .is_none());
+        let t2 = ceil_ms(retry);
+        s.handle_timeout(at(t2, SignedDuration::ZERO), 1);
+        assert!(!s.in_flight(), "DENY: that server is never asked again");
+        assert_eq!(s.wants_address(), Some(ResolveReason::KissOfDeath));
+        // Another server behind the name: polled at once, with a new policy.
+        s.address_resolved(MonoInstant::from_nanos(t2 * 1_000_000), false);
+        assert_eq!(s.policy().stopped_by(), None);
+        assert!(poll_once(&mut s, t2, true).is_some());
+    }
+
+    #[test]
+    fn another_server_is_picked_after_a_failure_and_the_same_one_kept_hourly() {
+        use ResolveReason::*;
+        let answer = [1, 2, 3];
+        assert_eq!(pick_address(Some(Hourly), Some(2), &answer, &[]), Some(2));
+        assert_eq!(pick_address(Some(Hourly), Some(2), &answer, &[2]), Some(1));
+        assert_eq!(pick_address(Some(First), None, &answer, &[1]), Some(2));
+        for why in [KissOfDeath, Silent, Unusable, Asked] {
+            assert_eq!(
+                pick_address(Some(why), Some(1), &answer, &[2]),
+                Some(3),
+                "{why:?}"
+            );
+            // No other server: the same one (a DENY keeps it stopped).
+            assert_eq!(
+                pick_address(Some(why), Some(1), &[1], &[]),
+                Some(1),
+                "{why:?}"
+            );
+            assert_eq!(pick_address(Some(why), Some(1), &[1, 2], &[2]), Some(1));
+        }
+        // Every address taken: the first (counted once by the driver's one-vote rule).
+        assert_eq!(pick_address(Some(First), None, &[4, 5], &[4, 5]), Some(4));
+        assert_eq!(pick_address::<u8>(Some(First), None, &[], &[]), None);
+    }
+
+    #[test]
+    fn without_a_consensus_only_a_failed_source_moves_unless_the_answers_disagree() {
+        let mut good = NtpSource::new(cfg(), MonoInstant::ZERO);
+        good.address_resolved(MonoInstant::ZERO, false);
+        poll_once(&mut good, 0, true).unwrap();
+        let _ = events(&mut good);
+        good.no_consensus(false);
+        assert_eq!(
+            good.wants_address(),
+            None,
+            "a source that answered keeps its server"
+        );
+        assert!(good.estimate(MonoInstant::from_nanos(30_000_000)).is_some());
+        good.no_consensus(true);
+        assert_eq!(good.wants_address(), Some(ResolveReason::Asked));
+        let mut silent = NtpSource::new(cfg(), MonoInstant::ZERO);
+        silent.address_resolved(MonoInstant::ZERO, false);
+        let mut t = 0;
+        while silent.last_failure().is_none() {
+            t = t.max(ceil_ms(silent.poll_timeout().unwrap()));
+            let _ = poll_once(&mut silent, t, false);
+        }
+        silent.no_consensus(false);
+        assert_eq!(silent.wants_address(), Some(ResolveReason::Asked));
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_asked_again_after_the_poll_interval() {
+        let mut s = NtpSource::new(cfg(), MonoInstant::ZERO);
+        assert_eq!(s.wants_address(), Some(ResolveReason::First));
+        s.address_failed(MonoInstant::ZERO);
+        assert_eq!(s.wants_address(), None, "not again at once");
+        let due = s.poll_timeout().unwrap();
+        assert!(due >= MonoInstant::from_nanos(64_000_000_000), "{due:?}");
+        s.handle_timeout(at(1000, SignedDuration::ZERO), 1);
+        assert_eq!(s.wants_address(), None);
+        s.handle_timeout(at(ceil_ms(due), SignedDuration::ZERO), 1);
+        assert_eq!(s.wants_address(), Some(ResolveReason::First));
+        assert!(!s.in_flight(), "no poll without an address");
     }
 
     #[test]

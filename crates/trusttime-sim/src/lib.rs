@@ -21,6 +21,9 @@
 #![forbid(unsafe_code)]
 
 pub mod fleet;
+mod node;
+
+pub use node::{Net, Node, NodeConfig, NodeStats};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -62,6 +65,11 @@ pub struct SimServer {
     pub drop_first: u8,
     /// Root dispersion it announces.
     pub root_dispersion: SignedDuration,
+    /// Requests (or their replies) lost, per mille, drawn per request ([`Net`] only).
+    pub loss_permille: u16,
+    /// Down (answers nothing, still listed in DNS) from..until this virtual time ([`Net`]
+    /// only).
+    pub down: Option<(SignedDuration, SignedDuration)>,
 }
 
 impl SimServer {
@@ -74,6 +82,8 @@ impl SimServer {
             asymmetry: SignedDuration::ZERO,
             drop_first: 0,
             root_dispersion: SignedDuration::from_millis(1),
+            loss_permille: 0,
+            down: None,
         }
     }
     /// A server whose clock is off by `offset`.
@@ -312,6 +322,8 @@ pub struct Device {
     pub disk: Option<(Snapshot, u64, MonoInstant)>,
     /// Every action carried out, in order (for assertions).
     pub log: Vec<Action>,
+    /// Whether [`log`](Self::log) is kept (a fleet of a million devices does without).
+    pub keep_log: bool,
     config: SystemConfig,
 }
 
@@ -327,6 +339,7 @@ impl Device {
             rtc_error: None,
             disk: None,
             log: Vec::new(),
+            keep_log: true,
             config,
         }
     }
@@ -426,9 +439,18 @@ impl Device {
 
     /// Carries out the core's actions as the daemon does.
     pub fn carry_out(&mut self, sys: &mut System) {
+        self.carry_out_with(sys, |_| {});
+    }
+
+    /// Carries out the core's actions as the daemon's effects do, calling `moved` after each
+    /// one is done (a driver shifts its sources' samples on [`Action::Step`] and
+    /// [`Action::Slew`] there).
+    pub fn carry_out_with(&mut self, sys: &mut System, mut moved: impl FnMut(Action)) {
         let mut persist = false;
         while let Some(a) = sys.poll_action() {
-            self.log.push(a);
+            if self.keep_log {
+                self.log.push(a);
+            }
             match a {
                 Action::Step(by) => self.wall_error += by,
                 // Slews are modelled as done by the next poll.
@@ -443,6 +465,7 @@ impl Device {
                 Action::Persist => persist = true,
                 Action::HintOverridden(_) => {}
             }
+            moved(a);
         }
         if persist {
             self.disk = Some((sys.snapshot(self.now()), self.boot, self.mono));

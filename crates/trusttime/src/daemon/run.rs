@@ -18,7 +18,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use trusttime_core::select::{combine, default_min_agree, Combination, NoConsensus};
 use trusttime_core::source::{
-    NtpSource, ResolveReason, SourceConfig, SourceEvent, RAND_LEN, RESOLVE_AFTER_SILENT as SILENT,
+    pick_address, NtpSource, ResolveReason, SourceConfig, SourceEvent, RAND_LEN,
+    RESOLVE_AFTER_SILENT as SILENT,
 };
 
 #[allow(unused_imports)]
@@ -223,6 +224,8 @@ pub(super) struct Driver {
     no_majority_at: Option<MonoInstant>,
     /// Trust anchors for NTS-KE and HTTPS Date (empty: the built-in roots).
     nts_ca: Arc<Vec<Vec<u8>>>,
+    /// Every source's server sent DENY or RSTR (said once).
+    all_stopped: bool,
 }
 
 impl Driver {
@@ -237,6 +240,7 @@ impl Driver {
             constraint_round: false,
             no_majority_at: None,
             nts_ca: Arc::default(),
+            all_stopped: false,
         }
     }
 }
@@ -293,10 +297,14 @@ impl Daemon {
                 let Ok(s) = handle.0.lock() else { return };
                 s.sources.iter().all(|r| r.policy.stopped_by().is_some())
             };
-            if all_stopped {
-                tracing::error!("every source stopped (Kiss-o'-Death DENY/RSTR); holding over");
-                std::future::pending::<()>().await;
-                return;
+            if all_stopped != d.all_stopped {
+                d.all_stopped = all_stopped;
+                if all_stopped {
+                    // Holding over; a name still asks hourly for another server behind it.
+                    tracing::error!(
+                        "every source's server stopped us (Kiss-o'-Death DENY/RSTR); holding over"
+                    );
+                }
             }
             {
                 let Ok(mut s) = handle.0.lock() else { return };
@@ -556,11 +564,11 @@ impl Daemon {
                         return true;
                     }
                 };
+                // Hourly: keep the server while the name still lists it; after a failure: another
+                // one that no other source asks, where the name has one.
                 let keep = r.link.as_ref().map(|l| l.addr);
-                let pick = keep
-                    .filter(|a| addrs.contains(a) && !taken.contains(a))
-                    .or_else(|| addrs.iter().copied().find(|a| !taken.contains(a)))
-                    .unwrap_or(addrs[0]);
+                let why = r.ntp.as_ref().and_then(NtpSource::wants_address);
+                let pick = pick_address(why, keep, &addrs, &taken).unwrap_or(addrs[0]);
                 let same = keep == Some(pick);
                 if !same {
                     if let Err(why) = self.relink(d, r, i, pick) {
@@ -952,11 +960,12 @@ impl Daemon {
                         r.verdict = Verdict::Unconfirmed;
                         r.reason = format!("no majority: {why}");
                     }
-                    // No majority: every name asks for a server again (a liar and a RATE
-                    // server kept for an hour must not keep a device from trusting the others).
+                    // No majority: a name whose server failed asks for another one, and every
+                    // name does when the answers disagree (which one lies is not known); a
+                    // name whose server answered keeps it (moving it would drop its samples).
                     if fresh && r.is_name() {
                         if let Some(n) = r.ntp.as_mut() {
-                            n.resolve_again();
+                            n.no_consensus(matches!(why, NoConsensus::Disagreement { .. }));
                         }
                     }
                 }
