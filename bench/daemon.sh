@@ -38,7 +38,7 @@ TT2="${TT2:+$(realpath "$TT2")}"
 TT_NAME="${TT_NAME:-trusttime daemon (observe-only)}"; TT2_NAME="${TT2_NAME:-second trusttime daemon}"
 CHRONYC="${TRUSTTIME_CHRONYC:-$(dirname "$CHRONYD")/../bin/chronyc}"
 WORK=$(mktemp -d); PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 for ip in 127.0.0.61 127.0.0.62 127.0.0.63; do
   off=600; [ $ip = 127.0.0.62 ] && off=4200
