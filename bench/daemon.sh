@@ -6,7 +6,11 @@
 # trusted/first selection. Runs both side by side in the same run.
 #
 # Usage: DURATION=600 bench/daemon.sh   (LEAN=1: the --no-default-features build; MUSL=1: the
-#        same, static with musl)
+#        same, static with musl; TT=PATH: a prebuilt binary, nothing is built; TT2=PATH: a
+#        second prebuilt binary measured in the same run, e.g. an older version, with
+#        TT_NAME/TT2_NAME as their labels in the table)
+# At the end it also reads each daemon's offset error: trusttime's `status --json` offset_s
+# minus the servers' known +600 s, and chronyd's `tracking` (through its command socket).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-600}"; MINPOLL="${MINPOLL:--2}"
@@ -16,7 +20,9 @@ NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
 PORT=${PORT:-32123}
 # LEAN=1 measures the build without optional features (tls, web, mqtt); MUSL=1 the same
 # build linked statically against musl (what a small device would ship).
-if [ "${MUSL:-0}" = 1 ]; then
+if [ -n "${TT:-}" ]; then
+  TT=$(realpath "$TT")
+elif [ "${MUSL:-0}" = 1 ]; then
   rustup target list --installed | grep -q x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
   cargo build --release --locked -q -p trusttime --no-default-features \
     --target x86_64-unknown-linux-musl --target-dir target/musl
@@ -28,8 +34,11 @@ else
   cargo build --release --locked -q -p trusttime
   TT=$(pwd)/target/release/trusttime
 fi
+TT2="${TT2:+$(realpath "$TT2")}"
+TT_NAME="${TT_NAME:-trusttime daemon (observe-only)}"; TT2_NAME="${TT2_NAME:-second trusttime daemon}"
+CHRONYC="${TRUSTTIME_CHRONYC:-$(dirname "$CHRONYD")/../bin/chronyc}"
 WORK=$(mktemp -d); PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 for ip in 127.0.0.61 127.0.0.62 127.0.0.63; do
   off=600; [ $ip = 127.0.0.62 ] && off=4200
@@ -39,7 +48,9 @@ for ip in 127.0.0.61 127.0.0.62 127.0.0.63; do
   PIDS+=($!)
 done
 sleep 1
-cat >"$WORK/tt.toml" <<TOML
+now_ns() { date +%s%N; }
+start_tt() { # BIN NAME: writes $WORK/NAME.toml, starts the daemon, sets TTPID and READY_MS
+  cat >"$WORK/$2.toml" <<TOML
 [[source]]
 kind = "ntp"
 address = "127.0.0.61:$PORT"
@@ -52,26 +63,29 @@ address = "127.0.0.63:$PORT"
 [clock]
 observe-only = true
 [daemon]
-state-dir = "$WORK/state"
-control-socket = "$WORK/c.sock"
+state-dir = "$WORK/$2-state"
+control-socket = "$WORK/$2.sock"
 startup-delay = "0s"
 min-poll = $MINPOLL
 max-poll = $MINPOLL
 TOML
-now_ns() { date +%s%N; }
-t0=$(now_ns)
-"${NOCAP[@]}" "$TT" daemon --config "$WORK/tt.toml" >"$WORK/tt.log" 2>&1 &
-TTPID=$!; PIDS+=($TTPID)
-"$TT" wait --for tls --timeout 10s --config "$WORK/tt.toml" >/dev/null 2>&1
-t1=$(now_ns)
-TT_READY_MS=$(( (t1 - t0) / 1000000 ))
+  local t0 t1
+  t0=$(now_ns)
+  "${NOCAP[@]}" "$1" daemon --config "$WORK/$2.toml" >"$WORK/$2.log" 2>&1 &
+  TTPID=$!; PIDS+=($TTPID)
+  "$1" wait --for tls --timeout 10s --config "$WORK/$2.toml" >/dev/null 2>&1
+  t1=$(now_ns)
+  READY_MS=$(( (t1 - t0) / 1000000 ))
+}
+start_tt "$TT" tt; TT_PID=$TTPID; TT_READY_MS=$READY_MS
+if [ -n "$TT2" ]; then start_tt "$TT2" tt2; TT2_PID=$TTPID; TT2_READY_MS=$READY_MS; fi
 
 t0=$(now_ns)
 "${NOCAP[@]}" "$CHRONYD" -x -d -u root -f /dev/null \
   "server 127.0.0.61 port $PORT iburst minpoll $MINPOLL maxpoll $MINPOLL" \
   "server 127.0.0.62 port $PORT iburst minpoll $MINPOLL maxpoll $MINPOLL" \
   "server 127.0.0.63 port $PORT iburst minpoll $MINPOLL maxpoll $MINPOLL" \
-  'minsources 2' 'cmdport 0' 'bindcmdaddress /' 'port 0' "pidfile $WORK/client.pid" >"$WORK/chrony-client.log" 2>&1 &
+  'minsources 2' 'cmdport 0' "bindcmdaddress $WORK/chronyd.sock" 'port 0' "pidfile $WORK/client.pid" >"$WORK/chrony-client.log" 2>&1 &
 CHPID=$!; PIDS+=($CHPID)
 until grep -q "Selected source" "$WORK/chrony-client.log" 2>/dev/null; do
   sleep 0.01; [ $(( ($(now_ns) - t0) / 1000000000 )) -gt 30 ] && break
@@ -90,12 +104,38 @@ stat_of() { # pid -> "hwm_kib cpu_ms anon_kib pss_kib"
   ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
   echo "$hwm $(( ticks * 1000 / $(getconf CLK_TCK) )) $anon $pss"
 }
-read -r TT_HWM TT_CPU TT_ANON TT_PSS < <(stat_of $TTPID)
+read -r TT_HWM TT_CPU TT_ANON TT_PSS < <(stat_of $TT_PID)
+[ -n "$TT2" ] && read -r TT2_HWM TT2_CPU TT2_ANON TT2_PSS < <(stat_of $TT2_PID)
 read -r CH_HWM CH_CPU CH_ANON CH_PSS < <(stat_of $CHPID)
+# Offset error, read after the CPU time: five readings 0.2 s apart of the trusted offset
+# minus the servers' true +600 s; mean of |error| and the uncertainty (half the interval).
+tt_error() { # BIN NAME -> "mean_abs_error_ms uncertainty_ms"
+  for _ in 1 2 3 4 5; do "$1" status --json --config "$WORK/$2.toml"; echo; sleep 0.2; done |
+    python3 -c 'import json,sys
+r=[json.loads(l) for l in sys.stdin if l.strip()]
+e=[abs(x["offset_s"]-600)*1e3 for x in r]; u=[x["uncertainty_s"]*1e3 for x in r]
+print("%.3f %.3f" % (sum(e)/len(e), sum(u)/len(u)))'
+}
+read -r TT_ERR TT_UNC < <(tt_error "$TT" tt)
+[ -n "$TT2" ] && read -r TT2_ERR TT2_UNC < <(tt_error "$TT2" tt2)
+CH_TRACK="(no chronyc)"
+if [ -x "$CHRONYC" ]; then
+  # "System time : 600.000000000 seconds slow of NTP time" (what -x keeps as the correction it
+  # would apply) and "Last offset"/"RMS offset" (the measured offset left after it).
+  CH_TRACK=$("$CHRONYC" -h "$WORK/chronyd.sock" tracking | awk -F' *: *' '
+    /^System time/ {split($2, a, " "); sys = a[1]; if ($2 ~ /fast/) sys = -sys}
+    /^Last offset/ {split($2, a, " "); last = a[1]}
+    /^RMS offset/ {split($2, a, " "); rms = a[1]}
+    END {printf "System time - 600 s: %.3f ms, last offset %.1f us, RMS offset %.1f us", (sys - 600) * 1e3, last * 1e6, rms * 1e6}')
+fi
 REQS=$("$TT" sources --json --config "$WORK/tt.toml" | python3 -c 'import json,sys; print(sum(s["requests"] for s in json.load(sys.stdin)["sources"]))')
-echo "| daemon | start to trusted, ms | peak RSS, KiB | private (RssAnon), KiB | PSS, KiB | CPU over ${DURATION} s, ms |"
-echo "|---|---:|---:|---:|---:|---:|"
-echo "| trusttime daemon (observe-only) | $TT_READY_MS | $TT_HWM | $TT_ANON | $TT_PSS | $TT_CPU |"
-echo "| chronyd -x (client, minsources 2) | $CH_READY_MS | $CH_HWM | $CH_ANON | $CH_PSS | $CH_CPU |"
+echo "| daemon | start to trusted, ms | peak RSS, KiB | private (RssAnon), KiB | PSS, KiB | CPU over ${DURATION} s, ms | CPU / chronyd's | offset error, ms (uncertainty) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+echo "| $TT_NAME | $TT_READY_MS | $TT_HWM | $TT_ANON | $TT_PSS | $TT_CPU | $(ratio $TT_CPU $CH_CPU) | $TT_ERR (±$TT_UNC) |"
+[ -n "$TT2" ] && echo "| $TT2_NAME | $TT2_READY_MS | $TT2_HWM | $TT2_ANON | $TT2_PSS | $TT2_CPU | $(ratio $TT2_CPU $CH_CPU) | $TT2_ERR (±$TT2_UNC) |"
+echo "| chronyd -x (client, minsources 2) | $CH_READY_MS | $CH_HWM | $CH_ANON | $CH_PSS | $CH_CPU | 1.00 | see below |"
 echo
-echo "poll interval 2^$MINPOLL s; trusttime sent $REQS exchanges in ${DURATION} s; RSS ratio $(awk -v a=$TT_HWM -v b=$CH_HWM 'BEGIN{printf "%.2f", a/b}'); private memory ratio $(awk -v a=$TT_ANON -v b=$CH_ANON 'BEGIN{printf "%.2f", a/b}')"
+echo "poll interval 2^$MINPOLL s; $TT_NAME sent $REQS exchanges in ${DURATION} s; RSS ratio $(ratio $TT_HWM $CH_HWM); private memory ratio $(ratio $TT_ANON $CH_ANON)"
+[ -n "$TT2" ] && echo "$TT2_NAME: RSS ratio $(ratio $TT2_HWM $CH_HWM); private memory ratio $(ratio $TT2_ANON $CH_ANON)"
+echo "chronyd tracking: $CH_TRACK"

@@ -245,6 +245,15 @@ impl Driver {
     }
 }
 
+/// Aborts the run loop's task when the daemon's future is dropped (the daemon stops).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Daemon {
     /// Gives every plain NTP source its core [`NtpSource`], due now (resuming at the poll
     /// interval saved before a restart). False if the status is unavailable.
@@ -277,8 +286,21 @@ impl Daemon {
         true
     }
 
-    #[allow(clippy::too_many_lines)]
+    /// Runs the loop as its own task: the receive tasks then wake it through the scheduler's
+    /// queue rather than by unparking the runtime, as they must for the future `block_on`
+    /// polls (an eventfd write and one more `epoll_wait` for every datagram).
     pub(super) async fn run(self, handle: StatusHandle, nts_ca: Vec<Vec<u8>>) {
+        let task = tokio::spawn(self.run_loop(handle, nts_ca));
+        let _abort = AbortOnDrop(task.abort_handle());
+        if let Err(e) = task.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    async fn run_loop(self, handle: StatusHandle, nts_ca: Vec<Vec<u8>>) {
         let delay = self.config.startup_delay;
         if !delay.is_zero() {
             let d = Duration::from_nanos(rand::random::<u64>() % (delay.as_nanos() as u64 + 1));
