@@ -312,6 +312,9 @@ impl Daemon {
         if !self.prepare(&handle) {
             return;
         }
+        // Whether observers have seen the latest change, and when they were last shown one.
+        let mut dirty = true;
+        let mut published = MonoInstant::ZERO;
         loop {
             let now = self.local.now();
             let mut changed = false;
@@ -338,6 +341,7 @@ impl Daemon {
             }
             if changed {
                 self.decide(&mut d, &handle);
+                dirty = true;
             }
             let wake = {
                 let Ok(mut s) = handle.0.lock() else { return };
@@ -358,8 +362,16 @@ impl Daemon {
                     .min();
                 next
             };
-            // Observers see every change.
-            handle.publish();
+            // Observers see every change of a source's estimate, verdict or the trusted time
+            // at once, and the rest (requests sent, next poll) within a second: a snapshot per
+            // datagram sent was most of the loop's work at a short poll interval.
+            // (Hand-set time and floor resets publish themselves.)
+            let now = self.local.now();
+            if dirty || now.mono.since(published) >= SignedDuration::from_secs(1) {
+                handle.publish();
+                dirty = false;
+                published = now.mono;
+            }
             let wait = wake.map_or(Duration::from_secs(3600), |n| {
                 n.since(self.local.now().mono)
                     .to_std()
@@ -372,6 +384,7 @@ impl Daemon {
             if let Some(m) = msg {
                 if self.handle_msg(&mut d, &handle, m) {
                     self.decide(&mut d, &handle);
+                    dirty = true;
                 }
             }
         }
