@@ -24,13 +24,13 @@ PORT=${PORT:-34123}
 # x86-64 builds of the same features, static (musl), for the ratios (built when missing; delete
 # target/arm/trusttime-x86_64-* to rebuild).
 if [ ! -f target/arm/trusttime-x86_64-lean ]; then
-  cargo build --release --locked -q -p trusttime --no-default-features --target x86_64-unknown-linux-musl
-  cp target/x86_64-unknown-linux-musl/release/trusttime target/arm/trusttime-x86_64-lean
+  cargo build --profile device --locked -q -p trusttime --no-default-features --target x86_64-unknown-linux-musl
+  cp target/x86_64-unknown-linux-musl/device/trusttime target/arm/trusttime-x86_64-lean
 fi
 if [ ! -f target/arm/trusttime-x86_64-tls ]; then
   CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-gcc} \
-    cargo build --release --locked -q -p trusttime --no-default-features --features tls --target x86_64-unknown-linux-musl
-  cp target/x86_64-unknown-linux-musl/release/trusttime target/arm/trusttime-x86_64-tls
+    cargo build --profile device --locked -q -p trusttime --no-default-features --features tls --target x86_64-unknown-linux-musl
+  cp target/x86_64-unknown-linux-musl/device/trusttime target/arm/trusttime-x86_64-tls
 fi
 
 WORK=$(mktemp -d); PIDS=()
