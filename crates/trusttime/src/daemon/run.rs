@@ -121,6 +121,16 @@ impl SourceRun {
         self.kind == SourceKind::Ntp && self.spec.host.parse::<std::net::IpAddr>().is_err()
     }
 
+    /// No address (DNS or NTS-KE failed, or no socket could be made): said in the status; the
+    /// source tries again after its backed-off poll interval.
+    fn lost_address(&mut self, now: MonoInstant, reason: String) {
+        self.reason = reason;
+        if let Some(n) = self.ntp.as_mut() {
+            n.address_failed(now);
+        }
+        self.mirror(now);
+    }
+
     /// Copies what observers see from the core source.
     fn mirror(&mut self, now: MonoInstant) {
         let Some(n) = &self.ntp else { return };
@@ -588,14 +598,11 @@ impl Daemon {
                 let addrs = match result {
                     Ok(a) if !a.is_empty() => a,
                     Ok(_) | Err(_) => {
-                        r.reason = format!("DNS: no address for {}", r.spec.host);
                         r.verdict = Verdict::NoReply;
                         r.answer = crate::tally::Answer::Silent;
                         r.polled = true;
-                        if let Some(n) = r.ntp.as_mut() {
-                            n.address_failed(now.mono);
-                        }
-                        r.mirror(now.mono);
+                        let why = format!("DNS: no address for {}", r.spec.host);
+                        r.lost_address(now.mono, why);
                         return true;
                     }
                 };
@@ -604,29 +611,7 @@ impl Daemon {
                 let keep = r.link.as_ref().map(|l| l.addr);
                 let why = r.ntp.as_ref().and_then(NtpSource::wants_address);
                 let pick = pick_address(why, keep, &addrs, &taken).unwrap_or(addrs[0]);
-                let same = keep == Some(pick);
-                if !same {
-                    if let Err(why) = self.relink(d, r, i, pick) {
-                        r.reason = why;
-                        r.link = None;
-                        if let Some(n) = r.ntp.as_mut() {
-                            n.address_failed(now.mono);
-                        }
-                        r.mirror(now.mono);
-                        return true;
-                    }
-                }
-                if let Some(n) = r.ntp.as_mut() {
-                    n.address_resolved(now.mono, same);
-                }
-                r.mirror(now.mono);
-                // The source may poll now.
-                drop(s);
-                if let Ok(mut s) = handle.0.lock() {
-                    let floor = s.sys.floor();
-                    return self.drive_ntp(d, &mut s, i, now, floor);
-                }
-                false
+                self.use_address(d, s, i, pick, now)
             }
             Msg::KeyExchanged { i, result } => {
                 let now = self.local.now();
@@ -637,45 +622,25 @@ impl Daemon {
                 let ke = match result {
                     Ok(k) if !k.addrs.is_empty() => k,
                     other => {
-                        r.reason = match other {
-                            Err(why) => why,
-                            Ok(_) => "NTS-KE named an NTP server with no address".into(),
-                        };
                         r.verdict = Verdict::Invalid;
                         r.answer = crate::tally::Answer::Rejected("NTS-KE failed".into());
                         r.polled = true;
-                        if let Some(n) = r.ntp.as_mut() {
-                            n.address_failed(now.mono);
-                        }
-                        r.mirror(now.mono);
+                        r.lost_address(
+                            now.mono,
+                            match other {
+                                Err(why) => why,
+                                Ok(_) => "NTS-KE named an NTP server with no address".into(),
+                            },
+                        );
                         return true;
                     }
                 };
-                let pick = ke.addrs[0];
-                let same = r.link.as_ref().map(|l| l.addr) == Some(pick);
-                if !same {
-                    if let Err(why) = self.relink(d, r, i, pick) {
-                        r.reason = why;
-                        r.link = None;
-                        if let Some(n) = r.ntp.as_mut() {
-                            n.address_failed(now.mono);
-                        }
-                        r.mirror(now.mono);
-                        return true;
-                    }
-                }
                 r.nts_window = ke.window;
+                let pick = ke.addrs[0];
                 if let Some(n) = r.ntp.as_mut() {
                     n.set_nts_session(ke.session);
-                    n.address_resolved(now.mono, same);
                 }
-                r.mirror(now.mono);
-                drop(s);
-                if let Ok(mut s) = handle.0.lock() {
-                    let floor = s.sys.floor();
-                    return self.drive_ntp(d, &mut s, i, now, floor);
-                }
-                false
+                self.use_address(d, s, i, pick, now)
             }
             Msg::Constraint(c) => {
                 let now = self.local.now();
@@ -689,6 +654,35 @@ impl Daemon {
                 true
             }
         }
+    }
+
+    /// Points source `i` at `addr` (a new socket unless it is the one in use) and lets it
+    /// poll at once. True when an estimate may have changed.
+    fn use_address(
+        &self,
+        d: &mut Driver,
+        mut s: std::sync::MutexGuard<'_, Status>,
+        i: usize,
+        addr: SocketAddr,
+        now: trusttime_core::Now,
+    ) -> bool {
+        let Some(r) = s.sources.get_mut(i) else {
+            return false;
+        };
+        let same = r.link.as_ref().map(|l| l.addr) == Some(addr);
+        if !same {
+            if let Err(why) = self.relink(d, r, i, addr) {
+                r.link = None;
+                r.lost_address(now.mono, why);
+                return true;
+            }
+        }
+        if let Some(n) = r.ntp.as_mut() {
+            n.address_resolved(now.mono, same);
+        }
+        r.mirror(now.mono);
+        let floor = s.sys.floor();
+        self.drive_ntp(d, &mut s, i, now, floor)
     }
 
     /// Gives source `r` (index `i`) a new socket connected to `addr`, with its receive task;
