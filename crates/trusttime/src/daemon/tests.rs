@@ -373,6 +373,34 @@ async fn commands_through_the_link_are_carried_out_and_published() {
     running.abort();
 }
 
+/// An observe-only daemon started from `text`, and a second `Daemon` of the same config whose
+/// driver methods a test calls directly (the started one's future is not run), prepared.
+fn started_driver(
+    text: &str,
+) -> (
+    StatusHandle,
+    impl std::future::Future<Output = ()>,
+    Daemon,
+    Arc<FakeClock>,
+) {
+    let clock = Arc::new(FakeClock {
+        base: floor::build_time() + SignedDuration::from_secs(86_400),
+        offset_ns: AtomicI64::new(0),
+        rtc_ns: Mutex::new(None),
+    });
+    let make = || Daemon {
+        config: crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap(),
+        local: Arc::clone(&clock) as Arc<dyn LocalClock>,
+        control: Arc::new(Control(Arc::clone(&clock))) as Arc<dyn ClockControl>,
+        rtc: None,
+        observe_only: true,
+    };
+    let (handle, fut) = make().start().unwrap();
+    let runner = make();
+    assert!(runner.prepare(&handle));
+    (handle, fut, runner, clock)
+}
+
 /// The driver's side of DNS: two names of one pool that resolve to the same servers ask
 /// distinct ones; an address that is still in the answer keeps its socket; another address
 /// gets a new socket (and the source a new filter); a failed lookup is reported.
@@ -385,24 +413,7 @@ async fn two_names_of_one_pool_ask_distinct_servers_and_a_kept_address_keeps_its
         dir.path().join("state").display(),
         dir.path().join("control.sock").display()
     );
-    let clock = Arc::new(FakeClock {
-        base: floor::build_time() + SignedDuration::from_secs(86_400),
-        offset_ns: AtomicI64::new(0),
-        rtc_ns: Mutex::new(None),
-    });
-    let make = || {
-        let c = Arc::new(Control(Arc::clone(&clock)));
-        Daemon {
-            config: crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap(),
-            local: Arc::clone(&clock) as Arc<dyn LocalClock>,
-            control: c as Arc<dyn ClockControl>,
-            rtc: None,
-            observe_only: true,
-        }
-    };
-    let (handle, _fut) = make().start().unwrap();
-    let runner = make();
-    assert!(runner.prepare(&handle));
+    let (handle, _fut, runner, _clock) = started_driver(&text);
     let mut drv = Driver::new();
     let addr = |s: &str| -> std::net::SocketAddr { s.parse().unwrap() };
     let (x, y, z) = (
@@ -486,24 +497,7 @@ async fn a_reply_stamped_before_a_step_is_measured_on_the_old_clock() {
         dir.path().join("control.sock").display(),
         server.local_addr().unwrap()
     );
-    let clock = Arc::new(FakeClock {
-        base: floor::build_time() + SignedDuration::from_secs(86_400),
-        offset_ns: AtomicI64::new(0),
-        rtc_ns: Mutex::new(None),
-    });
-    let make = || {
-        let c = Arc::new(Control(Arc::clone(&clock)));
-        Daemon {
-            config: crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap(),
-            local: Arc::clone(&clock) as Arc<dyn LocalClock>,
-            control: c as Arc<dyn ClockControl>,
-            rtc: None,
-            observe_only: true,
-        }
-    };
-    let (handle, _fut) = make().start().unwrap();
-    let runner = make();
-    assert!(runner.prepare(&handle));
+    let (handle, _fut, runner, clock) = started_driver(&text);
     let mut drv = Driver::new();
     // Resolving the literal address connects the socket and sends the first request.
     runner.handle_msg(
