@@ -88,14 +88,7 @@ impl StatusHandle {
             tracing::warn!(%who, old = ?old, new = %t, uncertainty_ms, "time set by hand");
         }
         let change = ManualChange::Set(entry);
-        s.manual_log.push_back(change.clone());
-        while s.manual_log.len() > 20 {
-            s.manual_log.pop_front();
-        }
-        drop(s);
-        carry_out(self);
-        self.publish();
-        Ok(Changed { ok: true, change })
+        Ok(self.record(s, change))
     }
 
     /// Resets the floor to the build time and forgets every trusted time: the recovery for a
@@ -121,6 +114,12 @@ impl StatusHandle {
                 new: new.into(),
             },
         });
+        Ok(self.record(s, change))
+    }
+
+    /// Keeps a manual change in the log shown by `status` (the last 20), carries out what the
+    /// core queued, and shows observers the result.
+    fn record(&self, mut s: std::sync::MutexGuard<'_, Status>, change: ManualChange) -> Changed {
         s.manual_log.push_back(change.clone());
         while s.manual_log.len() > 20 {
             s.manual_log.pop_front();
@@ -128,7 +127,7 @@ impl StatusHandle {
         drop(s);
         carry_out(self);
         self.publish();
-        Ok(Changed { ok: true, change })
+        Changed { ok: true, change }
     }
 
     /// A clean stop (SIGTERM): persists the state.

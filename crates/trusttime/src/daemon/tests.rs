@@ -21,6 +21,15 @@ impl LocalClock for FakeClock {
     }
 }
 
+/// A device clock a day after the build floor, with no RTC reading yet.
+fn fake_clock() -> Arc<FakeClock> {
+    Arc::new(FakeClock {
+        base: floor::build_time() + SignedDuration::from_secs(86_400),
+        offset_ns: AtomicI64::new(0),
+        rtc_ns: Mutex::new(None),
+    })
+}
+
 #[derive(Debug)]
 struct Control(Arc<FakeClock>);
 
@@ -93,11 +102,7 @@ fn run_with_sample(handle: &StatusHandle, offset: SignedDuration) {
 #[tokio::test]
 async fn one_server_votes_once_across_rounds() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FakeClock {
-        base: floor::build_time() + SignedDuration::from_secs(86_400),
-        offset_ns: AtomicI64::new(0),
-        rtc_ns: Mutex::new(None),
-    });
+    let clock = fake_clock();
     let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
     let hour = SignedDuration::from_secs(3600);
     for _ in 0..3 {
@@ -129,11 +134,7 @@ async fn one_server_votes_once_across_rounds() {
 #[tokio::test]
 async fn a_manual_step_shifts_stored_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FakeClock {
-        base: floor::build_time() + SignedDuration::from_secs(86_400),
-        offset_ns: AtomicI64::new(0),
-        rtc_ns: Mutex::new(None),
-    });
+    let clock = fake_clock();
     let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
     // A source measured the truth 1 h ahead of the device clock (no consensus yet).
     let hour = SignedDuration::from_secs(3600);
@@ -170,11 +171,7 @@ async fn a_manual_step_shifts_stored_samples() {
 #[tokio::test]
 async fn the_rtc_is_written_with_the_true_time_after_a_step() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FakeClock {
-        base: floor::build_time() + SignedDuration::from_secs(86_400),
-        offset_ns: AtomicI64::new(0),
-        rtc_ns: Mutex::new(None),
-    });
+    let clock = fake_clock();
     let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
     let step = SignedDuration::from_secs(20 * 365 * 86_400);
     let now = handle.1.now();
@@ -245,11 +242,7 @@ async fn the_report_is_a_subset_of_status_under_the_same_names() {
 #[tokio::test]
 async fn refused_manual_times_keep_their_facts() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FakeClock {
-        base: floor::build_time() + SignedDuration::from_secs(86_400),
-        offset_ns: AtomicI64::new(0),
-        rtc_ns: Mutex::new(None),
-    });
+    let clock = fake_clock();
     let (handle, _fut) = daemon(dir.path(), &clock).start().unwrap();
     let floor = floor::build_time();
     assert_eq!(
@@ -313,11 +306,7 @@ async fn refused_manual_times_keep_their_facts() {
 #[tokio::test]
 async fn commands_through_the_link_are_carried_out_and_published() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FakeClock {
-        base: floor::build_time() + SignedDuration::from_secs(86_400),
-        offset_ns: AtomicI64::new(0),
-        rtc_ns: Mutex::new(None),
-    });
+    let clock = fake_clock();
     let (handle, fut) = daemon(dir.path(), &clock).start().unwrap();
     let running = tokio::spawn(fut);
     let link = handle.link();
@@ -383,11 +372,7 @@ fn started_driver(
     Daemon,
     Arc<FakeClock>,
 ) {
-    let clock = Arc::new(FakeClock {
-        base: floor::build_time() + SignedDuration::from_secs(86_400),
-        offset_ns: AtomicI64::new(0),
-        rtc_ns: Mutex::new(None),
-    });
+    let clock = fake_clock();
     let make = || Daemon {
         config: crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap(),
         local: Arc::clone(&clock) as Arc<dyn LocalClock>,
