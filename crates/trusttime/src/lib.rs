@@ -25,21 +25,17 @@ pub mod daemon;
 pub mod daemon_api;
 pub mod duration;
 pub mod files;
-#[cfg(feature = "tls")]
-pub mod https_date;
 pub mod json;
 pub mod metrics;
-#[cfg(feature = "tls")]
-pub mod nts;
 pub mod platform;
 #[cfg(feature = "mqtt")]
 pub mod report;
-pub mod roughtime;
 pub mod serve;
 pub mod spec;
 
 pub mod sync;
 pub mod tally;
+pub mod transport;
 #[cfg(feature = "web")]
 pub mod web;
 
@@ -175,6 +171,13 @@ mod layering {
             graph["spec"],
             BTreeSet::new(),
             "spec imports from the crate"
+        );
+        // Transports know specs and the clock, nothing above them.
+        let below: BTreeSet<String> = ["spec", "clock"].map(String::from).into();
+        assert!(
+            graph["transport"].is_subset(&below),
+            "transport imports {:?}",
+            graph["transport"]
         );
         // Observers read the daemon's published status, never the daemon itself.
         for observer in ["web", "metrics", "report", "control", "serve"] {

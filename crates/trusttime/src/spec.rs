@@ -2,9 +2,8 @@
 //! given on the command line or in the config (`HOST[:PORT]`, Roughtime `HOST:PORT=KEY`,
 //! HTTPS Date URLs), the kinds of source and the verdicts on them.
 //!
-//! A leaf module: it imports nothing from this crate, so the transports (`sync`, `nts`,
-//! `roughtime`, `https_date`), the config and the daemon can all use it without importing
-//! one another.
+//! A leaf module: it imports nothing from this crate, so `sync`, the `transport` folder, the
+//! config and the daemon can all use it without importing one another.
 
 use std::fmt;
 use std::str::FromStr;
@@ -322,7 +321,7 @@ impl std::str::FromStr for HttpsDateSpec {
 mod tests {
     use super::*;
 
-    /// Roughtime specs (see also `crate::roughtime`).
+    /// Roughtime specs (see also `crate::transport::roughtime`).
 
     #[test]
     fn specs_parse_with_hex_and_base64_keys() {

@@ -272,9 +272,9 @@ pub(crate) enum Event {
     ChainViolation(String),
 }
 
-impl From<crate::roughtime::ChainEvent> for Event {
-    fn from(ev: crate::roughtime::ChainEvent) -> Self {
-        use crate::roughtime::ChainEvent;
+impl From<crate::transport::roughtime::ChainEvent> for Event {
+    fn from(ev: crate::transport::roughtime::ChainEvent) -> Self {
+        use crate::transport::roughtime::ChainEvent;
         match ev {
             ChainEvent::Resolved(i, a) => Event::Resolved(i, a),
             ChainEvent::Failed(i, v, why) => Event::Failed(i, v, why),
@@ -351,7 +351,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     if roughtime_first {
         let first = opts.servers.len() + opts.nts.len();
         let (ptx, mut prx) = mpsc::channel(4 * opts.roughtime.len() + 4);
-        crate::roughtime::run_chain(
+        crate::transport::roughtime::run_chain(
             first,
             opts.roughtime.clone(),
             opts.client,
@@ -362,7 +362,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         .await;
         let mut rough = Vec::new();
         while let Ok(ev) = prx.try_recv() {
-            if let crate::roughtime::ChainEvent::Done(_, s) = &ev {
+            if let crate::transport::roughtime::ChainEvent::Done(_, s) = &ev {
                 rough.push(Outcome::Reply(OffsetInterval::around(
                     s.offset,
                     s.error_bound(),
@@ -426,14 +426,15 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         );
         let timeout = opts.timeout;
         tasks.spawn(async move {
-            let (ctx, mut crx) = mpsc::channel::<crate::roughtime::ChainEvent>(4 * specs.len() + 4);
+            let (ctx, mut crx) =
+                mpsc::channel::<crate::transport::roughtime::ChainEvent>(4 * specs.len() + 4);
             let forward = async {
                 while let Some(ev) = crx.recv().await {
                     let _ = tx.send(ev.into()).await;
                 }
             };
             tokio::join!(
-                crate::roughtime::run_chain(first, specs, cfg, clock, timeout, ctx),
+                crate::transport::roughtime::run_chain(first, specs, cfg, clock, timeout, ctx),
                 forward
             );
         });
@@ -660,7 +661,7 @@ pub(crate) async fn https_constraints(
                         BootstrapVerifier::new(roots, interval)
                             .map_err(|e| format!("trust anchors: {e}"))?,
                     );
-                    crate::https_date::query(&spec, verifier, &clock, timeout)
+                    crate::transport::https_date::query(&spec, verifier, &clock, timeout)
                         .await
                         .map(|c| c.offset)
                 }
@@ -966,7 +967,7 @@ async fn nts_key_exchange(
             return None;
         }
     };
-    let ke = match crate::nts::key_exchange(spec, verifier, setup.timeout).await {
+    let ke = match crate::transport::nts::key_exchange(spec, verifier, setup.timeout).await {
         Ok(k) => k,
         Err(why) => {
             let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;

@@ -39,7 +39,7 @@ pub const RESOLVE_AFTER_SILENT: u8 = SILENT;
 pub(super) struct SourceRun {
     pub(super) spec: ServerSpec,
     pub(super) kind: SourceKind,
-    pub(super) roughtime: Option<crate::roughtime::RoughtimeSpec>,
+    pub(super) roughtime: Option<crate::transport::roughtime::RoughtimeSpec>,
     pub(super) auth_failures: u32,
     pub(super) policy: PollPolicy,
     pub(super) next_due: MonoInstant,
@@ -1055,7 +1055,7 @@ async fn key_exchange(
     let verifier = Arc::new(
         BootstrapVerifier::new(roots, interval).map_err(|e| format!("trust anchors: {e}"))?,
     );
-    let ke = crate::nts::key_exchange(spec, verifier, Duration::from_secs(3)).await?;
+    let ke = crate::transport::nts::key_exchange(spec, verifier, Duration::from_secs(3)).await?;
     tracing::debug!(server = %spec, ntp = %ke.ntp, cookies = ke.session.cookies(), "NTS-KE done");
     let addrs = match ke.ntp.host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, ke.ntp.port)],
