@@ -51,6 +51,8 @@ pub mod ntp;
 pub mod nts;
 #[cfg(feature = "roughtime")]
 pub mod roughtime;
+#[cfg(feature = "roughtime")]
+pub mod roughtime_source;
 pub mod select;
 pub mod source;
 pub mod system;
