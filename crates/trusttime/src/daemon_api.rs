@@ -51,8 +51,8 @@ pub struct Snapshot {
     pub last_round: Option<String>,
     /// The last hint a network consensus overrode, in words.
     pub hint_overridden: Option<String>,
-    /// Signed Roughtime evidence that a server lies.
-    pub chain_violations: Vec<String>,
+    /// Signed Roughtime evidence that a server lies (the last 20, oldest first).
+    pub chain_violations: Vec<json::ChainViolation>,
     /// How the HTTPS Date constraints were combined in the last round that asked them.
     pub constraint: Option<json::ConstraintDecision>,
     /// Every configured source.

@@ -323,8 +323,8 @@ pub struct Status {
     pub last_round: Option<String>,
     /// The last time hint (RTC, saved state, hand-set time) a network consensus overrode.
     pub hint_overridden: Option<String>,
-    /// Signed Roughtime evidence that a server lies (the last 20).
-    pub chain_violations: Vec<String>,
+    /// Signed Roughtime evidence that a server lies (the last 20, oldest first).
+    pub chain_violations: Vec<ChainViolation>,
     /// How the HTTPS Date constraints were combined in the last round that asked them.
     pub constraint: Option<ConstraintDecision>,
     /// One line in words.
@@ -361,6 +361,34 @@ pub struct Health {
     pub falsetickers: u32,
     /// As [`Status::verdict`].
     pub verdict: String,
+}
+
+/// Signed Roughtime evidence that one of two servers lies (`status`'s `chain_violations`):
+/// the later server's request carried a nonce derived from the earlier server's response, yet
+/// the time it signed ends before the earlier one's begins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainViolation {
+    /// When it was seen (system clock).
+    pub at: Time,
+    /// The server asked first, and what it signed.
+    pub earlier: SignedTime,
+    /// The server asked after it, and what it signed.
+    pub later: SignedTime,
+    /// In words.
+    pub text: String,
+}
+
+/// What one Roughtime server signed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedTime {
+    /// The source as configured (`host:port`).
+    pub server: String,
+    /// Its signed time (`MIDP`).
+    pub midpoint: Time,
+    /// Its signed radius (`RADI`), seconds.
+    pub radius_s: f64,
 }
 
 /// One manual change in `status` (and `set`'s or `reset-floor`'s reply).

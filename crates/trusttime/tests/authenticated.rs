@@ -937,3 +937,199 @@ fn daemon_checks_later_certificates_against_its_trusted_time() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// The inodes of the UDP sockets connected to `peer` (IPv4), from `/proc/net/udp`.
+fn udp_sockets_to(peer: SocketAddr) -> Vec<u64> {
+    let SocketAddr::V4(v4) = peer else {
+        return Vec::new();
+    };
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&want.as_str())).then(|| f[9].parse().unwrap())
+        })
+        .collect()
+}
+
+/// The inodes of the sockets process `pid` holds.
+fn sockets_of(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.ok()?.path()).ok()?;
+            let s = link.to_string_lossy().into_owned();
+            s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// A daemon configuration of Roughtime sources only (observe-only, polls 2 to 8 s apart).
+fn roughtime_daemon_config(dir: &Path, servers: &[(SocketAddr, String)]) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (addr, key) in servers {
+        text.push_str(&format!(
+            "[[source]]\nkind = \"roughtime\"\naddress = \"{addr}\"\npublic-key = \"{key}\"\n"
+        ));
+    }
+    text.push_str(&format!(
+        "[clock]\nobserve-only = true\n[daemon]\nstate-dir = \"{}\"\ncontrol-socket = \"{}\"\nstartup-delay = \"0s\"\nmin-poll = 1\nmax-poll = 3\n",
+        dir.join("state").display(),
+        dir.join("control.sock").display(),
+    ));
+    let path = dir.join("trusttime.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Polls `sources --json` until `done` holds (15 s at most).
+fn wait_for_sources(config: &Path, daemon: &Peer, done: impl Fn(&[Value]) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        // (The control socket appears once the daemon has started.)
+        let out = daemon_cli(&["sources", "--json"], config);
+        let src: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if src["sources"].as_array().is_some_and(|l| done(l)) {
+            return src;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{src}\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The daemon asks two roughenough servers (both an hour ahead) as a chain, poll after poll,
+/// on the same two sockets, and resolves their addresses once: both are trusted and the time
+/// is theirs.
+#[test]
+fn daemon_keeps_roughtime_sources_across_polls() {
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let b = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let Some((_pa, ka)) = roughenough_server(a, Some("+3600"), SEED_A) else {
+        return;
+    };
+    let Some((_pb, kb)) = roughenough_server(b, Some("+3600"), SEED_B) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let config = roughtime_daemon_config(dir.path(), &[(a, ka), (b, kb)]);
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "trusttime=debug");
+    let daemon = Peer::spawn("trusttime-daemon-roughtime", cmd, None);
+    let polled = |n: u64| {
+        move |list: &[Value]| {
+            list.iter()
+                .all(|s| s["requests"].as_u64().unwrap_or(0) >= n && s["verdict"] == "agreed")
+        }
+    };
+    wait_for_sources(&config, &daemon, polled(1));
+    let sockets = |peer| -> Vec<u64> {
+        let mine = sockets_of(daemon.pid());
+        udp_sockets_to(peer)
+            .into_iter()
+            .filter(|i| mine.contains(i))
+            .collect()
+    };
+    let first = (sockets(a), sockets(b));
+    assert_eq!((first.0.len(), first.1.len()), (1, 1), "{first:?}");
+    let src = wait_for_sources(&config, &daemon, polled(3));
+    for s in src["sources"].as_array().unwrap() {
+        assert_eq!(s["kind"], "roughtime", "{src}");
+        assert_eq!(s["reach"], "007", "three polls in a row answered: {src}");
+    }
+    assert_eq!(
+        (sockets(a), sockets(b)),
+        first,
+        "the same sockets across polls"
+    );
+    let st = daemon_json(&["status"], &config);
+    assert_eq!(st["state"], "authenticated", "{st}");
+    assert_eq!(st["authenticated"], true, "{st}");
+    // roughenough signs whole seconds with a radius of 5 s.
+    assert!(
+        (st["offset_s"].as_f64().unwrap() - 3600.0).abs() < 6.0,
+        "{st}"
+    );
+    assert_eq!(st["chain_violations"], serde_json::json!([]), "{st}");
+    let log = daemon.log_text();
+    assert_eq!(
+        log.matches("Roughtime: name to be resolved").count(),
+        2,
+        "DNS once per server, not at every poll:\n{log}"
+    );
+}
+
+/// Three roughenough servers two hours ahead, the middle one only one (the build-time floor
+/// refuses anything before now, so the liar is ahead too): the chain proves it (its request's
+/// nonce derived from the first server's response, yet it signed an earlier time), `status
+/// --json` shows the violation with both servers and what they signed, and the liar is
+/// outvoted.
+#[test]
+fn daemon_reports_a_proven_roughtime_liar_in_status() {
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let b = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let c = SocketAddr::from(([127, 0, 0, 3], free_port()));
+    let Some((_pa, ka)) = roughenough_server(a, Some("+7200"), SEED_A) else {
+        return;
+    };
+    let Some((_pb, kb)) = roughenough_server(b, Some("+3600"), SEED_B) else {
+        return;
+    };
+    let Some((_pc, kc)) = roughenough_server(c, Some("+7200"), SEED_C) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let config = roughtime_daemon_config(dir.path(), &[(a, ka), (b, kb), (c, kc)]);
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&config);
+    let daemon = Peer::spawn("trusttime-daemon-roughtime-liar", cmd, None);
+    let src = wait_for_sources(&config, &daemon, |list| {
+        list.iter()
+            .all(|s| s["requests"].as_u64().unwrap_or(0) >= 1)
+            && list[1]["verdict"] == "falseticker"
+    });
+    let verdicts: Vec<&str> = src["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["agreed", "falseticker", "agreed"], "{src}");
+    let st = daemon_json(&["status"], &config);
+    assert_eq!(st["state"], "authenticated", "{st}");
+    assert!(
+        (st["offset_s"].as_f64().unwrap() - 7200.0).abs() < 6.0,
+        "{st}"
+    );
+    let v = &st["chain_violations"][0];
+    assert_eq!(v["earlier"]["server"], a.to_string(), "{st}");
+    assert_eq!(v["later"]["server"], b.to_string(), "{st}");
+    assert_eq!(v["later"]["radius_s"], 5.0, "{st}");
+    let signed = |x: &Value| {
+        trusttime_core::UnixTime::parse_rfc3339(x["midpoint"].as_str().unwrap())
+            .unwrap()
+            .as_secs()
+    };
+    let behind = signed(&v["earlier"]) - signed(&v["later"]);
+    assert!((3590..3610).contains(&behind), "{st}");
+    assert!(
+        v["text"].as_str().unwrap().contains("one of the two lies"),
+        "{st}"
+    );
+    // The schema the documentation gives.
+    serde_json::from_value::<trusttime::json::Status>(st.clone()).unwrap();
+}

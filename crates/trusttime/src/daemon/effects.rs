@@ -16,6 +16,9 @@ pub(super) fn shift_samples(s: &mut Status, by: SignedDuration) {
     for r in &mut s.sources {
         r.stepped(by);
     }
+    if let Some(rt) = s.roughtime.as_mut() {
+        rt.chain.stepped(by);
+    }
 }
 
 /// A slew of `by` was started: until it completes, a stored sample may be measured against
@@ -23,6 +26,9 @@ pub(super) fn shift_samples(s: &mut Status, by: SignedDuration) {
 pub(super) fn slewed_samples(s: &mut Status, by: SignedDuration) {
     for r in &mut s.sources {
         r.slewed(by);
+    }
+    if let Some(rt) = s.roughtime.as_mut() {
+        rt.chain.slewed(by);
     }
 }
 

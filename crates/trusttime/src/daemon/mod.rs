@@ -18,7 +18,7 @@ mod tests;
 pub use crate::daemon_api::{SetError, MAX_MANUAL_UNCERTAINTY};
 use effects::{carry_out, snapshot_of};
 pub use effects::{sd_notify, SAVE_EVERY};
-use run::SourceRun;
+use run::{RoughtimeRun, SourceRun};
 pub use run::{RESOLVE_AFTER_SILENT, RESOLVE_EVERY};
 use status::Status;
 pub use status::StatusHandle;
@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use trusttime_core::ntp::filter::{ClockFilter, FilterSample};
+use trusttime_core::ntp::filter::ClockFilter;
+#[cfg(test)]
+use trusttime_core::ntp::filter::FilterSample;
 use trusttime_core::ntp::{KissCode, PollPolicy};
 use trusttime_core::select::{OffsetInterval, Outcome, Selection};
 use trusttime_core::system::{self as core_system, SinceSave, Snapshot, System, SystemConfig};
@@ -42,7 +44,7 @@ use crate::daemon_api::{
 };
 use crate::platform::{ClockControl, Rtc};
 use crate::spec::{ServerSpec, SourceKind, Verdict};
-use crate::sync::{sync, SyncOptions};
+use crate::sync::SyncOptions;
 use state_file::{self as state, SourceState, State};
 
 /// What the daemon needs from outside: its config and the clocks, behind traits.
@@ -251,6 +253,7 @@ impl Daemon {
             disagreeing: Vec::new(),
             last_round: None,
             chain_violations: std::collections::VecDeque::new(),
+            roughtime: None,
             constraint: None,
             published,
         }));

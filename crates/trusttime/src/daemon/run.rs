@@ -8,14 +8,19 @@
 //! combination policy ([`combine`]: authenticated sources first) and hands the consensus to the
 //! core's [`System`]. DNS (only when a source asks: first, hourly, after a Kiss-o'-Death, an
 //! unusable answer or four silent polls), NTS-KE (when an NTS source has no keys or cookies
-//! left, or the server refused its cookie), Roughtime rounds and HTTPS Date constraints run
-//! as tasks on demand and report back over a channel. The clock, the RTC, the disk and
-//! systemd are touched only in `effects`.
+//! left, or the server refused its cookie) and HTTPS Date constraints run as tasks on demand
+//! and report back over a channel. The Roughtime sources are one core [`RoughtimeChain`] for
+//! the whole run (asked in order, each nonce derived from the previous response), with one
+//! connected socket per server kept across polls, like NTP's; its proven violations go to the
+//! status. The clock, the RTC, the disk and systemd are touched only in `effects`.
 
 use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use trusttime_core::roughtime_source::{
+    ChainConfig, ChainFailure, RoughtimeChain, RoughtimeEvent, ServerKey, Violation,
+};
 use trusttime_core::select::{combine, default_min_agree, Combination, NoConsensus};
 use trusttime_core::source::{
     pick_address, NtpSource, ResolveReason, SourceConfig, SourceEvent, RAND_LEN,
@@ -32,9 +37,9 @@ pub const RESOLVE_EVERY: SignedDuration = trusttime_core::source::RESOLVE_EVERY;
 /// Polls in a row without a reply after which a name is resolved again for another server.
 pub const RESOLVE_AFTER_SILENT: u8 = SILENT;
 
-/// One configured source and what the status shows of it. For plain NTP the state lives in
-/// `ntp` (the core's [`NtpSource`]) and the other fields mirror it for observers; NTS and
-/// Roughtime sources are polled in rounds (tasks) and kept here.
+/// One configured source and what the status shows of it. For NTP and NTS the state lives in
+/// `ntp` (the core's [`NtpSource`]), for Roughtime in the status's [`RoughtimeRun`]; the other
+/// fields mirror it for observers.
 #[derive(Debug)]
 pub(super) struct SourceRun {
     pub(super) spec: ServerSpec,
@@ -45,7 +50,7 @@ pub(super) struct SourceRun {
     pub(super) next_due: MonoInstant,
     /// The source's best sample (from `filter`): offset interval, when, delay.
     pub(super) last: Option<(OffsetInterval, MonoInstant, SignedDuration)>,
-    /// The last 8 samples (NTS and Roughtime; plain NTP keeps them in `ntp`).
+    /// Samples kept outside a core source (tests; the core sources keep their own).
     pub(super) filter: ClockFilter,
     /// The address that gave the samples (and so `last`).
     pub(super) last_addr: Option<SocketAddr>,
@@ -58,12 +63,10 @@ pub(super) struct SourceRun {
     pub(super) answer: crate::tally::Answer,
     /// Plain NTP: the source that lives across polls.
     pub(super) ntp: Option<NtpSource>,
-    /// Plain NTP: the connected socket and its receive task.
+    /// NTP, NTS and Roughtime: the connected socket and its receive task.
     pub(super) link: Option<Link>,
     /// A DNS lookup for this source is running.
     pub(super) resolving: bool,
-    /// A poll of this source (NTS, Roughtime) is running in a round task.
-    pub(super) in_round: bool,
     /// It has finished at least one poll (before that it counts as pending).
     pub(super) polled: bool,
     /// NTS: when the NTS-KE server's certificate chain was valid (the time obtained must lie
@@ -109,7 +112,6 @@ impl SourceRun {
             ntp: None,
             link: None,
             resolving: false,
-            in_round: false,
             polled: false,
             nts_window: None,
         }
@@ -147,6 +149,8 @@ impl SourceRun {
     fn outcome(&self, now: MonoInstant, drift: u32, max_age: SignedDuration) -> Outcome {
         let est = match &self.ntp {
             Some(n) => n.estimate(now).map(|e| e.offset),
+            // Roughtime: the chain's estimate, mirrored at `now` (`mirror_roughtime`).
+            None if self.kind == SourceKind::Roughtime => self.last.map(|(iv, _, _)| iv),
             None => self
                 .filter
                 .best(now, drift, max_age)
@@ -207,11 +211,6 @@ pub(super) enum Msg {
     },
     /// The HTTPS Date constraints were asked and combined.
     Constraint(crate::sync::ConstraintDecision),
-    /// A round of NTS / Roughtime sources ended.
-    Round {
-        due: Vec<usize>,
-        report: Box<crate::sync::SyncReport>,
-    },
 }
 
 /// What an NTS-KE task brings back.
@@ -293,6 +292,7 @@ impl Daemon {
             }
             r.next_due = now.mono;
         }
+        s.roughtime = roughtime_run(&mut s.sources, cfg, floor, max_age, now.mono);
         true
     }
 
@@ -347,6 +347,7 @@ impl Daemon {
                 for i in 0..s.sources.len() {
                     changed |= self.drive_ntp(&mut d, &mut s, i, now, floor);
                 }
+                changed |= self.drive_roughtime(&mut d, &mut s, now);
                 self.start_round(&mut d, &mut s, now);
             }
             if changed {
@@ -358,11 +359,8 @@ impl Daemon {
                 let next = s
                     .sources
                     .iter()
-                    .filter_map(|r| match &r.ntp {
-                        Some(n) => n.poll_timeout(),
-                        None if r.policy.stopped_by().is_none() && !r.in_round => Some(r.next_due),
-                        None => None,
-                    })
+                    .filter_map(|r| r.ntp.as_ref().and_then(NtpSource::poll_timeout))
+                    .chain(s.roughtime.as_ref().and_then(|rt| rt.chain.poll_timeout()))
                     .min();
                 s.next_poll = s
                     .sources
@@ -565,6 +563,9 @@ impl Daemon {
                 if r.link.as_ref().map(|l| l.gen) != Some(gen) {
                     return false;
                 }
+                if r.kind == SourceKind::Roughtime {
+                    return self.roughtime_datagram(d, &mut s, i, at, &bytes);
+                }
                 let Some(n) = r.ntp.as_mut() else {
                     return false;
                 };
@@ -583,6 +584,9 @@ impl Daemon {
             }
             Msg::Resolved { i, result } => {
                 let now = self.local.now();
+                if s.sources.get(i).map(|r| r.kind) == Some(SourceKind::Roughtime) {
+                    return self.roughtime_resolved(d, &mut s, i, result, now);
+                }
                 // Another name of this kind keeping an address: ask another one if there is.
                 let taken: Vec<SocketAddr> = s
                     .sources
@@ -649,10 +653,6 @@ impl Daemon {
                 d.constraint = (c, now.mono);
                 true
             }
-            Msg::Round { due, report } => {
-                self.end_round(d, &mut s, &due, &report);
-                true
-            }
         }
     }
 
@@ -712,28 +712,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// Starts a round for the NTS and Roughtime sources that are due (and the HTTPS Date
-    /// constraints, when configured and stale), as a task.
+    /// Asks the HTTPS Date constraints, when configured and stale, as a task.
     fn start_round(&self, d: &mut Driver, s: &mut Status, now: trusttime_core::Now) {
-        let mut opts = SyncOptions::new(Vec::new());
-        let mut due = Vec::new();
-        for kind in [SourceKind::Roughtime] {
-            for (i, r) in s.sources.iter_mut().enumerate() {
-                if r.kind != kind
-                    || r.in_round
-                    || r.policy.stopped_by().is_some()
-                    || r.next_due > now.mono
-                {
-                    continue;
-                }
-                match &r.roughtime {
-                    Some(rt) => opts.roughtime.push(rt.clone()),
-                    None => continue,
-                }
-                r.in_round = true;
-                due.push(i);
-            }
-        }
         // HTTPS Date constraints for plain NTP: asked again once per minimum poll interval.
         let https = !self.config.https_date.is_empty()
             && !d.constraint_round
@@ -742,116 +722,224 @@ impl Daemon {
                     >= SignedDuration::from_secs(
                         1 << self.config.raw.daemon.min_poll.clamp(0, 17),
                     ));
-        if due.is_empty() && !https {
+        if !https {
             return;
         }
+        let mut opts = SyncOptions::new(Vec::new());
         opts.ca = d.nts_ca.to_vec();
         opts.min_agree = Some(1);
         opts.wait_for_all = true;
         opts.timeout = Duration::from_secs(3);
         opts.client.floor = s.sys.floor();
-        // Once the time rests on authenticated sources, NTS-KE and HTTPS Date certificates are
-        // checked against that interval (2 s wider, for the certificates' one-second
-        // resolution), not [floor, floor + 5 years].
+        // Once the time rests on authenticated sources, HTTPS Date certificates are checked
+        // against that interval (2 s wider, for the certificates' one-second resolution), not
+        // [floor, floor + 5 years].
         let t = s.sys.trust().current(now.mono);
         if t.provenance == Provenance::Authenticated
             && s.sys.trust().state(now.mono) != TrustState::Unknown
         {
             opts.bootstrap = Some(t.interval.widen(SignedDuration::from_secs(2)));
         }
-        if https {
-            d.constraint_round = true;
-            let mut o = opts.clone();
-            o.https_date.clone_from(&self.config.https_date);
-            let (tx, local) = (d.tx.clone(), Arc::clone(&self.local));
-            tokio::spawn(async move {
-                let (_, decision) = crate::sync::https_constraints(&o, &local).await;
-                let _ = tx.send(Msg::Constraint(decision)).await;
-            });
-        }
-        if due.is_empty() {
-            return;
-        }
+        d.constraint_round = true;
+        opts.https_date.clone_from(&self.config.https_date);
         let (tx, local) = (d.tx.clone(), Arc::clone(&self.local));
         tokio::spawn(async move {
-            let report = sync(&opts, local).await;
-            let _ = tx
-                .send(Msg::Round {
-                    due,
-                    report: Box::new(report),
-                })
-                .await;
+            let (_, decision) = crate::sync::https_constraints(&opts, &local).await;
+            let _ = tx.send(Msg::Constraint(decision)).await;
         });
     }
 
-    /// Takes a round's results into the NTS and Roughtime sources and the constraint.
-    fn end_round(
+    /// Feeds the Roughtime chain its timeout, sends what it asks, takes its events. True when
+    /// an estimate may have changed.
+    fn drive_roughtime(&self, d: &mut Driver, s: &mut Status, now: trusttime_core::Now) -> bool {
+        let floor = s.sys.floor();
+        let Some(rt) = s.roughtime.as_mut() else {
+            return false;
+        };
+        rt.chain.set_floor(floor);
+        if rt.chain.poll_timeout().is_some_and(|t| t <= now.mono) {
+            rt.chain.handle_timeout(now, rand::random());
+        }
+        roughtime_transmit(s, now);
+        self.roughtime_events(d, s, now)
+    }
+
+    /// A datagram from Roughtime source `i`'s socket: the chain checks it, and the next
+    /// request of the chain (its nonce derived from this response) leaves at once.
+    fn roughtime_datagram(
         &self,
         d: &mut Driver,
         s: &mut Status,
-        due: &[usize],
-        report: &crate::sync::SyncReport,
-    ) {
-        let now = self.local.now();
-        for v in &report.chain_violations {
-            tracing::warn!(violation = %v, "Roughtime chain: a server is proven to lie");
-            s.chain_violations.push_back(format!("{}: {v}", now.wall));
-            while s.chain_violations.len() > 20 {
-                s.chain_violations.pop_front();
+        i: usize,
+        at: trusttime_core::Now,
+        bytes: &[u8],
+    ) -> bool {
+        let Some(rt) = s.roughtime.as_mut() else {
+            return false;
+        };
+        let Some(k) = rt.sources.iter().position(|&j| j == i) else {
+            return false;
+        };
+        match rt.chain.handle_datagram(k, bytes, at) {
+            Ok(()) => {}
+            Err(trusttime_core::roughtime_source::Ignored::Invalid(e)) => {
+                let r = &mut s.sources[i];
+                r.auth_failures += 1;
+                tracing::warn!(server = %r.spec, reason = %e, "dropped a Roughtime reply that failed verification");
+            }
+            Err(why) => tracing::debug!(server = %s.sources[i].spec, ?why, "ignored a datagram"),
+        }
+        roughtime_transmit(s, self.local.now());
+        self.roughtime_events(d, s, self.local.now())
+    }
+
+    /// A DNS answer for Roughtime source `i`: a socket to the address picked (the one in use
+    /// when the name still gives it), or the server sits the round out.
+    fn roughtime_resolved(
+        &self,
+        d: &mut Driver,
+        s: &mut Status,
+        i: usize,
+        result: Result<Vec<SocketAddr>, String>,
+        now: trusttime_core::Now,
+    ) -> bool {
+        let Some(k) = s
+            .roughtime
+            .as_ref()
+            .and_then(|rt| rt.sources.iter().position(|&j| j == i))
+        else {
+            return false;
+        };
+        let taken: Vec<SocketAddr> = s
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(j, o)| *j != i && o.kind == SourceKind::Roughtime)
+            .filter_map(|(_, o)| o.link.as_ref().map(|l| l.addr))
+            .collect();
+        let why = s
+            .roughtime
+            .as_ref()
+            .and_then(|rt| rt.chain.wants_address(k));
+        let r = &mut s.sources[i];
+        r.resolving = false;
+        let picked = match result {
+            Ok(addrs) if !addrs.is_empty() => {
+                let keep = r.link.as_ref().map(|l| l.addr);
+                let pick = pick_address(why, keep, &addrs, &taken).unwrap_or(addrs[0]);
+                let same = keep == Some(pick);
+                if same {
+                    Ok(true)
+                } else {
+                    self.relink(d, r, i, pick).map(|()| false)
+                }
+            }
+            Ok(_) => Err(format!("DNS: no address for {}", r.spec.host)),
+            Err(why) => Err(why),
+        };
+        let Some(rt) = s.roughtime.as_mut() else {
+            return false;
+        };
+        match picked {
+            Ok(same) => rt.chain.address_resolved(k, now.mono, same),
+            Err(why) => {
+                rt.chain.address_failed(k, now.mono);
+                let r = &mut s.sources[i];
+                r.link = None;
+                r.polled = true;
+                r.verdict = Verdict::NoReply;
+                r.answer = crate::tally::Answer::Silent;
+                r.reason = why;
             }
         }
-        // The report lists NTS sources, then Roughtime, in the order asked (`due`).
-        for (k, &i) in due.iter().enumerate() {
-            let (Some(r), Some(rep)) = (report.sources.get(k), s.sources.get_mut(i)) else {
+        self.drive_roughtime(d, s, now);
+        true
+    }
+
+    /// Takes the chain's events into the status words, its violations into the status, and
+    /// starts the DNS lookups it asks for. True when an estimate may have changed.
+    fn roughtime_events(&self, d: &mut Driver, s: &mut Status, now: trusttime_core::Now) -> bool {
+        let floor = s.sys.floor();
+        let Some(rt) = s.roughtime.as_mut() else {
+            return false;
+        };
+        let mut changed = false;
+        while let Some(e) = rt.chain.poll_event() {
+            let source = |k: usize| rt.sources.get(k).copied();
+            match e {
+                RoughtimeEvent::Sample { server, .. } => {
+                    if let Some(r) = source(server).and_then(|i| s.sources.get_mut(i)) {
+                        r.polled = true;
+                        r.answer = crate::tally::Answer::Answered;
+                        changed = true;
+                    }
+                }
+                RoughtimeEvent::Failed { server, failure } => {
+                    let Some(r) = source(server).and_then(|i| s.sources.get_mut(i)) else {
+                        continue;
+                    };
+                    r.polled = true;
+                    changed = true;
+                    (r.verdict, r.answer, r.reason) = match failure {
+                        ChainFailure::NoReply { last_invalid: None } => (
+                            Verdict::NoReply,
+                            crate::tally::Answer::Silent,
+                            format!(
+                                "no reply to {} requests",
+                                trusttime_core::roughtime_source::TRIES
+                            ),
+                        ),
+                        ChainFailure::NoReply {
+                            last_invalid: Some(e),
+                        } => (
+                            Verdict::Invalid,
+                            crate::tally::Answer::Rejected("failed verification".into()),
+                            format!(
+                                "reply failed verification (spoofed, corrupted or malformed): {e}"
+                            ),
+                        ),
+                        ChainFailure::BelowFloor { signed } => (
+                            Verdict::Falseticker,
+                            crate::tally::Answer::Rejected("below the floor".into()),
+                            format!("signed {signed}, below the floor ({floor})"),
+                        ),
+                        ChainFailure::NoAddress => (
+                            Verdict::NoReply,
+                            crate::tally::Answer::Silent,
+                            format!("DNS: no address for {}", r.spec.host),
+                        ),
+                    };
+                }
+                RoughtimeEvent::Violation(v) => {
+                    let seen = chain_violation(&s.sources, &rt.sources, &v, now.wall);
+                    tracing::warn!(violation = %seen.text, "Roughtime chain: a server is proven to lie");
+                    s.chain_violations.push_back(seen);
+                    while s.chain_violations.len() > 20 {
+                        s.chain_violations.pop_front();
+                    }
+                    changed = true;
+                }
+                RoughtimeEvent::Resolve { server, why } => {
+                    tracing::debug!(server, ?why, "Roughtime: name to be resolved");
+                }
+                RoughtimeEvent::RoundFinished { answered } => {
+                    tracing::debug!(answered, "Roughtime: round finished");
+                }
+            }
+        }
+        // DNS only when the chain asks for it.
+        for (k, &i) in rt.sources.iter().enumerate() {
+            let Some(r) = s.sources.get_mut(i) else {
                 continue;
             };
-            let run = rep;
-            run.in_round = false;
-            run.polled = true;
-            run.requests += 1;
-            run.answer = r.answer.clone();
-            run.auth_failures += r.auth_failures;
-            run.reach <<= 1;
-            match (&r.sample, r.kiss) {
-                (Some(sample), _) => {
-                    run.reach |= 1;
-                    if run.last_addr != r.address {
-                        run.filter = ClockFilter::new();
-                    }
-                    run.last_addr = r.address;
-                    run.filter.add(FilterSample {
-                        offset: OffsetInterval::around(sample.offset, sample.error_bound()),
-                        delay: sample.delay,
-                        at: now.mono,
-                    });
-                    run.policy.on_success();
-                }
-                (None, Some(k)) => {
-                    run.policy.on_kiss(k);
-                    run.kod = Some(k);
-                    run.verdict = Verdict::KissOfDeath;
-                    run.reason = format!("Kiss-o'-Death {k}: {}", k.description());
-                }
-                (None, None) => {
-                    run.policy.on_failure();
-                    run.verdict = r.verdict;
-                    run.reason.clone_from(&r.reason);
-                }
+            if rt.chain.wants_address(k).is_none() || r.resolving {
+                continue;
             }
-            let drift = self.config.raw.clock.drift_ppm;
-            let max_age =
-                SignedDuration::from_secs(2 << self.config.raw.daemon.max_poll.clamp(0, 17));
-            run.last = run
-                .filter
-                .best(now.mono, drift, max_age)
-                .map(|b| (b.offset, b.at, b.delay));
-            run.next_due = now.mono
-                + run
-                    .policy
-                    .next_interval(rand::random())
-                    .unwrap_or(SignedDuration::MAX.half());
+            r.resolving = true;
+            spawn_lookup(i, r.spec.clone(), d.tx.clone());
         }
-        let _ = d;
+        mirror_roughtime(s, now.mono);
+        changed
     }
 
     /// Runs the combination over every source's current estimate and hands a consensus to
@@ -866,6 +954,7 @@ impl Daemon {
         for r in &mut s.sources {
             r.mirror(now.mono);
         }
+        mirror_roughtime(&mut s, now.mono);
         let mut outcomes: Vec<Outcome> = s
             .sources
             .iter()
@@ -1013,10 +1102,166 @@ impl Daemon {
                             None => r.next_due = r.next_due.min(soon),
                         }
                     }
+                    if let Some(rt) = s.roughtime.as_mut() {
+                        rt.chain.poll_by(soon);
+                    }
                 }
             }
         }
     }
+}
+
+/// The Roughtime sources: one core chain for the whole run, and which source each of its
+/// servers is.
+#[derive(Debug)]
+pub(super) struct RoughtimeRun {
+    pub(super) chain: RoughtimeChain,
+    /// The source index of each of the chain's servers, in the chain's order.
+    pub(super) sources: Vec<usize>,
+}
+
+/// How long the daemon waits for one Roughtime reply (there are three tries).
+const ROUGHTIME_REPLY_TIMEOUT: SignedDuration = SignedDuration::from_secs(1);
+
+/// The chain of the configured Roughtime sources (in the configured order), due now, resuming
+/// at the first one's saved poll interval; `None` without Roughtime sources. Sources past the
+/// chain's capacity are not asked (said in their status).
+fn roughtime_run(
+    sources: &mut [SourceRun],
+    cfg: &crate::config::Config,
+    floor: UnixTime,
+    max_age: SignedDuration,
+    now: MonoInstant,
+) -> Option<RoughtimeRun> {
+    use trusttime_core::roughtime_source::MAX_SERVERS;
+    let mut keys = Vec::new();
+    let mut indices = Vec::new();
+    for (i, r) in sources.iter_mut().enumerate() {
+        let Some(rt) = &r.roughtime else { continue };
+        if keys.len() == MAX_SERVERS {
+            r.reason = format!("not asked: a Roughtime chain takes at most {MAX_SERVERS} servers");
+            continue;
+        }
+        keys.push(ServerKey {
+            version: rt.version,
+            key: rt.key,
+        });
+        indices.push(i);
+    }
+    let config = ChainConfig {
+        min_poll: cfg.daemon.min_poll,
+        max_poll: cfg.daemon.max_poll,
+        drift_ppm: cfg.clock.drift_ppm,
+        max_age,
+        reply_timeout: ROUGHTIME_REPLY_TIMEOUT,
+        floor,
+    };
+    let mut chain = RoughtimeChain::new(config, &keys, now).ok()?;
+    if let Some(&first) = indices.first() {
+        chain.resume_at(sources[first].policy.poll_exponent());
+    }
+    Some(RoughtimeRun {
+        chain,
+        sources: indices,
+    })
+}
+
+/// Sends what the Roughtime chain asks, each request on its server's socket.
+fn roughtime_transmit(s: &mut Status, now: trusttime_core::Now) {
+    use trusttime_core::roughtime_source::RAND_LEN as RT_RAND_LEN;
+    let Some(rt) = s.roughtime.as_mut() else {
+        return;
+    };
+    let mut rnd = [0u8; RT_RAND_LEN];
+    let mut buf = [0u8; trusttime_core::roughtime::REQUEST_LEN];
+    loop {
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut rnd);
+        let Some((k, len)) = rt.chain.poll_transmit(now, &rnd, &mut buf) else {
+            break;
+        };
+        let link = rt
+            .sources
+            .get(k)
+            .and_then(|&i| s.sources.get(i))
+            .and_then(|r| r.link.as_ref());
+        if let Some(l) = link {
+            if let Err(e) = l.send.send(&buf[..len]) {
+                tracing::debug!(addr = %l.addr, error = %e, "send failed; counts as lost");
+            }
+        }
+    }
+}
+
+/// Copies what observers see of each Roughtime source from the chain, its estimate at `now`
+/// included (which the combination then reads).
+fn mirror_roughtime(s: &mut Status, now: MonoInstant) {
+    let Some(rt) = s.roughtime.as_ref() else {
+        return;
+    };
+    for (k, &i) in rt.sources.iter().enumerate() {
+        let Some(r) = s.sources.get_mut(i) else {
+            continue;
+        };
+        r.policy = *rt.chain.policy();
+        r.next_due = rt.chain.next_due();
+        r.reach = rt.chain.reach(k);
+        r.requests = rt.chain.requests(k);
+        r.last = rt.chain.estimate(k, now).map(|e| (e.offset, e.at, e.delay));
+        r.last_addr = r.link.as_ref().map(|l| l.addr);
+    }
+}
+
+/// A proven violation as `status` shows it.
+fn chain_violation(
+    sources: &[SourceRun],
+    chain: &[usize],
+    v: &Violation,
+    at: UnixTime,
+) -> crate::json::ChainViolation {
+    let name = |k: usize| {
+        chain
+            .get(k)
+            .and_then(|&i| sources.get(i))
+            .map_or_else(|| format!("server {k}"), |r| r.spec.to_string())
+    };
+    let signed = |k: usize, t: TimeInterval| crate::json::SignedTime {
+        server: name(k),
+        midpoint: t.midpoint().into(),
+        radius_s: t.radius().as_secs_f64(),
+    };
+    let (earlier, later) = (
+        signed(v.earlier, v.earlier_time),
+        signed(v.later, v.later_time),
+    );
+    let text = format!(
+        "{} signed {} ± {} after {} had signed {} ± {} (its nonce was derived from that response): one of the two lies",
+        later.server,
+        v.later_time.midpoint(),
+        trusttime_core::Human(v.later_time.radius()),
+        earlier.server,
+        v.earlier_time.midpoint(),
+        trusttime_core::Human(v.earlier_time.radius()),
+    );
+    crate::json::ChainViolation {
+        at: at.into(),
+        earlier,
+        later,
+        text,
+    }
+}
+
+/// Resolves source `i`'s name as a task (an address is used as it is).
+fn spawn_lookup(i: usize, spec: ServerSpec, tx: mpsc::Sender<Msg>) {
+    tokio::spawn(async move {
+        let result = match spec.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(vec![SocketAddr::new(ip, spec.port)]),
+            Err(_) => tokio::net::lookup_host((spec.host.as_str(), spec.port))
+                .await
+                .map(Iterator::collect)
+                .map_err(|e| format!("DNS: {e}")),
+        };
+        let _ = tx.send(Msg::Resolved { i, result }).await;
+    });
 }
 
 /// Runs NTS-KE for source `i` as a task: the key exchange's certificate is judged over the

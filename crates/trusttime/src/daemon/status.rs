@@ -30,7 +30,9 @@ pub(super) struct Status {
     /// The last poll round's answers, in the tally's words.
     pub(super) last_round: Option<String>,
     /// Signed Roughtime evidence that a server lies (the last 20).
-    pub(super) chain_violations: std::collections::VecDeque<String>,
+    pub(super) chain_violations: std::collections::VecDeque<crate::json::ChainViolation>,
+    /// The Roughtime sources: one chain asked across polls.
+    pub(super) roughtime: Option<RoughtimeRun>,
 
     /// How the HTTPS Date constraints were combined in the last round that asked them.
     pub(super) constraint: Option<crate::sync::ConstraintDecision>,
