@@ -16,9 +16,9 @@
 //! address = "time.cloudflare.com"   # the NTS-KE server, port 4460 by default
 //!
 //! [[source]]
-//! kind = "roughtime"           # Roughtime: signed by the server's long-term key
+//! kind = "roughtime"           # Roughtime: signed by the server's long-term key; up to 8,
 //! address = "roughtime.int08h.com:2002"
-//! public-key = "AW5uAoTSTDfG5NfY1bTh08GUnOqlRb+HVhbJ3ODJvsE="
+//! public-key = "AW5uAoTSTDfG5NfY1bTh08GUnOqlRb+HVhbJ3ODJvsE="  # asked as one chain, in order
 //!
 //! [clock]
 //! observe-only = false
@@ -689,6 +689,18 @@ impl Config {
                     .into(),
             ));
         }
+        let chain = trusttime_core::roughtime_source::MAX_SERVERS;
+        if sources
+            .iter()
+            .filter(|s| s.kind == SourceKind::Roughtime)
+            .count()
+            > chain
+        {
+            return Err(at(
+                &[Key("source")],
+                format!("at most {chain} roughtime sources (they are asked as one chain)"),
+            ));
+        }
         if sources.len() > trusttime_core::select::MAX_SOURCES {
             return Err(at(
                 &[Key("source")],
@@ -1006,6 +1018,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("https://"), "{e}");
+        let rt = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("[[source]]\nkind = \"roughtime\"\naddress = \"rt{i}.example:2002\"\npublic-key = \"{key}\"\n"))
+                .collect()
+        };
+        let e = parse(&rt(9)).unwrap_err().to_string();
+        assert!(e.contains("at most 8 roughtime sources"), "{e}");
+        assert!(parse(&rt(8)).is_ok());
     }
 
     #[test]
