@@ -5,6 +5,7 @@
 # client with the same poll settings (-x: never steers the clock), and the time from start to
 # trusted/first selection. Runs both side by side in the same run.
 #
+# CPU time is read from schedstat (ns) and "wakeups" counts voluntary context switches.
 # Usage: DURATION=600 bench/daemon.sh   (LEAN=1: the --no-default-features build; MUSL=1: the
 #        same, static with musl; TT=PATH: a prebuilt binary, nothing is built; TT2=PATH: a
 #        second prebuilt binary measured in the same run, e.g. an older version, with
@@ -94,19 +95,22 @@ t1=$(now_ns)
 CH_READY_MS=$(( (t1 - t0) / 1000000 ))
 
 sleep "$DURATION"
-stat_of() { # pid -> "hwm_kib cpu_ms anon_kib pss_kib"
-  local hwm ticks anon pss
+stat_of() { # pid -> "hwm_kib cpu_ms anon_kib pss_kib wakeups"
+  local hwm cpu_ns anon pss wakes
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$1/status")
   # Private memory (heap, stacks, data written): what the process itself costs, beside the
   # file-backed pages of its binary and shared libraries that VmHWM also counts.
   anon=$(awk '/RssAnon/ {print $2}' "/proc/$1/status")
   pss=$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")
-  ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
-  echo "$hwm $(( ticks * 1000 / $(getconf CLK_TCK) )) $anon $pss"
+  # CPU time on every thread, in ns (schedstat; /proc/PID/stat counts 10 ms ticks), and how
+  # often a thread went to sleep and was woken (voluntary context switches).
+  cpu_ns=$(cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}')
+  wakes=$(cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}')
+  echo "$hwm $(( cpu_ns / 1000000 )) $anon $pss $wakes"
 }
-read -r TT_HWM TT_CPU TT_ANON TT_PSS < <(stat_of $TT_PID)
-[ -n "$TT2" ] && read -r TT2_HWM TT2_CPU TT2_ANON TT2_PSS < <(stat_of $TT2_PID)
-read -r CH_HWM CH_CPU CH_ANON CH_PSS < <(stat_of $CHPID)
+read -r TT_HWM TT_CPU TT_ANON TT_PSS TT_WAKES < <(stat_of $TT_PID)
+[ -n "$TT2" ] && read -r TT2_HWM TT2_CPU TT2_ANON TT2_PSS TT2_WAKES < <(stat_of $TT2_PID)
+read -r CH_HWM CH_CPU CH_ANON CH_PSS CH_WAKES < <(stat_of $CHPID)
 # Offset error, read after the CPU time: five readings 0.2 s apart of the trusted offset
 # minus the servers' true +600 s; mean of |error| and the uncertainty (half the interval).
 tt_error() { # BIN NAME -> "mean_abs_error_ms uncertainty_ms"
@@ -129,12 +133,12 @@ if [ -x "$CHRONYC" ]; then
     END {printf "System time - 600 s: %.3f ms, last offset %.1f us, RMS offset %.1f us", (sys - 600) * 1e3, last * 1e6, rms * 1e6}')
 fi
 REQS=$("$TT" sources --json --config "$WORK/tt.toml" | python3 -c 'import json,sys; print(sum(s["requests"] for s in json.load(sys.stdin)["sources"]))')
-echo "| daemon | start to trusted, ms | peak RSS, KiB | private (RssAnon), KiB | PSS, KiB | CPU over ${DURATION} s, ms | CPU / chronyd's | offset error, ms (uncertainty) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| daemon | start to trusted, ms | peak RSS, KiB | private (RssAnon), KiB | PSS, KiB | CPU over ${DURATION} s, ms | CPU / chronyd's | wakeups | offset error, ms (uncertainty) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
-echo "| $TT_NAME | $TT_READY_MS | $TT_HWM | $TT_ANON | $TT_PSS | $TT_CPU | $(ratio $TT_CPU $CH_CPU) | $TT_ERR (±$TT_UNC) |"
-[ -n "$TT2" ] && echo "| $TT2_NAME | $TT2_READY_MS | $TT2_HWM | $TT2_ANON | $TT2_PSS | $TT2_CPU | $(ratio $TT2_CPU $CH_CPU) | $TT2_ERR (±$TT2_UNC) |"
-echo "| chronyd -x (client, minsources 2) | $CH_READY_MS | $CH_HWM | $CH_ANON | $CH_PSS | $CH_CPU | 1.00 | see below |"
+echo "| $TT_NAME | $TT_READY_MS | $TT_HWM | $TT_ANON | $TT_PSS | $TT_CPU | $(ratio $TT_CPU $CH_CPU) | $TT_WAKES | $TT_ERR (±$TT_UNC) |"
+[ -n "$TT2" ] && echo "| $TT2_NAME | $TT2_READY_MS | $TT2_HWM | $TT2_ANON | $TT2_PSS | $TT2_CPU | $(ratio $TT2_CPU $CH_CPU) | $TT2_WAKES | $TT2_ERR (±$TT2_UNC) |"
+echo "| chronyd -x (client, minsources 2) | $CH_READY_MS | $CH_HWM | $CH_ANON | $CH_PSS | $CH_CPU | 1.00 | $CH_WAKES | see below |"
 echo
 echo "poll interval 2^$MINPOLL s; $TT_NAME sent $REQS exchanges in ${DURATION} s; RSS ratio $(ratio $TT_HWM $CH_HWM); private memory ratio $(ratio $TT_ANON $CH_ANON)"
 [ -n "$TT2" ] && echo "$TT2_NAME: RSS ratio $(ratio $TT2_HWM $CH_HWM); private memory ratio $(ratio $TT2_ANON $CH_ANON)"

@@ -63,8 +63,9 @@ pub(super) struct SourceRun {
     pub(super) answer: crate::tally::Answer,
     /// Plain NTP: the source that lives across polls.
     pub(super) ntp: Option<NtpSource>,
-    /// NTP, NTS and Roughtime: the connected socket and its receive task.
-    pub(super) link: Option<Link>,
+    /// The server its socket is connected to (the socket itself is the driver's; NTP, NTS
+    /// and Roughtime sources each have one).
+    pub(super) addr: Option<SocketAddr>,
     /// A DNS lookup for this source is running.
     pub(super) resolving: bool,
     /// It has finished at least one poll (before that it counts as pending).
@@ -74,20 +75,22 @@ pub(super) struct SourceRun {
     pub(super) nts_window: Option<TimeInterval>,
 }
 
-/// A plain NTP source's connected socket.
+/// An NTP or NTS source's socket, connected to its server (so only its datagrams arrive). The
+/// run loop reads every source's socket itself: no task or channel per datagram.
 #[derive(Debug)]
 pub(super) struct Link {
     pub(super) addr: SocketAddr,
-    /// Sends without waiting (a UDP send on a connected socket does not block for long).
+    /// Sends at once: tokio's own `try_send` refuses until the reactor has seen the new
+    /// socket writable, which would lose the first request after every new address.
     send: std::net::UdpSocket,
-    recv: tokio::task::AbortHandle,
-    /// Told apart from the datagrams of an earlier socket of the same source.
-    pub(super) gen: u64,
+    sock: UdpSocket,
 }
 
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.recv.abort();
+#[cfg(test)]
+impl Link {
+    /// The socket's own address (a new socket has another port).
+    pub(super) fn local(&self) -> Option<SocketAddr> {
+        self.sock.local_addr().ok()
     }
 }
 
@@ -110,7 +113,7 @@ impl SourceRun {
             requests: 0,
             answer: crate::tally::Answer::Silent,
             ntp: None,
-            link: None,
+            addr: None,
             resolving: false,
             polled: false,
             nts_window: None,
@@ -142,7 +145,7 @@ impl SourceRun {
         self.kod = n.kiss();
         self.requests = n.requests();
         self.last = n.estimate(now).map(|e| (e.offset, e.at, e.delay));
-        self.last_addr = self.link.as_ref().map(|l| l.addr);
+        self.last_addr = self.addr;
     }
 
     /// The offset interval this source contributes now, or whether it is still pending.
@@ -189,15 +192,8 @@ impl SourceRun {
     }
 }
 
-/// What tasks report to the loop.
+/// What tasks report to the loop (datagrams are read by the loop itself).
 pub(super) enum Msg {
-    /// A datagram from source `i`'s socket generation `gen`, stamped when it arrived.
-    Datagram {
-        i: usize,
-        gen: u64,
-        at: trusttime_core::Now,
-        bytes: Vec<u8>,
-    },
     /// A DNS lookup for source `i` ended.
     Resolved {
         i: usize,
@@ -224,7 +220,12 @@ pub(super) struct KeyExchanged {
 pub(super) struct Driver {
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
-    gen: u64,
+    /// Source `i`'s socket, once it has an address.
+    pub(super) links: Vec<Option<Link>>,
+    /// Where the next datagram is read into (one buffer for every socket).
+    buf: Box<[u8; RECV_LEN]>,
+    /// The socket read first next time, so that a busy one cannot starve the others.
+    scan_from: usize,
     burst_left: u8,
     /// The last HTTPS Date decision, and when (it is applied to plain NTP).
     constraint: (crate::sync::ConstraintDecision, MonoInstant),
@@ -243,7 +244,9 @@ impl Driver {
         Driver {
             tx,
             rx,
-            gen: 0,
+            links: Vec::new(),
+            buf: Box::new([0; RECV_LEN]),
+            scan_from: 0,
             burst_left: 3,
             constraint: (crate::sync::ConstraintDecision::NotAsked, MonoInstant::ZERO),
             constraint_round: false,
@@ -385,15 +388,31 @@ impl Daemon {
                     .to_std()
                     .unwrap_or(Duration::ZERO)
             });
-            let msg = tokio::select! {
-                m = d.rx.recv() => m,
+            let (links, buf, scan_from) = (&d.links, &mut d.buf, &mut d.scan_from);
+            let clock = &*self.local;
+            let woke = tokio::select! {
+                m = d.rx.recv() => m.map(Woke::Msg),
+                (i, len, at) = std::future::poll_fn(|cx| {
+                    poll_datagram(links, &mut buf[..], scan_from, clock, cx)
+                }) => Some(Woke::Datagram(i, len, at)),
                 () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => None,
             };
-            if let Some(m) = msg {
-                if self.handle_msg(&mut d, &handle, m) {
-                    self.decide(&mut d, &handle);
-                    dirty = true;
+            let changed = match woke {
+                Some(Woke::Msg(m)) => self.handle_msg(&mut d, &handle, m),
+                Some(Woke::Datagram(i, len, at)) if self.is_roughtime(i) => {
+                    // (One reply per server and poll: a copy is cheap.)
+                    let bytes = d.buf[..len].to_vec();
+                    self.roughtime_datagram(&mut d, &handle, i, at, &bytes)
                 }
+                Some(Woke::Datagram(i, len, at)) => {
+                    let bytes = &d.buf[..len];
+                    self.on_datagram(&handle, i, at, bytes)
+                }
+                None => false,
+            };
+            if changed {
+                self.decide(&mut d, &handle);
+                dirty = true;
             }
         }
     }
@@ -423,7 +442,7 @@ impl Daemon {
             let Some(len) = n.poll_transmit(now, &rnd, &mut buf) else {
                 break;
             };
-            if let Some(l) = &r.link {
+            if let Some(Some(l)) = d.links.get(i) {
                 if let Err(e) = l.send.send(&buf[..len]) {
                     tracing::debug!(addr = %l.addr, error = %e, "send failed; counts as lost");
                 }
@@ -549,39 +568,45 @@ impl Daemon {
         changed
     }
 
+    /// A datagram that arrived at `at` on source `i`'s socket. True when an estimate may have
+    /// changed.
+    pub(super) fn on_datagram(
+        &self,
+        handle: &StatusHandle,
+        i: usize,
+        at: trusttime_core::Now,
+        bytes: &[u8],
+    ) -> bool {
+        let Ok(mut s) = handle.0.lock() else {
+            return false;
+        };
+        // (A reply to a request sent before a step is moved by the source itself.)
+        let Some(r) = s.sources.get_mut(i) else {
+            return false;
+        };
+        let Some(n) = r.ntp.as_mut() else {
+            return false;
+        };
+        match n.handle_datagram(at, bytes) {
+            Ok(()) => {}
+            Err(trusttime_core::source::Ignored::Nts(
+                trusttime_core::nts::NtsError::NotRequested,
+            )) => {}
+            Err(trusttime_core::source::Ignored::Nts(e)) => {
+                r.auth_failures += 1;
+                tracing::warn!(server = %r.spec, reason = %e, "dropped a reply that failed authentication");
+            }
+            Err(why) => tracing::debug!(server = %r.spec, ?why, "ignored a datagram"),
+        }
+        self.take_events(&mut s, i, at)
+    }
+
     /// Handles one message. True when an estimate may have changed.
     pub(super) fn handle_msg(&self, d: &mut Driver, handle: &StatusHandle, m: Msg) -> bool {
         let Ok(mut s) = handle.0.lock() else {
             return false;
         };
         match m {
-            Msg::Datagram { i, gen, at, bytes } => {
-                // (A reply to a request sent before a step is moved by the source itself.)
-                let Some(r) = s.sources.get_mut(i) else {
-                    return false;
-                };
-                if r.link.as_ref().map(|l| l.gen) != Some(gen) {
-                    return false;
-                }
-                if r.kind == SourceKind::Roughtime {
-                    return self.roughtime_datagram(d, &mut s, i, at, &bytes);
-                }
-                let Some(n) = r.ntp.as_mut() else {
-                    return false;
-                };
-                match n.handle_datagram(at, &bytes) {
-                    Ok(()) => {}
-                    Err(trusttime_core::source::Ignored::Nts(
-                        trusttime_core::nts::NtsError::NotRequested,
-                    )) => {}
-                    Err(trusttime_core::source::Ignored::Nts(e)) => {
-                        r.auth_failures += 1;
-                        tracing::warn!(server = %r.spec, reason = %e, "dropped a reply that failed authentication");
-                    }
-                    Err(why) => tracing::debug!(server = %r.spec, ?why, "ignored a datagram"),
-                }
-                self.take_events(&mut s, i, at)
-            }
             Msg::Resolved { i, result } => {
                 let now = self.local.now();
                 if s.sources.get(i).map(|r| r.kind) == Some(SourceKind::Roughtime) {
@@ -593,7 +618,7 @@ impl Daemon {
                     .iter()
                     .enumerate()
                     .filter(|(j, o)| *j != i && o.kind == SourceKind::Ntp)
-                    .filter_map(|(_, o)| o.link.as_ref().map(|l| l.addr))
+                    .filter_map(|(_, o)| o.addr)
                     .collect();
                 let Some(r) = s.sources.get_mut(i) else {
                     return false;
@@ -612,7 +637,7 @@ impl Daemon {
                 };
                 // Hourly: keep the server while the name still lists it; after a failure: another
                 // one that no other source asks, where the name has one.
-                let keep = r.link.as_ref().map(|l| l.addr);
+                let keep = r.addr;
                 let why = r.ntp.as_ref().and_then(NtpSource::wants_address);
                 let pick = pick_address(why, keep, &addrs, &taken).unwrap_or(addrs[0]);
                 self.use_address(d, s, i, pick, now)
@@ -669,10 +694,10 @@ impl Daemon {
         let Some(r) = s.sources.get_mut(i) else {
             return false;
         };
-        let same = r.link.as_ref().map(|l| l.addr) == Some(addr);
+        let same = r.addr == Some(addr);
         if !same {
-            if let Err(why) = self.relink(d, r, i, addr) {
-                r.link = None;
+            if let Err(why) = relink(d, r, i, addr) {
+                r.addr = None;
                 r.lost_address(now.mono, why);
                 return true;
             }
@@ -683,33 +708,6 @@ impl Daemon {
         r.mirror(now.mono);
         let floor = s.sys.floor();
         self.drive_ntp(d, &mut s, i, now, floor)
-    }
-
-    /// Gives source `r` (index `i`) a new socket connected to `addr`, with its receive task;
-    /// the old socket and task go.
-    fn relink(
-        &self,
-        d: &mut Driver,
-        r: &mut SourceRun,
-        i: usize,
-        addr: SocketAddr,
-    ) -> Result<(), String> {
-        let (send, sock) = connect(addr).map_err(|e| format!("cannot reach {addr}: {e}"))?;
-        d.gen += 1;
-        let recv = spawn_receiver(
-            i,
-            d.gen,
-            Arc::new(sock),
-            Arc::clone(&self.local),
-            d.tx.clone(),
-        );
-        r.link = Some(Link {
-            addr,
-            send,
-            recv,
-            gen: d.gen,
-        });
-        Ok(())
     }
 
     /// Asks the HTTPS Date constraints, when configured and stale, as a task.
@@ -760,8 +758,17 @@ impl Daemon {
         if rt.chain.poll_timeout().is_some_and(|t| t <= now.mono) {
             rt.chain.handle_timeout(now, rand::random());
         }
-        roughtime_transmit(s, now);
+        roughtime_transmit(&d.links, s, now);
         self.roughtime_events(d, s, now)
+    }
+
+    /// Whether source `i` is a Roughtime source (the sources are the configured ones, in
+    /// order).
+    fn is_roughtime(&self, i: usize) -> bool {
+        self.config
+            .sources
+            .get(i)
+            .is_some_and(|c| c.kind == SourceKind::Roughtime)
     }
 
     /// A datagram from Roughtime source `i`'s socket: the chain checks it, and the next
@@ -769,11 +776,15 @@ impl Daemon {
     fn roughtime_datagram(
         &self,
         d: &mut Driver,
-        s: &mut Status,
+        handle: &StatusHandle,
         i: usize,
         at: trusttime_core::Now,
         bytes: &[u8],
     ) -> bool {
+        let Ok(mut guard) = handle.0.lock() else {
+            return false;
+        };
+        let s = &mut *guard;
         let Some(rt) = s.roughtime.as_mut() else {
             return false;
         };
@@ -789,7 +800,7 @@ impl Daemon {
             }
             Err(why) => tracing::debug!(server = %s.sources[i].spec, ?why, "ignored a datagram"),
         }
-        roughtime_transmit(s, self.local.now());
+        roughtime_transmit(&d.links, s, self.local.now());
         self.roughtime_events(d, s, self.local.now())
     }
 
@@ -815,7 +826,7 @@ impl Daemon {
             .iter()
             .enumerate()
             .filter(|(j, o)| *j != i && o.kind == SourceKind::Roughtime)
-            .filter_map(|(_, o)| o.link.as_ref().map(|l| l.addr))
+            .filter_map(|(_, o)| o.addr)
             .collect();
         let why = s
             .roughtime
@@ -825,13 +836,13 @@ impl Daemon {
         r.resolving = false;
         let picked = match result {
             Ok(addrs) if !addrs.is_empty() => {
-                let keep = r.link.as_ref().map(|l| l.addr);
+                let keep = r.addr;
                 let pick = pick_address(why, keep, &addrs, &taken).unwrap_or(addrs[0]);
                 let same = keep == Some(pick);
                 if same {
                     Ok(true)
                 } else {
-                    self.relink(d, r, i, pick).map(|()| false)
+                    relink(d, r, i, pick).map(|()| false)
                 }
             }
             Ok(_) => Err(format!("DNS: no address for {}", r.spec.host)),
@@ -845,7 +856,7 @@ impl Daemon {
             Err(why) => {
                 rt.chain.address_failed(k, now.mono);
                 let r = &mut s.sources[i];
-                r.link = None;
+                r.addr = None;
                 r.polled = true;
                 r.verdict = Verdict::NoReply;
                 r.answer = crate::tally::Answer::Silent;
@@ -1167,7 +1178,7 @@ fn roughtime_run(
 }
 
 /// Sends what the Roughtime chain asks, each request on its server's socket.
-fn roughtime_transmit(s: &mut Status, now: trusttime_core::Now) {
+fn roughtime_transmit(links: &[Option<Link>], s: &mut Status, now: trusttime_core::Now) {
     use trusttime_core::roughtime_source::RAND_LEN as RT_RAND_LEN;
     let Some(rt) = s.roughtime.as_mut() else {
         return;
@@ -1179,12 +1190,7 @@ fn roughtime_transmit(s: &mut Status, now: trusttime_core::Now) {
         let Some((k, len)) = rt.chain.poll_transmit(now, &rnd, &mut buf) else {
             break;
         };
-        let link = rt
-            .sources
-            .get(k)
-            .and_then(|&i| s.sources.get(i))
-            .and_then(|r| r.link.as_ref());
-        if let Some(l) = link {
+        if let Some(Some(l)) = rt.sources.get(k).and_then(|&i| links.get(i)) {
             if let Err(e) = l.send.send(&buf[..len]) {
                 tracing::debug!(addr = %l.addr, error = %e, "send failed; counts as lost");
             }
@@ -1207,7 +1213,7 @@ fn mirror_roughtime(s: &mut Status, now: MonoInstant) {
         r.reach = rt.chain.reach(k);
         r.requests = rt.chain.requests(k);
         r.last = rt.chain.estimate(k, now).map(|e| (e.offset, e.at, e.delay));
-        r.last_addr = r.link.as_ref().map(|l| l.addr);
+        r.last_addr = r.addr;
     }
 }
 
@@ -1326,8 +1332,31 @@ async fn key_exchange(
     Err("this build has no TLS (feature `tls`), which NTS needs".into())
 }
 
-/// A UDP socket connected to `addr` (so only its datagrams arrive): a handle to send on
-/// without waiting, and the same socket for the receive task.
+/// The most a datagram read may be: NTP and NTS replies are far smaller (a longer one is cut
+/// short, and then fails to parse or to authenticate).
+const RECV_LEN: usize = 4096;
+
+/// What woke the run loop.
+enum Woke {
+    Msg(Msg),
+    /// A datagram of `len` bytes on source `i`'s socket, in the driver's buffer, and when it
+    /// arrived.
+    Datagram(usize, usize, trusttime_core::Now),
+}
+
+/// Gives source `r` (index `i`) a new socket connected to `addr`; the old one is closed.
+fn relink(d: &mut Driver, r: &mut SourceRun, i: usize, addr: SocketAddr) -> Result<(), String> {
+    let (send, sock) = connect(addr).map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    if d.links.len() <= i {
+        d.links.resize_with(i + 1, || None);
+    }
+    d.links[i] = Some(Link { addr, send, sock });
+    r.addr = Some(addr);
+    Ok(())
+}
+
+/// A non-blocking UDP socket connected to `addr`, so only its datagrams arrive: a handle to
+/// send on and the same socket registered with the runtime to receive on.
 fn connect(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, UdpSocket)> {
     let bind: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
@@ -1341,35 +1370,42 @@ fn connect(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, UdpSocket)
     Ok((send, UdpSocket::from_std(sock)?))
 }
 
-/// Receives on a source's socket, stamping each datagram as it arrives.
-fn spawn_receiver(
-    i: usize,
-    gen: u64,
-    sock: Arc<UdpSocket>,
-    clock: Arc<dyn LocalClock>,
-    tx: mpsc::Sender<Msg>,
-) -> tokio::task::AbortHandle {
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_536];
-        loop {
-            match sock.recv(&mut buf).await {
-                Ok(len) => {
+/// Reads the first datagram waiting on any source's socket into `buf` and stamps it as it is
+/// read: `(source, length, arrival)`. Pending (every socket registered to wake the loop) when
+/// none has one. The scan starts after the socket read last, so a flood on one socket cannot
+/// starve the others.
+fn poll_datagram(
+    links: &[Option<Link>],
+    buf: &mut [u8],
+    scan_from: &mut usize,
+    clock: &dyn LocalClock,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<(usize, usize, trusttime_core::Now)> {
+    use std::task::Poll;
+    let n = links.len();
+    for k in 0..n {
+        let i = (*scan_from + k) % n;
+        let Some(l) = &links[i] else { continue };
+        // An error (ICMP port unreachable shows up here on a connected socket) is taken off
+        // the socket; the request counts as lost and the source's retry timer decides.
+        for attempt in 0..4 {
+            let mut rb = tokio::io::ReadBuf::new(buf);
+            match l.sock.poll_recv(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
                     let at = clock.now();
-                    let bytes = buf[..len].to_vec();
-                    if tx.send(Msg::Datagram { i, gen, at, bytes }).await.is_err() {
-                        return;
-                    }
+                    *scan_from = (i + 1) % n;
+                    return Poll::Ready((i, rb.filled().len(), at));
                 }
-                // ICMP port unreachable shows up here on a connected socket: the request
-                // counts as lost and the source's retry timer decides.
-                Err(e) => {
-                    tracing::debug!(error = %e, "receive error");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Poll::Ready(Err(e)) => tracing::debug!(addr = %l.addr, error = %e, "receive error"),
+                Poll::Pending => break,
+            }
+            if attempt == 3 {
+                // Still erroring: look again soon rather than miss its next datagram.
+                cx.waker().wake_by_ref();
             }
         }
-    })
-    .abort_handle()
+    }
+    Poll::Pending
 }
 
 /// One server, one vote: two names can lead to the same server (a pool), and a lying server

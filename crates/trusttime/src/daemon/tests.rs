@@ -406,9 +406,15 @@ async fn two_names_of_one_pool_ask_distinct_servers_and_a_kept_address_keeps_its
         addr("127.0.0.72:9"),
         addr("127.0.0.73:9"),
     );
-    let link = |i: usize| {
+    let link = |drv: &Driver, i: usize| {
         let s = handle.0.lock().unwrap();
-        s.sources[i].link.as_ref().map(|l| (l.addr, l.gen))
+        let l = drv.links.get(i).and_then(Option::as_ref);
+        assert_eq!(
+            s.sources[i].addr,
+            l.map(|l| l.addr),
+            "status shows the socket's server"
+        );
+        l.map(|l| (l.addr, l.local()))
     };
     for i in 0..2 {
         runner.handle_msg(
@@ -420,8 +426,8 @@ async fn two_names_of_one_pool_ask_distinct_servers_and_a_kept_address_keeps_its
             },
         );
     }
-    let (a0, g0) = link(0).unwrap();
-    let (a1, _) = link(1).unwrap();
+    let (a0, g0) = link(&drv, 0).unwrap();
+    let (a1, _) = link(&drv, 1).unwrap();
     assert_eq!((a0, a1), (x, y), "the second name asks the other server");
     // The name answers again with both, in another order: the kept address stays, and so
     // does its socket.
@@ -433,7 +439,7 @@ async fn two_names_of_one_pool_ask_distinct_servers_and_a_kept_address_keeps_its
             result: Ok(vec![y, x]),
         },
     );
-    assert_eq!(link(0), Some((x, g0)));
+    assert_eq!(link(&drv, 0), Some((x, g0)));
     // Another server only: a new socket.
     runner.handle_msg(
         &mut drv,
@@ -443,7 +449,7 @@ async fn two_names_of_one_pool_ask_distinct_servers_and_a_kept_address_keeps_its
             result: Ok(vec![z]),
         },
     );
-    let (a, g) = link(0).unwrap();
+    let (a, g) = link(&drv, 0).unwrap();
     assert_eq!(a, z);
     assert_ne!(g, g0);
     // A failed lookup: said in the status, and the source waits for its next try.
@@ -510,25 +516,11 @@ async fn a_reply_stamped_before_a_step_is_measured_on_the_old_clock() {
     let mut reply = [0u8; 48];
     r.emit(&mut reply).unwrap();
     let _ = from;
-    let gen = handle.0.lock().unwrap().sources[0]
-        .link
-        .as_ref()
-        .unwrap()
-        .gen;
     // The clock is stepped an hour ahead after the reply arrived but before it is handled.
     let step = SignedDuration::from_secs(3600);
     clock.offset_ns.fetch_add(step.as_nanos(), Ordering::SeqCst);
     super::effects::shift_samples(&mut handle.0.lock().unwrap(), step);
-    runner.handle_msg(
-        &mut drv,
-        &handle,
-        Msg::Datagram {
-            i: 0,
-            gen,
-            at: stamped,
-            bytes: reply.to_vec(),
-        },
-    );
+    runner.on_datagram(&handle, 0, stamped, &reply);
     let s = handle.0.lock().unwrap();
     let (iv, _, _) = s.sources[0].last.expect("a sample");
     // Measured on the old clock the server was 0 s off; on the new clock it is 1 h behind.
