@@ -1169,6 +1169,12 @@ mod tests {
                 failure: ChainFailure::NoReply { last_invalid: None }
             }]
         );
+        // Its answer, too late: server 0 has been given up for this round.
+        let late = answer(v, seed(0), &first, true_secs(t), 1);
+        assert_eq!(
+            c.handle_datagram(0, &late, at(t + 1)),
+            Err(Ignored::NotRequested)
+        );
         // On to server 1, with a fresh nonce (no response to chain from).
         let (i, req) = send(&mut c, t, 3).unwrap();
         assert_eq!((i, nonce_of(v, &req)), (1, [3u8; 64].to_vec()));
