@@ -1133,3 +1133,51 @@ fn daemon_reports_a_proven_roughtime_liar_in_status() {
     // The schema the documentation gives.
     serde_json::from_value::<trusttime::json::Status>(st.clone()).unwrap();
 }
+
+/// An on-path attacker flips a bit in every reply of one of three Roughtime servers: the
+/// daemon's chain drops each one (counted in `auth_failures`), calls that source `invalid`,
+/// and the chain goes on to the next server; the two honest servers decide.
+#[test]
+fn daemon_drops_tampered_roughtime_replies_and_the_chain_goes_on() {
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let b = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let c = SocketAddr::from(([127, 0, 0, 3], free_port()));
+    let Some((_pa, ka)) = roughenough_server(a, Some("+3600"), SEED_A) else {
+        return;
+    };
+    let Some((_pb, kb)) = roughenough_server(b, Some("+3600"), SEED_B) else {
+        return;
+    };
+    let Some((_pc, kc)) = roughenough_server(c, Some("+3600"), SEED_C) else {
+        return;
+    };
+    let tampered = SocketAddr::from(([127, 0, 0, 8], b.port()));
+    udp_proxy(tampered, b, flip_a_bit);
+    let dir = TempDir::new().unwrap();
+    let config = roughtime_daemon_config(dir.path(), &[(a, ka), (tampered, kb), (c, kc)]);
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&config);
+    let daemon = Peer::spawn("trusttime-daemon-roughtime-tampered", cmd, None);
+    let src = wait_for_sources(&config, &daemon, |list| {
+        list[1]["verdict"] == "invalid"
+            && list[0]["verdict"] == "agreed"
+            && list[2]["verdict"] == "agreed"
+    });
+    let bad = &src["sources"][1];
+    assert!(bad["auth_failures"].as_u64().unwrap() >= 3, "{src}");
+    assert!(
+        bad["reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed verification"),
+        "{src}"
+    );
+    assert_eq!(bad["reach"], "000", "{src}");
+    let st = daemon_json(&["status"], &config);
+    assert_eq!(st["state"], "authenticated", "{st}");
+    assert!(
+        (st["offset_s"].as_f64().unwrap() - 3600.0).abs() < 6.0,
+        "{st}"
+    );
+}
