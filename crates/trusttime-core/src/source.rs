@@ -612,6 +612,21 @@ const fn splitmix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// When a driver should wake for `timeouts`: the earliest, or a later one due within `slack`
+/// of it, so that sources due close together are served in one wake (the earliest waits at
+/// most `slack`). Sources served in one wake should get the same `rand` in
+/// [`NtpSource::handle_timeout`] (it only sets their poll jitter), so their next polls fall
+/// together again: a device with four sources wakes about once per round to send instead of
+/// four times. A fleet still spreads out: each device draws its own jitter.
+#[must_use]
+pub fn coalesced_wake(
+    timeouts: impl Iterator<Item = MonoInstant> + Clone,
+    slack: SignedDuration,
+) -> Option<MonoInstant> {
+    let first = timeouts.clone().min()?;
+    timeouts.filter(|&t| t <= first + slack).max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1164,5 +1179,24 @@ mod tests {
             s.handle_timeout(at(1, off), 1);
             assert!(s.poll_transmit(at(1, off), &rnd(4), &mut buf).is_some());
         }
+    }
+
+    /// Timers due close together are served in one wake; the earliest never waits more than the
+    /// slack, and a timer further off is not pulled in.
+    #[test]
+    fn timers_due_close_together_are_served_in_one_wake() {
+        let at = |ms: u64| MonoInstant::from_nanos(ms * 1_000_000);
+        let slack = SignedDuration::from_millis(4);
+        assert_eq!(coalesced_wake(core::iter::empty(), slack), None);
+        assert_eq!(coalesced_wake([at(100)].into_iter(), slack), Some(at(100)));
+        // 101 and 103 join 100; 105 is more than the slack after it and waits for its own wake.
+        assert_eq!(
+            coalesced_wake([at(105), at(101), at(100), at(103)].into_iter(), slack),
+            Some(at(103))
+        );
+        assert_eq!(
+            coalesced_wake([at(200), at(100)].into_iter(), slack),
+            Some(at(100))
+        );
     }
 }

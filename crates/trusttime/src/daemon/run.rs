@@ -3,7 +3,8 @@
 //! Each NTP and NTS source is a core [`NtpSource`] that lives for the whole run (an NTS
 //! source with its session: keys and cookies), with one connected UDP socket kept across
 //! polls (a new one only when the name resolves to another server, or a key exchange names
-//! another one). The loop sleeps until the earliest source timeout or a datagram, feeds the
+//! another one), read by the loop itself. The loop sleeps until the earliest source timeout, a
+//! datagram on any source's socket or a task's message, feeds the
 //! sources, sends what they ask, and after every event that changes an estimate runs the one
 //! combination policy ([`combine`]: authenticated sources first) and hands the consensus to the
 //! core's [`System`]. DNS (only when a source asks: first, hourly, after a Kiss-o'-Death, an
@@ -23,7 +24,7 @@ use trusttime_core::roughtime_source::{
 };
 use trusttime_core::select::{combine, default_min_agree, Combination, NoConsensus};
 use trusttime_core::source::{
-    pick_address, NtpSource, ResolveReason, SourceConfig, SourceEvent, RAND_LEN,
+    coalesced_wake, pick_address, NtpSource, ResolveReason, SourceConfig, SourceEvent, RAND_LEN,
     RESOLVE_AFTER_SILENT as SILENT,
 };
 
@@ -226,6 +227,9 @@ pub(super) struct Driver {
     buf: Box<[u8; RECV_LEN]>,
     /// The socket read first next time, so that a busy one cannot starve the others.
     scan_from: usize,
+    /// The poll jitter for the sources due at this wake (drawn once per wake, so sources
+    /// that poll together stay together: see [`coalesced_wake`]).
+    jitter: u64,
     burst_left: u8,
     /// The last HTTPS Date decision, and when (it is applied to plain NTP).
     constraint: (crate::sync::ConstraintDecision, MonoInstant),
@@ -247,6 +251,7 @@ impl Driver {
             links: Vec::new(),
             buf: Box::new([0; RECV_LEN]),
             scan_from: 0,
+            jitter: 0,
             burst_left: 3,
             constraint: (crate::sync::ConstraintDecision::NotAsked, MonoInstant::ZERO),
             constraint_round: false,
@@ -299,9 +304,9 @@ impl Daemon {
         true
     }
 
-    /// Runs the loop as its own task: the receive tasks then wake it through the scheduler's
-    /// queue rather than by unparking the runtime, as they must for the future `block_on`
-    /// polls (an eventfd write and one more `epoll_wait` for every datagram).
+    /// Runs the loop as its own task: the runtime's I/O driver then wakes it through the
+    /// scheduler's queue rather than by unparking the runtime, as it must for the future
+    /// `block_on` polls (an eventfd write and one more `epoll_wait` for every wake).
     pub(super) async fn run(self, handle: StatusHandle, nts_ca: Vec<Vec<u8>>) {
         let task = tokio::spawn(self.run_loop(handle, nts_ca));
         let _abort = AbortOnDrop(task.abort_handle());
@@ -325,6 +330,14 @@ impl Daemon {
         if !self.prepare(&handle) {
             return;
         }
+        // A timer due this soon after the earliest one is waited for (1/64 of the shortest poll
+        // interval: 4 ms at 0.25 s, 1 s at 64 s).
+        let min_poll = self.config.raw.daemon.min_poll.clamp(-6, 17);
+        let slack = SignedDuration::from_nanos(if min_poll >= 0 {
+            (1_000_000_000_i64 << min_poll) / 64
+        } else {
+            (1_000_000_000_i64 >> -min_poll) / 64
+        });
         // Whether observers have seen the latest change, and when they were last shown one.
         let mut dirty = true;
         let mut published = MonoInstant::ZERO;
@@ -347,6 +360,7 @@ impl Daemon {
             {
                 let Ok(mut s) = handle.0.lock() else { return };
                 let floor = s.sys.floor();
+                d.jitter = rand::random();
                 for i in 0..s.sources.len() {
                     changed |= self.drive_ntp(&mut d, &mut s, i, now, floor);
                 }
@@ -359,12 +373,13 @@ impl Daemon {
             }
             let wake = {
                 let Ok(mut s) = handle.0.lock() else { return };
-                let next = s
+                let roughtime = s.roughtime.as_ref().and_then(|rt| rt.chain.poll_timeout());
+                let timeouts = s
                     .sources
                     .iter()
                     .filter_map(|r| r.ntp.as_ref().and_then(NtpSource::poll_timeout))
-                    .chain(s.roughtime.as_ref().and_then(|rt| rt.chain.poll_timeout()))
-                    .min();
+                    .chain(roughtime);
+                let next = coalesced_wake(timeouts, slack);
                 s.next_poll = s
                     .sources
                     .iter()
@@ -433,7 +448,7 @@ impl Daemon {
         };
         n.set_floor(floor);
         if n.poll_timeout().is_some_and(|t| t <= now.mono) {
-            n.handle_timeout(now, rand::random());
+            n.handle_timeout(now, d.jitter);
         }
         let mut rnd = [0u8; RAND_LEN];
         let mut buf = [0u8; 4096];
@@ -756,7 +771,8 @@ impl Daemon {
         };
         rt.chain.set_floor(floor);
         if rt.chain.poll_timeout().is_some_and(|t| t <= now.mono) {
-            rt.chain.handle_timeout(now, rand::random());
+            // (The wake's jitter, shared with the NTP sources served in it.)
+            rt.chain.handle_timeout(now, d.jitter);
         }
         roughtime_transmit(&d.links, s, now);
         self.roughtime_events(d, s, now)
