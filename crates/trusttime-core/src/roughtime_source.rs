@@ -406,24 +406,24 @@ impl RoughtimeChain {
         if !x.send_due {
             return None;
         }
+        // The try counts whether or not it can be written (a `buf` too small): the server then
+        // times out like a silent one, and the chain never stalls on a send it cannot make.
+        x.send_due = false;
+        x.tries += 1;
+        x.deadline = now.mono + self.config.reply_timeout;
         let s = self.servers.get_mut(x.server)?.as_mut()?;
-        if x.tries == 0 {
+        if x.first_sent.is_none() {
             x.nonce = match self.previous_len {
                 Some(n) => chain_nonce(self.previous.get(..n)?, rand),
                 None => *rand,
             };
-            match encode_request_for_server(s.id.version, &x.nonce, &s.id.key, &mut self.request) {
-                Ok(n) => x.len = n,
-                Err(_) => return None,
-            }
+            x.len = encode_request_for_server(s.id.version, &x.nonce, &s.id.key, &mut self.request)
+                .ok()?;
             x.first_sent = Some(now);
             s.requests = s.requests.saturating_add(1);
         }
         let out = buf.get_mut(..x.len)?;
         out.copy_from_slice(self.request.get(..x.len)?);
-        x.tries += 1;
-        x.send_due = false;
-        x.deadline = now.mono + self.config.reply_timeout;
         Some((x.server, x.len))
     }
 
@@ -1345,6 +1345,30 @@ mod tests {
         assert!(c.estimate(0, MonoInstant::from_nanos(10_000_000)).is_none());
         let (i, r1) = send(&mut c, 10, 2).unwrap();
         assert_eq!((i, nonce_of(v, &r1)), (1, [2u8; 64].to_vec()));
+    }
+
+    #[test]
+    fn a_buffer_too_small_counts_as_a_lost_try_and_the_chain_goes_on() {
+        let v = Version::Google;
+        let mut c = chain(&[v, v]);
+        c.handle_timeout(at(0), 1);
+        let mut small = [0u8; 100];
+        let mut t = 0;
+        for _ in 0..TRIES {
+            assert_eq!(c.poll_transmit(at(t), &rnd(1), &mut small), None);
+            assert_eq!(
+                c.poll_timeout(),
+                Some(MonoInstant::from_nanos((t + 500) * 1_000_000))
+            );
+            t += 500;
+            c.handle_timeout(at(t), 1);
+        }
+        assert!(events(&mut c).contains(&RoughtimeEvent::Failed {
+            server: 0,
+            failure: ChainFailure::NoReply { last_invalid: None }
+        }));
+        let (i, _) = send(&mut c, t, 2).unwrap();
+        assert_eq!(i, 1);
     }
 
     #[test]
