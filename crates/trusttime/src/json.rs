@@ -810,6 +810,36 @@ mod tests {
         }
     }
 
+    /// A chain violation in `status` has the fields docs/json.md gives, and no others.
+    #[test]
+    fn a_chain_violation_has_the_documented_fields() {
+        let v: ChainViolation = serde_json::from_value(serde_json::json!({
+            "at": "2026-12-02T03:16:00Z",
+            "earlier": {"server": "a.example:2002", "midpoint": "2026-12-02T05:16:00Z", "radius_s": 5.0},
+            "later": {"server": "b.example:2002", "midpoint": "2026-12-02T04:16:01Z", "radius_s": 5.0},
+            "text": "b.example:2002 signed ... one of the two lies"
+        }))
+        .unwrap();
+        assert_eq!(v.later.server, "b.example:2002");
+        let docs = include_str!("../../../docs/json.md");
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with("| `chain_violations[]`"))
+            .unwrap();
+        for field in [
+            "`at`",
+            "`earlier`",
+            "`later`",
+            "`text`",
+            "\"server\", \"midpoint\", \"radius_s\"",
+        ] {
+            assert!(row.contains(field), "{field} not documented: {row}");
+        }
+        let mut extra = serde_json::to_value(&v).unwrap();
+        extra["later"]["signature"] = "x".into();
+        assert!(serde_json::from_value::<ChainViolation>(extra).is_err());
+    }
+
     /// A constraint decision shows only the fields of its kind, as `sync --json` does.
     #[test]
     fn a_constraint_decision_shows_only_its_fields() {
