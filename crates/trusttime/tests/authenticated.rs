@@ -1181,3 +1181,39 @@ fn daemon_drops_tampered_roughtime_replies_and_the_chain_goes_on() {
         "{st}"
     );
 }
+
+/// A Roughtime source configured with another server's key: roughenough (the draft) drops
+/// requests that name a key not its own, so the daemon sees silence, says so, and points at
+/// `sync`, which tells a wrong key from a dead server.
+#[test]
+fn daemon_says_how_to_check_the_key_of_a_silent_draft_roughtime_server() {
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let b = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let Some((_pa, ka)) = roughenough_server(a, None, SEED_A) else {
+        return;
+    };
+    let Some((_pb, _kb)) = roughenough_server(b, None, SEED_B) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let config = roughtime_daemon_config(dir.path(), &[(a, ka.clone()), (b, ka)]);
+    let mut cmd =
+        trusttime_test_support::no_clock_command(Path::new(env!("CARGO_BIN_EXE_trusttime")), None);
+    cmd.args(["daemon", "--config"]).arg(&config);
+    let daemon = Peer::spawn("trusttime-daemon-roughtime-wrong-key", cmd, None);
+    let src = wait_for_sources(&config, &daemon, |list| {
+        list[1]["verdict"] == "no_reply" && list[1]["reason"] != "not asked yet"
+    });
+    let reason = src["sources"][1]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("no reply to 3 requests"), "{src}");
+    assert!(
+        reason.contains(&format!("trusttime sync --roughtime {b}=KEY")),
+        "{src}"
+    );
+    // The chain went on to it after the first server, which answered.
+    assert_eq!(
+        src["sources"][0]["reach"].as_str().unwrap().ends_with('1'),
+        true,
+        "{src}"
+    );
+}

@@ -912,8 +912,19 @@ impl Daemon {
                             Verdict::NoReply,
                             crate::tally::Answer::Silent,
                             format!(
-                                "no reply to {} requests",
-                                trusttime_core::roughtime_source::TRIES
+                                "no reply to {} requests{}",
+                                trusttime_core::roughtime_source::TRIES,
+                                // A draft server drops a request that names another key.
+                                if r.roughtime.as_ref().map(|x| x.version)
+                                    == Some(trusttime_core::roughtime::Version::Draft)
+                                {
+                                    format!(
+                                        " (a draft server stays silent when the key is not its own: `trusttime sync --roughtime {}=KEY` tells)",
+                                        r.spec
+                                    )
+                                } else {
+                                    String::new()
+                                }
                             ),
                         ),
                         ChainFailure::NoReply {
