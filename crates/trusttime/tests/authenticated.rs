@@ -1211,9 +1211,8 @@ fn daemon_says_how_to_check_the_key_of_a_silent_draft_roughtime_server() {
         "{src}"
     );
     // The chain went on to it after the first server, which answered.
-    assert_eq!(
+    assert!(
         src["sources"][0]["reach"].as_str().unwrap().ends_with('1'),
-        true,
         "{src}"
     );
 }
