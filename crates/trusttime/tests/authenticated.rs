@@ -1132,6 +1132,12 @@ fn daemon_reports_a_proven_roughtime_liar_in_status() {
     );
     // The schema the documentation gives.
     serde_json::from_value::<trusttime::json::Status>(st.clone()).unwrap();
+    let text = daemon_cli(&["status"], &config);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("roughtime    proven liar at") && text.contains("one of the two lies"),
+        "{text}"
+    );
 }
 
 /// An on-path attacker flips a bit in every reply of one of three Roughtime servers: the

@@ -441,6 +441,15 @@ pub fn status_text(v: &serde_json::Value) -> String {
             let _ = writeln!(o, "note         {}", n.as_str().unwrap_or_default());
         }
     }
+    // Signed Roughtime evidence that a server lies: the newest one.
+    if let Some(last) = v["chain_violations"].as_array().and_then(|l| l.last()) {
+        let _ = writeln!(
+            o,
+            "roughtime    proven liar at {}: {}",
+            text(last, "at").unwrap_or("?"),
+            text(last, "text").unwrap_or_default()
+        );
+    }
     match v["manual_changes"].as_array() {
         Some(list) if !list.is_empty() => {
             let _ = writeln!(o, "set by hand  (oldest first)");
