@@ -1372,6 +1372,32 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_resumes_the_interval_and_a_burst_brings_the_next_round_forward() {
+        let v = Version::Google;
+        let mut c = chain(&[v]);
+        c.resume_at(9);
+        c.handle_timeout(at(0), 0);
+        let (_, req) = send(&mut c, 0, 1).unwrap();
+        c.handle_datagram(0, &answer(v, seed(0), &req, true_secs(10), 1), at(10))
+            .unwrap();
+        let due = c.poll_timeout().unwrap();
+        assert!(
+            due >= MonoInstant::from_nanos(10_000_000 + 512_000_000_000),
+            "{due:?}"
+        );
+        c.poll_by(MonoInstant::from_nanos(2_000_000_000));
+        assert_eq!(
+            c.poll_timeout(),
+            Some(MonoInstant::from_nanos(2_000_000_000))
+        );
+        c.handle_timeout(at(2000), 0);
+        assert!(c.in_round());
+        // While a round runs, a burst does not move it.
+        c.poll_by(MonoInstant::ZERO);
+        assert_eq!(c.asking(), Some(0));
+    }
+
+    #[test]
     fn too_many_or_no_servers_are_refused() {
         let k = ServerKey {
             version: Version::Google,
