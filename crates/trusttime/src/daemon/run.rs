@@ -1099,6 +1099,28 @@ enum Woke {
     Datagram(usize, usize, trusttime_core::Now),
 }
 
+/// The most a datagram may have waited in the socket for its kernel stamp to be used. The
+/// wait is measured by the system clock (the kernel's stamp against the time of reading), so a
+/// clock step in between would be taken for waiting: a longer "wait" (or a negative one) is
+/// not believed, and the datagram counts as arriving when it was read, as without stamps. The
+/// daemon's own steps are far larger than this (at least the step threshold) and its own slews
+/// far slower.
+const MAX_ARRIVAL_AGE: SignedDuration = SignedDuration::from_millis(20);
+
+/// When a datagram read at `now` arrived, from the kernel's stamp (`age`: how long it waited).
+pub(super) fn arrived(
+    now: trusttime_core::Now,
+    age: Option<SignedDuration>,
+) -> trusttime_core::Now {
+    match age {
+        Some(a) if a >= SignedDuration::ZERO && a <= MAX_ARRIVAL_AGE => trusttime_core::Now {
+            mono: now.mono.saturating_add(-a),
+            wall: now.wall.saturating_add(-a),
+        },
+        _ => now,
+    }
+}
+
 /// Gives source `r` (index `i`) a new socket connected to `addr`; the old one is closed.
 fn relink(d: &mut Driver, r: &mut SourceRun, i: usize, addr: SocketAddr) -> Result<(), String> {
     let (send, sock) = connect(addr).map_err(|e| format!("cannot reach {addr}: {e}"))?;
@@ -1121,6 +1143,9 @@ fn connect(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, UdpSocket)
     let sock = std::net::UdpSocket::bind(bind)?;
     sock.connect(addr)?;
     sock.set_nonblocking(true)?;
+    if let Err(e) = crate::platform::stamp_arrivals(std::os::fd::AsRawFd::as_raw_fd(&sock)) {
+        tracing::debug!(error = %e, "no kernel receive stamps; a reply is stamped when read");
+    }
     let send = sock.try_clone()?;
     Ok((send, UdpSocket::from_std(sock)?))
 }
@@ -1136,6 +1161,7 @@ fn poll_datagram(
     clock: &dyn LocalClock,
     cx: &mut std::task::Context<'_>,
 ) -> std::task::Poll<(usize, usize, trusttime_core::Now)> {
+    use std::os::fd::AsRawFd;
     use std::task::Poll;
     let n = links.len();
     for k in 0..n {
@@ -1144,15 +1170,26 @@ fn poll_datagram(
         // An error (ICMP port unreachable shows up here on a connected socket) is taken off
         // the socket; the request counts as lost and the source's retry timer decides.
         for attempt in 0..4 {
-            let mut rb = tokio::io::ReadBuf::new(buf);
-            match l.sock.poll_recv(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    let at = clock.now();
-                    *scan_from = (i + 1) % n;
-                    return Poll::Ready((i, rb.filled().len(), at));
-                }
-                Poll::Ready(Err(e)) => tracing::debug!(addr = %l.addr, error = %e, "receive error"),
+            match l.sock.poll_recv_ready(cx) {
                 Poll::Pending => break,
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(addr = %l.addr, error = %e, "receive error");
+                    continue;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let fd = l.sock.as_raw_fd();
+            match l.sock.try_io(tokio::io::Interest::READABLE, || {
+                crate::platform::recv_stamped(fd, buf)
+            }) {
+                Ok((len, age)) => {
+                    let now = clock.now();
+                    *scan_from = (i + 1) % n;
+                    return Poll::Ready((i, len, arrived(now, age)));
+                }
+                // Read already (readiness is cleared): the next `poll_recv_ready` registers.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => tracing::debug!(addr = %l.addr, error = %e, "receive error"),
             }
             if attempt == 3 {
                 // Still erroring: look again soon rather than miss its next datagram.

@@ -530,3 +530,27 @@ async fn a_reply_stamped_before_a_step_is_measured_on_the_old_clock() {
         "offset {mid:?} should be about -1 h against the stepped clock"
     );
 }
+
+/// A reply counts as arriving when the kernel stamped it, not when the loop read it; a stamp
+/// that says it waited implausibly long or arrived in the future (the clock was stepped in
+/// between) is not believed.
+#[test]
+fn a_datagram_counts_from_its_kernel_stamp_unless_the_clock_moved() {
+    use super::run::arrived;
+    let now = trusttime_core::Now {
+        mono: MonoInstant::from_nanos(10_000_000_000),
+        wall: UnixTime::from_secs(1_800_000_000),
+    };
+    let ms = SignedDuration::from_millis;
+    let at = arrived(now, Some(ms(3)));
+    assert_eq!(now.mono.since(at.mono), ms(3));
+    assert_eq!(now.wall - at.wall, ms(3));
+    for age in [
+        None,
+        Some(ms(-1)),
+        Some(ms(21)),
+        Some(SignedDuration::from_secs(3600)),
+    ] {
+        assert_eq!(arrived(now, age), now, "{age:?}");
+    }
+}
