@@ -340,9 +340,18 @@ impl System {
                 };
             }
         };
-        let iv = iv
-            .shift(elapsed)
-            .widen(elapsed.mul_ppm(self.config.trust.drift_ppm));
+        let drift = self.config.trust.drift_ppm;
+        let widen = match since {
+            // The wall clock came from the RTC: its count of the elapsed time is itself off by
+            // up to the drift bound (so the bound on it is short by drift² of it), and an RTC
+            // counts whole seconds. The same margin as `trust::rtc_holdover`.
+            SinceSave::TrustedRtc(_) => elapsed
+                .mul_ppm(drift)
+                .saturating_add(elapsed.mul_ppm(drift).mul_ppm(drift))
+                .saturating_add(SignedDuration::from_secs(1)),
+            _ => elapsed.mul_ppm(drift),
+        };
+        let iv = iv.shift(elapsed).widen(widen);
         if self.trust.on_holdover(now.mono, iv, Provenance::Persisted) {
             // A saved network time, carried forward exactly (same boot) or by a trusted RTC,
             // still bounds hand-set time after the restart: a restart must not open the door
