@@ -14,6 +14,9 @@ use trusttime_sim::{Behaviour, Device, Net, Node, NodeConfig, SimServer};
 const TRUE_NOW: i64 = 1_795_000_000; // 2026-11-18
 const DEAD_RTC: i64 = 946_684_800; // 2000-01-01
 const S: u64 = 1_000_000_000;
+/// The first requests leave at the daemon loop's first wake-up (1 ms); the replies of
+/// servers 5 ms away (each way) that hold a request 20 µs arrive 10.02 ms later.
+const ONE_ROUND_TRIP: u64 = 11_020_000;
 
 fn ms(n: i64) -> SignedDuration {
     SignedDuration::from_millis(n)
@@ -67,10 +70,9 @@ fn one_liar_among_three_is_outvoted_after_one_round_trip() {
         (1, 0, 1)
     );
     assert!(error(&node) < ms(1), "error {:?}", error(&node));
-    // One round trip of 10 ms (and the server's 20 µs): decided when the second honest reply
-    // arrived.
-    let at = node.stats.first_trusted_at.unwrap();
-    assert!((10_000_000..11_000_000).contains(&at), "{at}");
+    // Decided when the second honest reply arrived: one round trip (10 ms and the server's
+    // 20 µs) after the requests, sent at the loop's first wake-up (1 ms).
+    assert_eq!(node.stats.first_trusted_at, Some(ONE_ROUND_TRIP));
     assert_eq!(net.requests, [1, 1, 1]);
     assert_eq!(node.stats.wrong_at, None);
 }
@@ -86,7 +88,7 @@ fn lost_requests_are_retried_with_backoff_never_twice_at_once() {
     assert!(node.stats.consensuses > 0);
     // 1 s reply timeout, then >= 250 ms of backoff, then the round trip.
     let at = node.stats.first_trusted_at.unwrap();
-    assert!(at >= 1_260_000_000, "{at}");
+    assert!(at >= ONE_ROUND_TRIP + 1_250_000_000, "{at}");
     // Each server got its lost request and one retry.
     assert_eq!(net.requests, [2, 2, 2]);
     assert!(error(&node) < ms(1));
@@ -107,8 +109,7 @@ fn a_silent_server_does_not_delay_the_majority() {
         3,
     );
     node.run_until(&mut net, S);
-    let at = node.stats.first_trusted_at.unwrap();
-    assert!((10_000_000..11_000_000).contains(&at), "{at}");
+    assert_eq!(node.stats.first_trusted_at, Some(ONE_ROUND_TRIP));
     assert_eq!(node.stats.wrong_at, None);
 }
 
