@@ -342,14 +342,12 @@ impl System {
         };
         let drift = self.config.trust.drift_ppm;
         let widen = match since {
-            // The wall clock came from the RTC: its count of the elapsed time is itself off by
-            // up to the drift bound (so the bound on it is short by drift² of it), and an RTC
-            // counts whole seconds. The same margin as `trust::rtc_holdover`.
+            // The wall clock came from the RTC, which counts whole seconds: the same margin as
+            // `trust::rtc_holdover`.
             SinceSave::TrustedRtc(_) => elapsed
-                .mul_ppm(drift)
-                .saturating_add(elapsed.mul_ppm(drift).mul_ppm(drift))
+                .drift_bound(drift)
                 .saturating_add(SignedDuration::from_secs(1)),
-            _ => elapsed.mul_ppm(drift),
+            _ => elapsed.drift_bound(drift),
         };
         let iv = iv.shift(elapsed).widen(widen);
         if self.trust.on_holdover(now.mono, iv, Provenance::Persisted) {
@@ -476,7 +474,7 @@ impl System {
         Some(
             a.interval
                 .shift(elapsed)
-                .widen(elapsed.mul_ppm(self.config.trust.drift_ppm))
+                .widen(elapsed.drift_bound(self.config.trust.drift_ppm))
                 .clamp_to_floor(self.floor()),
         )
     }

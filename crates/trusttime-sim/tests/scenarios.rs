@@ -206,7 +206,7 @@ fn never_follows_a_single_liar() {
         seed ^= seed << 17;
         seed % m
     };
-    for round in 0..300 {
+    for round in 0..500 {
         let n = 3 + rnd(4) as usize;
         let liar = rnd(n as u64) as usize;
         let servers: Vec<SimServer> = (0..n)
