@@ -115,7 +115,7 @@ impl SimServer {
 /// monotonic clock, an RTC, a disk and a boot id. It carries out the [`Action`]s the core
 /// decides the way the daemon does (step once then slew, RTC written with the time given,
 /// the snapshot saved with the boot id), so daemon lifecycles (restart, reboot, dead RTC,
-/// hand-set time, attacks) run in virtual time.
+/// hand-set time, attacks) run in virtual time under a [`Node`].
 #[derive(Clone, Debug)]
 pub struct Device {
     /// True time now.
@@ -183,9 +183,10 @@ impl Device {
         self.mono = self.mono + local;
     }
 
-    /// Starts the daemon: a [`System`] restored from the disk, like the daemon's start-up.
-    /// Within one boot the elapsed time is the monotonic clock's; after a reboot the wall
-    /// clock's, only when the RTC was set by trusttime and reads sane.
+    /// Starts the daemon: a [`System`] restored from the disk, like the daemon's start-up
+    /// (`daemon/mod.rs`). Within one boot the elapsed time is the monotonic clock's; after a
+    /// reboot the wall clock's, only when the RTC was set by trusttime and reads sane (the
+    /// core's `rtc_holdover`), and then the RTC is holdover too.
     pub fn start(&mut self) -> (System, Option<Restored>) {
         let mut sys = System::new(self.config);
         let now = self.now();
