@@ -132,6 +132,15 @@ impl SignedDuration {
             q
         })
     }
+    /// The most a clock whose rate is within `ppm` of true time can be off after counting
+    /// this span: `ppm` of it, plus `ppm` of that (the span is the clock's own count, itself
+    /// short by up to `ppm`: the true span is up to `self / (1 - ppm)`). Rounded up in
+    /// magnitude. Every drift bound in the crate is this one.
+    #[must_use]
+    pub const fn drift_bound(self, ppm: u32) -> Self {
+        let d = self.mul_ppm(ppm);
+        d.saturating_add(d.mul_ppm(ppm))
+    }
     /// Halves, rounding toward negative infinity.
     #[must_use]
     pub const fn half(self) -> Self {

@@ -32,7 +32,7 @@ impl FilterSample {
         let w = now
             .since(self.at)
             .max(SignedDuration::ZERO)
-            .mul_ppm(drift_ppm);
+            .drift_bound(drift_ppm);
         OffsetInterval {
             lo: self.offset.lo - w,
             hi: self.offset.hi + w,
@@ -132,11 +132,11 @@ mod tests {
             .best(MonoInstant::from_nanos(64_000_000_000), 50, HOUR)
             .unwrap();
         assert_eq!(best.delay, SignedDuration::from_millis(5));
-        // Aged by 64 s at 50 ppm: 3.2 us wider.
+        // Aged by 64 s at 50 ppm (and 50 ppm of that): 3.20016 ms wider.
         let iv = best.aged(MonoInstant::from_nanos(64_000_000_000), 50);
         assert_eq!(
             iv.radius(),
-            SignedDuration::from_millis(3) + SignedDuration::from_micros(3200)
+            SignedDuration::from_millis(3) + SignedDuration::from_nanos(3_200_160)
         );
     }
 
