@@ -46,7 +46,9 @@ use trusttime_core::nts::{
     append_authenticator, field, Cookie, CookieJar, Keys, NtsSession, KEY_LEN, NONCE_LEN,
 };
 use trusttime_core::select::{combine, default_min_agree, Combination, Outcome, MAX_SOURCES};
-use trusttime_core::source::{pick_address, NtpSource, SourceConfig, SourceEvent, RAND_LEN};
+use trusttime_core::source::{
+    coalesced_wake, pick_address, NtpSource, SourceConfig, SourceEvent, RAND_LEN,
+};
 use trusttime_core::system::{Action, ManualChange, ManualError, Restored, System};
 use trusttime_core::time::NtpTimestamp;
 use trusttime_core::trust::TrustState;
@@ -651,14 +653,21 @@ impl Node {
     #[must_use]
     pub fn next_wake(&self) -> Option<u64> {
         let mono = self.device.mono;
-        let timeouts = self
-            .sources
-            .iter()
-            .filter_map(|s| s.ntp.poll_timeout())
-            .map(|m| {
-                self.at
-                    .saturating_add(m.as_nanos().saturating_sub(mono.as_nanos()))
-            });
+        // Timers due close together are served in one wake, as the daemon does.
+        let min_poll = self.cfg.min_poll.clamp(-6, 17);
+        let slack = SignedDuration::from_nanos(if min_poll >= 0 {
+            (1_000_000_000_i64 << min_poll) / 64
+        } else {
+            (1_000_000_000_i64 >> -min_poll) / 64
+        });
+        let timeouts = coalesced_wake(
+            self.sources.iter().filter_map(|s| s.ntp.poll_timeout()),
+            slack,
+        )
+        .map(|m| {
+            self.at
+                .saturating_add(m.as_nanos().saturating_sub(mono.as_nanos()))
+        });
         let arrivals = self.inbox.iter().map(|d| d.0);
         // A source waiting for an address: the loop resolves its name at once.
         let resolve = self
@@ -667,6 +676,7 @@ impl Node {
             .filter(|s| s.ntp.wants_address().is_some())
             .map(|_| self.at);
         timeouts
+            .into_iter()
             .chain(arrivals)
             .chain(resolve)
             .min()
@@ -697,8 +707,10 @@ impl Node {
             let _ = self.sources[i].ntp.handle_datagram(now, bytes.bytes());
             changed |= self.take_events(i);
         }
+        // One poll jitter for every source served in this wake (as the daemon draws it).
+        let jitter = self.rng.next();
         for i in 0..self.sources.len() {
-            changed |= self.drive(net, i, now);
+            changed |= self.drive(net, i, now, jitter);
         }
         if changed {
             self.decide();
@@ -708,14 +720,14 @@ impl Node {
 
     /// Feeds source `i` its timeout, sends what it asks, takes its events, resolves its name
     /// when it asks (then drives it again). True when an estimate may have changed.
-    fn drive(&mut self, net: &mut Net, i: usize, now: Now) -> bool {
+    fn drive(&mut self, net: &mut Net, i: usize, now: Now, jitter: u64) -> bool {
         let mut changed = false;
         for _ in 0..3 {
             let floor = self.sys.floor();
             let s = &mut self.sources[i];
             s.ntp.set_floor(floor);
             if s.ntp.poll_timeout().is_some_and(|t| t <= now.mono) {
-                s.ntp.handle_timeout(now, self.rng.next());
+                s.ntp.handle_timeout(now, jitter);
             }
             let mut buf = [0u8; 1024];
             loop {

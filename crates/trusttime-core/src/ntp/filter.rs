@@ -132,11 +132,12 @@ mod tests {
             .best(MonoInstant::from_nanos(64_000_000_000), 50, HOUR)
             .unwrap();
         assert_eq!(best.delay, SignedDuration::from_millis(5));
-        // Aged by 64 s at 50 ppm (and 50 ppm of that): 3.20016 ms wider.
+        // Aged by 64 s at 50 ppm of a clock that may itself run 50 ppm slow: 64 s x 50 /
+        // (10^6 - 50) = 3.200160008 ms wider, rounded up to the nanosecond.
         let iv = best.aged(MonoInstant::from_nanos(64_000_000_000), 50);
         assert_eq!(
             iv.radius(),
-            SignedDuration::from_millis(3) + SignedDuration::from_nanos(3_200_160)
+            SignedDuration::from_millis(3) + SignedDuration::from_nanos(3_200_161)
         );
     }
 

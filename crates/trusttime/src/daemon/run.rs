@@ -901,7 +901,7 @@ impl Daemon {
                     r.reason = format!("not used: {why}");
                 }
                 crate::sync::ConstraintDecision::Applied { interval, .. } => {
-                    let w = now.mono.since(asked).mul_ppm(drift);
+                    let w = now.mono.since(asked).drift_bound(drift);
                     if iv.hi < interval.lo - w || interval.hi + w < iv.lo {
                         *o = Outcome::Failed;
                         r.verdict = Verdict::Falseticker;
