@@ -271,11 +271,8 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
         "min_agree": r.min_agree,
         "elapsed_ms": r.elapsed.as_secs_f64() * 1e3,
         "authenticated": authenticated,
-        "provenance": match (&r.result, authenticated) {
-            (Ok(_), true) => Some("authenticated"),
-            (Ok(_), false) => Some("ntp"),
-            (Err(_), _) => None,
-        },
+        // As the `System` that decided says: `authenticated` or `ntp`.
+        "provenance": r.result.as_ref().ok().map(|c| c.provenance.as_str()),
         "warning": warning(r),
         "error": error,
         "answers": r.tally().to_string(),
