@@ -1339,9 +1339,222 @@ pub fn verdict_of(
 
 pub use crate::files::read_pem_certificates;
 
+/// Loopback NTP servers that behave as a test needs (honest, lying, answering twice,
+/// forging, silent), for the tests of `sync` and its callers.
+#[cfg(test)]
+pub(crate) mod test_servers {
+    use std::net::SocketAddr;
+
+    use tokio::net::UdpSocket;
+    use trusttime_core::SignedDuration;
+
+    use crate::clock::{LocalClock, SystemClock};
+    use crate::serve::{reply_to, ServeOptions, Trust};
+
+    /// How a test server answers each request.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Behaviour {
+        /// One reply with its time.
+        Honest,
+        /// The same reply twice.
+        Twice,
+        /// First a forged reply (a day further off, with an origin timestamp that is not the
+        /// request's: what an off-path attacker can send), then the genuine one.
+        ForgedThenGenuine,
+        /// Only the forged reply.
+        ForgedOnly,
+        /// Nothing.
+        Silent,
+    }
+
+    /// A server on 127.0.0.1 whose clock is `offset` off this machine's, with this root
+    /// dispersion, answering as `how` says. Runs until the runtime ends.
+    pub(crate) async fn start(
+        offset: SignedDuration,
+        dispersion: SignedDuration,
+        how: Behaviour,
+    ) -> SocketAddr {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let opts = ServeOptions {
+            root_dispersion: dispersion,
+            trust: Trust::LyingTestServer,
+            ..ServeOptions::default()
+        };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((len, peer)) = sock.recv_from(&mut buf).await {
+                let now = SystemClock.now().wall + offset;
+                let Some(reply) = reply_to(&buf[..len], now, (now, Some(dispersion)), &opts) else {
+                    continue;
+                };
+                let day = SignedDuration::from_secs(86_400);
+                let forged = reply_to(&buf[..len], now + day, (now + day, Some(dispersion)), &opts)
+                    .map(|mut f| {
+                        // The origin timestamp (bytes 24..32) is the request's random cookie,
+                        // which an attacker off the path cannot know.
+                        f[24..32].copy_from_slice(&0x0123_4567_89ab_cdef_u64.to_be_bytes());
+                        f
+                    });
+                let sends: Vec<[u8; 48]> = match how {
+                    Behaviour::Honest => vec![reply],
+                    Behaviour::Twice => vec![reply, reply],
+                    Behaviour::ForgedThenGenuine => forged.into_iter().chain([reply]).collect(),
+                    Behaviour::ForgedOnly => forged.into_iter().collect(),
+                    Behaviour::Silent => Vec::new(),
+                };
+                for d in sends {
+                    let _ = sock.send_to(&d, peer).await;
+                }
+            }
+        });
+        addr
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::time::Instant;
+    use test_servers::{start, Behaviour};
+
+    const MS: SignedDuration = SignedDuration::from_millis(1);
+
+    fn spec(a: SocketAddr) -> ServerSpec {
+        ServerSpec {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+
+    fn opts(servers: &[SocketAddr], timeout_ms: u64) -> SyncOptions {
+        let mut o = SyncOptions::new(servers.iter().copied().map(spec).collect());
+        o.timeout = Duration::from_millis(timeout_ms);
+        o
+    }
+
+    async fn run(o: &SyncOptions) -> SyncReport {
+        sync(o, Arc::new(crate::clock::SystemClock)).await
+    }
+
+    fn day() -> SignedDuration {
+        SignedDuration::from_secs(86_400)
+    }
+
+    #[tokio::test]
+    async fn a_forged_reply_does_not_decide_and_the_genuine_one_does() {
+        let ten_min = SignedDuration::from_secs(600);
+        let forger = start(ten_min, MS, Behaviour::ForgedOnly).await;
+        let r = run(&opts(&[forger], 1500)).await;
+        assert!(r.result.is_err(), "{:?}", r.result);
+        assert!(r.sources[0].sample.is_none());
+        assert_eq!(r.sources[0].verdict, Verdict::NoReply);
+        assert!(
+            r.sources[0].reason.contains("no reply within"),
+            "{}",
+            r.sources[0].reason
+        );
+        // A forgery first does not cancel the genuine reply, nor move the result.
+        let both = start(ten_min, MS, Behaviour::ForgedThenGenuine).await;
+        let r = run(&opts(&[both], 3000)).await;
+        let c = r.result.expect("the genuine reply decides");
+        assert!((c.offset - ten_min).abs() < SignedDuration::from_secs(1), "{c:?}");
+        assert!(r.elapsed < Duration::from_millis(900), "{:?}", r.elapsed);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_twice_is_one_vote() {
+        let liar = start(day(), MS, Behaviour::Twice).await;
+        let honest = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        // Two servers that disagree: one vote each, so no majority (a second reply from the
+        // liar must not make it two).
+        let r = run(&opts(&[liar, honest], 3000)).await;
+        match r.result {
+            Err(NoConsensus::Disagreement {
+                largest_group: 1,
+                replies: 2,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // With a second honest server the majority decides and the liar is named.
+        let honest2 = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        let r = run(&opts(&[liar, honest, honest2], 3000)).await;
+        let c = r.result.expect("two honest servers agree");
+        assert_eq!(c.agreed, 2);
+        assert!(c.offset.abs() < SignedDuration::from_secs(1), "{c:?}");
+        assert_eq!(r.sources[0].verdict, Verdict::Falseticker);
+    }
+
+    #[tokio::test]
+    async fn a_liar_listed_twice_counts_once() {
+        let liar = start(day(), MS, Behaviour::Honest).await;
+        let honest = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        // Without one vote per address the liar would be 2 of 3, a majority.
+        let r = run(&opts(&[liar, liar, honest], 3000)).await;
+        assert_eq!(r.sources[1].verdict, Verdict::Duplicate, "{:?}", r.sources);
+        assert!(r.sources[1].reason.contains("one server counts once"));
+        assert!(
+            matches!(r.result, Err(NoConsensus::Disagreement { replies: 2, .. })),
+            "{:?}",
+            r.result
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_ends_at_the_deadline_and_does_not_delay_a_majority() {
+        let silent = start(SignedDuration::ZERO, MS, Behaviour::Silent).await;
+        let t0 = Instant::now();
+        let r = run(&opts(&[silent], 300)).await;
+        let took = t0.elapsed();
+        assert!(r.result.is_err());
+        assert!(
+            (Duration::from_millis(300)..Duration::from_millis(1000)).contains(&took),
+            "{took:?}"
+        );
+        assert_eq!(r.sources[0].reason, "no reply within 300ms");
+        assert_eq!(r.sources[0].answer, Answer::Silent);
+        // Two of three answer: decided on them, not at the deadline.
+        let a = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        let b = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        let r = run(&opts(&[a, b, silent], 5000)).await;
+        assert_eq!(r.result.map(|c| c.agreed).ok(), Some(2));
+        assert!(r.elapsed < Duration::from_millis(900), "{:?}", r.elapsed);
+        assert_eq!(r.sources[2].verdict, Verdict::NoReply);
+    }
+
+    /// The interval `sync` reports is the trusted interval of a `System` given the consensus,
+    /// clamped to sync's floor by the System, and its provenance is the System's.
+    #[tokio::test]
+    async fn the_reported_interval_is_the_systems() {
+        // A server whose error bound is ±10 s, and a floor 5 s before the time it serves: the
+        // interval's lower half lies below the floor.
+        let wide = SignedDuration::from_secs(10);
+        let server = start(SignedDuration::ZERO, wide, Behaviour::Honest).await;
+        let mut o = opts(&[server], 3000);
+        o.client.max_root_distance = SignedDuration::from_secs(20);
+        let floor = crate::clock::system_wall() - SignedDuration::from_secs(5);
+        o.client.floor = floor;
+        let r = run(&o).await;
+        let c = r.result.expect("one server, one needed");
+        assert_eq!(c.provenance, Provenance::Ntp);
+        assert!(!c.authenticated);
+        assert_eq!(c.interval.earliest, floor, "clamped to the floor: {c:?}");
+        let mut sys = observer(floor);
+        sys.on_consensus(c.at, c.offset_interval, c.authenticated);
+        let t = sys.trust().current(c.at.mono);
+        assert_eq!(t.interval, c.interval);
+        assert_eq!(t.provenance, c.provenance);
+        assert_eq!(c.offset, c.interval.midpoint() - c.at.wall);
+        // Observe-only: the System never asks to change the clock.
+        while let Some(a) = sys.poll_action() {
+            assert!(
+                matches!(a, Action::Persist | Action::NotifyReady),
+                "{a:?}"
+            );
+        }
+    }
 
     #[test]
     /// Found by the `cli_parsers` fuzz target: a 260-character bare IPv6-like host parsed, but
