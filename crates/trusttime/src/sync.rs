@@ -1459,7 +1459,10 @@ mod tests {
         let both = start(ten_min, MS, Behaviour::ForgedThenGenuine).await;
         let r = run(&opts(&[both], 3000)).await;
         let c = r.result.expect("the genuine reply decides");
-        assert!((c.offset - ten_min).abs() < SignedDuration::from_secs(1), "{c:?}");
+        assert!(
+            (c.offset - ten_min).abs() < SignedDuration::from_secs(1),
+            "{c:?}"
+        );
         assert!(r.elapsed < Duration::from_millis(900), "{:?}", r.elapsed);
     }
 
@@ -1549,10 +1552,7 @@ mod tests {
         assert_eq!(c.offset, c.interval.midpoint() - c.at.wall);
         // Observe-only: the System never asks to change the clock.
         while let Some(a) = sys.poll_action() {
-            assert!(
-                matches!(a, Action::Persist | Action::NotifyReady),
-                "{a:?}"
-            );
+            assert!(matches!(a, Action::Persist | Action::NotifyReady), "{a:?}");
         }
     }
 
