@@ -52,9 +52,10 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else print a[i
 now_ns() { date +%s%N; }
 
 # run_client NAME CMD...: prints "elapsed_ms offset_s rss_kib" per run into $WORK/NAME.runs
+# (APPEND=1: add to the runs already there, for interleaving two clients run by run.)
 run_client() {
   local name=$1; shift
-  : >"$WORK/$name.runs"
+  [ -n "${APPEND:-}" ] || : >"$WORK/$name.runs"
   for _ in $(seq "$RUNS"); do
     local t0 t1 out
     t0=$(now_ns)
@@ -76,15 +77,29 @@ parse_offset() {
 }
 
 SRV=(127.0.0.21:$PORT 127.0.0.22:$PORT 127.0.0.23:$PORT)
-run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
 if [ -n "$TT_BEFORE" ]; then
-  run_client trusttime-before "$TT_BEFORE" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+  # Run by run, alternating, so that both see the same load.
+  : >"$WORK/trusttime.runs"; : >"$WORK/trusttime-before.runs"
+  for _ in $(seq "$RUNS"); do
+    APPEND=1 RUNS=1 run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+    APPEND=1 RUNS=1 run_client trusttime-before "$TT_BEFORE" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+  done
+else
+  run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
 fi
 if [ "$LEAN" = 1 ]; then
   run_client trusttime-lean "$TT_LEAN" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
 fi
 # The single-round-trip baseline: the same binary, one honest server, no agreement needed.
-run_client trusttime-1-server "$TT" sync --json --timeout 3s -s "${SRV[0]}"
+if [ -n "$TT_BEFORE" ]; then
+  : >"$WORK/trusttime-1-server.runs"; : >"$WORK/trusttime-before-1-server.runs"
+  for _ in $(seq "$RUNS"); do
+    APPEND=1 RUNS=1 run_client trusttime-1-server "$TT" sync --json --timeout 3s -s "${SRV[0]}"
+    APPEND=1 RUNS=1 run_client trusttime-before-1-server "$TT_BEFORE" sync --json --timeout 3s -s "${SRV[0]}"
+  done
+else
+  run_client trusttime-1-server "$TT" sync --json --timeout 3s -s "${SRV[0]}"
+fi
 # In-process time from the first request to the decision (trusttime reports it), for this
 # binary and, interleaved run by run, the one in $TT_BEFORE.
 inproc() { "$@" | sed -n 's/.*"elapsed_ms":\([0-9.e-]*\).*/\1/p'; }
@@ -140,7 +155,7 @@ fi
 TT_MS=$(awk '{print $1/1000}' "$WORK/trusttime.runs" | median)
 printf '| client | time to result, ms (median of %s) | x trusttime | offset error, ms | followed liar | peak RSS, KiB |\n' "$RUNS"
 printf '|---|---:|---:|---:|---|---:|\n'
-for name in trusttime trusttime-before trusttime-lean trusttime-1-server chrony-iburst chrony-fast ntpd-rs; do
+for name in trusttime trusttime-before trusttime-lean trusttime-1-server trusttime-before-1-server chrony-iburst chrony-fast ntpd-rs; do
   f="$WORK/$name.runs"; [ -s "$f" ] || continue
   ms=$(awk '{print $1/1000}' "$f" | median)
   off=$(awk '{print $2}' "$f" | median)

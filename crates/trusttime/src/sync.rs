@@ -1363,6 +1363,8 @@ pub(crate) mod test_servers {
         ForgedThenGenuine,
         /// Only the forged reply.
         ForgedOnly,
+        /// A Kiss-o'-Death RATE (stratum 0, code in the reference ID).
+        KissRate,
         /// Nothing.
         Silent,
     }
@@ -1401,6 +1403,12 @@ pub(crate) mod test_servers {
                     Behaviour::Twice => vec![reply, reply],
                     Behaviour::ForgedThenGenuine => forged.into_iter().chain([reply]).collect(),
                     Behaviour::ForgedOnly => forged.into_iter().collect(),
+                    Behaviour::KissRate => {
+                        let mut k = reply;
+                        k[1] = 0;
+                        k[12..16].copy_from_slice(b"RATE");
+                        vec![k]
+                    }
                     Behaviour::Silent => Vec::new(),
                 };
                 for d in sends {
@@ -1525,6 +1533,20 @@ mod tests {
         assert_eq!(r.result.map(|c| c.agreed).ok(), Some(2));
         assert!(r.elapsed < Duration::from_millis(900), "{:?}", r.elapsed);
         assert_eq!(r.sources[2].verdict, Verdict::NoReply);
+    }
+
+    #[tokio::test]
+    async fn a_kiss_o_death_is_named_with_its_code_and_is_no_vote() {
+        let kisser = start(SignedDuration::ZERO, MS, Behaviour::KissRate).await;
+        let honest = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        let r = run(&opts(&[kisser, honest], 3000)).await;
+        let s = &r.sources[0];
+        assert_eq!(s.verdict, Verdict::KissOfDeath, "{s:?}");
+        assert_eq!(s.kiss, Some(KissCode::Rate));
+        assert_eq!(s.answer.why(), Some("Kiss-o'-Death RATE"), "{s:?}");
+        assert!(s.sample.is_none());
+        // One of two answered usably: one vote, and one is enough of two configured.
+        assert_eq!(r.result.map(|c| c.agreed).ok(), Some(1));
     }
 
     /// The interval `sync` reports is the trusted interval of a `System` given the consensus,
