@@ -593,7 +593,7 @@ impl Run {
         }
         let (send, sock) = match connect(addr) {
             Ok(s) => s,
-            Err(e) => return self.unreachable(i, format!("cannot reach {addr}: {e}")),
+            Err(why) => return self.unreachable(i, why),
         };
         let recv = spawn_receiver(
             i,
@@ -1112,17 +1112,24 @@ async fn key_exchange(_: &ServerSpec, _: NtsSetup) -> Result<KeyExchanged, Strin
 
 /// A UDP socket connected to `addr` (so only its datagrams arrive): a handle to send on
 /// without waiting, and the same socket for the receive task.
-fn connect(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, UdpSocket)> {
+///
+/// # Errors
+/// Why, in words.
+fn connect(addr: SocketAddr) -> Result<(std::net::UdpSocket, UdpSocket), String> {
     let bind: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
         ([0u16; 8], 0).into()
     };
-    let sock = std::net::UdpSocket::bind(bind)?;
-    sock.connect(addr)?;
-    sock.set_nonblocking(true)?;
-    let send = sock.try_clone()?;
-    Ok((send, UdpSocket::from_std(sock)?))
+    let sock =
+        std::net::UdpSocket::bind(bind).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+    let ready = move || -> std::io::Result<(std::net::UdpSocket, UdpSocket)> {
+        sock.connect(addr)?;
+        sock.set_nonblocking(true)?;
+        let send = sock.try_clone()?;
+        Ok((send, UdpSocket::from_std(sock)?))
+    };
+    ready().map_err(|e| format!("cannot reach {addr}: {e}"))
 }
 
 /// Receives on source `i`'s socket, stamping each datagram as it arrives.
