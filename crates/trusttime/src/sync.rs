@@ -378,15 +378,16 @@ struct Run {
 }
 
 impl Run {
-    /// Feeds source `i` its timeout, sends what it asks, takes its events. True when an
-    /// outcome may have changed.
-    fn drive(&mut self, i: usize, now: Now) -> bool {
+    /// Feeds source `i` its timeout (when due), sends what it asks, takes its events. True
+    /// when an outcome may have changed.
+    fn drive(&mut self, i: usize) -> bool {
         let Some(d) = self.driven[i].as_mut() else {
             return false;
         };
         if d.done || d.link.is_none() || self.duplicate[i] {
             return false;
         }
+        let now = self.clock.now();
         if d.source.poll_timeout().is_some_and(|t| t <= now.mono) {
             d.source.handle_timeout(now, rand::random());
         }
@@ -394,6 +395,9 @@ impl Run {
         let mut buf = [0u8; 4096];
         loop {
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut rnd);
+            // Read the clock right before the send: the request's transmit time is the
+            // measurement's start, and the sends before this one took time.
+            let now = self.clock.now();
             let Some(len) = d.source.poll_transmit(now, &rnd, &mut buf) else {
                 break;
             };
@@ -754,9 +758,8 @@ impl Run {
     ) -> Result<(Selection, bool), NoConsensus> {
         let mut changed = true;
         loop {
-            let now = self.clock.now();
             for i in 0..self.sources.len() {
-                changed |= self.drive(i, now);
+                changed |= self.drive(i);
             }
             if changed {
                 changed = false;
