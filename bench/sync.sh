@@ -34,7 +34,7 @@ if [ "$LEAN" = 1 ]; then
   cargo build --release --locked -q -p trusttime --no-default-features --target-dir target/lean
 fi
 WORK=$(mktemp -d); PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 start_server() { # ip offset
