@@ -959,6 +959,17 @@ impl Purpose {
 mod tests {
     use super::*;
 
+    /// 5000 durations spread over every magnitude and both signs (xorshift, fixed seed).
+    fn spread_durations() -> impl Iterator<Item = i64> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..5000).map(move |_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as i64 >> (x % 63)
+        })
+    }
+
     #[test]
     fn mul_ppm_equals_the_exact_product_rounded_up_in_magnitude() {
         fn exact(d: i64, ppm: u32) -> i64 {
@@ -986,13 +997,7 @@ mod tests {
         ] {
             check(d);
         }
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..5000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            check(x as i64 >> (x % 63));
-        }
+        spread_durations().for_each(check);
     }
 
     /// The drift bound is exactly `span * ppm / (1e6 - ppm)` rounded up in magnitude: a clock
@@ -1024,13 +1029,7 @@ mod tests {
         for d in [0, 1, -1, 999_950, -999_950, i64::MAX, i64::MIN] {
             check(d);
         }
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..5000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            check(x as i64 >> (x % 63));
-        }
+        spread_durations().for_each(check);
         // Six months at 50 ppm: the slow clock counted 15,551,222.4 s of 15,552,000 s.
         let counted = SignedDuration::from_nanos(15_551_222_400_000_000);
         assert_eq!(
