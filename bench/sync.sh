@@ -8,6 +8,8 @@
 # servers run under libfaketime without CAP_SYS_TIME, clients in no-set modes.
 #
 # Usage: bench/sync.sh            (builds trusttime --release first)
+#   TT_BEFORE=path/to/an/older/trusttime bench/sync.sh   also times that binary, interleaved
+#   LEAN=0 bench/sync.sh           skips the --no-default-features build and its row
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${RUNS:-5}"
@@ -25,10 +27,14 @@ NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
 cargo build --release --locked -q -p trusttime
 TT=target/release/trusttime
 # The same client without the optional features (tls, web, mqtt): what a sync-only device ships.
-cargo build --release --locked -q -p trusttime --no-default-features --target-dir target/lean
+LEAN="${LEAN:-1}"
+TT_BEFORE="${TT_BEFORE:-}"
 TT_LEAN=target/lean/release/trusttime
+if [ "$LEAN" = 1 ]; then
+  cargo build --release --locked -q -p trusttime --no-default-features --target-dir target/lean
+fi
 WORK=$(mktemp -d); PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 start_server() { # ip offset
@@ -46,9 +52,10 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else print a[i
 now_ns() { date +%s%N; }
 
 # run_client NAME CMD...: prints "elapsed_ms offset_s rss_kib" per run into $WORK/NAME.runs
+# (APPEND=1: add to the runs already there, for interleaving two clients run by run.)
 run_client() {
   local name=$1; shift
-  : >"$WORK/$name.runs"
+  [ -n "${APPEND:-}" ] || : >"$WORK/$name.runs"
   for _ in $(seq "$RUNS"); do
     local t0 t1 out
     t0=$(now_ns)
@@ -70,15 +77,44 @@ parse_offset() {
 }
 
 SRV=(127.0.0.21:$PORT 127.0.0.22:$PORT 127.0.0.23:$PORT)
-run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
-run_client trusttime-lean "$TT_LEAN" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+if [ -n "$TT_BEFORE" ]; then
+  # Run by run, alternating, so that both see the same load.
+  : >"$WORK/trusttime.runs"; : >"$WORK/trusttime-before.runs"
+  for _ in $(seq "$RUNS"); do
+    APPEND=1 RUNS=1 run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+    APPEND=1 RUNS=1 run_client trusttime-before "$TT_BEFORE" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+  done
+else
+  run_client trusttime "$TT" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+fi
+if [ "$LEAN" = 1 ]; then
+  run_client trusttime-lean "$TT_LEAN" sync --json --timeout 3s -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}"
+fi
 # The single-round-trip baseline: the same binary, one honest server, no agreement needed.
-run_client trusttime-1-server "$TT" sync --json --timeout 3s -s "${SRV[0]}"
-# In-process time from the first request to the decision (trusttime reports it).
-for _ in $(seq "$RUNS"); do "$TT" sync --json -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}" \
-  | sed -n 's/.*"elapsed_ms":\([0-9.e-]*\).*/\1/p'; done | median >"$WORK/tt-inproc"
-for _ in $(seq "$RUNS"); do "$TT" sync --json -s "${SRV[0]}" \
-  | sed -n 's/.*"elapsed_ms":\([0-9.e-]*\).*/\1/p'; done | median >"$WORK/tt1-inproc"
+if [ -n "$TT_BEFORE" ]; then
+  : >"$WORK/trusttime-1-server.runs"; : >"$WORK/trusttime-before-1-server.runs"
+  for _ in $(seq "$RUNS"); do
+    APPEND=1 RUNS=1 run_client trusttime-1-server "$TT" sync --json --timeout 3s -s "${SRV[0]}"
+    APPEND=1 RUNS=1 run_client trusttime-before-1-server "$TT_BEFORE" sync --json --timeout 3s -s "${SRV[0]}"
+  done
+else
+  run_client trusttime-1-server "$TT" sync --json --timeout 3s -s "${SRV[0]}"
+fi
+# In-process time from the first request to the decision (trusttime reports it), for this
+# binary and, interleaved run by run, the one in $TT_BEFORE.
+inproc() { "$@" | sed -n 's/.*"elapsed_ms":\([0-9.e-]*\).*/\1/p'; }
+: >"$WORK/tt-inproc.runs"; : >"$WORK/tt1-inproc.runs"
+: >"$WORK/before-inproc.runs"; : >"$WORK/before1-inproc.runs"
+for _ in $(seq "$RUNS"); do
+  inproc "$TT" sync --json -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}" >>"$WORK/tt-inproc.runs"
+  inproc "$TT" sync --json -s "${SRV[0]}" >>"$WORK/tt1-inproc.runs"
+  if [ -n "$TT_BEFORE" ]; then
+    inproc "$TT_BEFORE" sync --json -s "${SRV[0]}" -s "${SRV[1]}" -s "${SRV[2]}" >>"$WORK/before-inproc.runs"
+    inproc "$TT_BEFORE" sync --json -s "${SRV[0]}" >>"$WORK/before1-inproc.runs"
+  fi
+done
+median <"$WORK/tt-inproc.runs" >"$WORK/tt-inproc"
+median <"$WORK/tt1-inproc.runs" >"$WORK/tt1-inproc"
 
 chrony_q() { # NAME "server options" extra directives...: writes a script that runs chronyd -Q
   local name=$1 opts=$2; shift 2
@@ -119,7 +155,7 @@ fi
 TT_MS=$(awk '{print $1/1000}' "$WORK/trusttime.runs" | median)
 printf '| client | time to result, ms (median of %s) | x trusttime | offset error, ms | followed liar | peak RSS, KiB |\n' "$RUNS"
 printf '|---|---:|---:|---:|---|---:|\n'
-for name in trusttime trusttime-lean trusttime-1-server chrony-iburst chrony-fast ntpd-rs; do
+for name in trusttime trusttime-before trusttime-lean trusttime-1-server trusttime-before-1-server chrony-iburst chrony-fast ntpd-rs; do
   f="$WORK/$name.runs"; [ -s "$f" ] || continue
   ms=$(awk '{print $1/1000}' "$f" | median)
   off=$(awk '{print $2}' "$f" | median)
@@ -131,5 +167,10 @@ for name in trusttime trusttime-lean trusttime-1-server chrony-iburst chrony-fas
 done
 echo
 printf "trusttime, first request to decision (in-process, median): 3 servers %.3f ms, 1 server %.3f ms\n" "$(cat "$WORK/tt-inproc")" "$(cat "$WORK/tt1-inproc")"
-echo "trusttime binary: $(stat -c %s "$TT") bytes; without default features: $(stat -c %s "$TT_LEAN") bytes (release, opt-level s)"
+if [ -n "$TT_BEFORE" ]; then
+  printf "TT_BEFORE, first request to decision (in-process, median): 3 servers %.3f ms, 1 server %.3f ms\n" \
+    "$(median <"$WORK/before-inproc.runs")" "$(median <"$WORK/before1-inproc.runs")"
+fi
+echo "trusttime binary: $(stat -c %s "$TT") bytes (release, opt-level s)"
+if [ "$LEAN" = 1 ]; then echo "without default features: $(stat -c %s "$TT_LEAN") bytes"; fi
 echo "machine: $(nproc) CPUs, $(uname -r); chronyd $("$CHRONYD" -v | head -1 | awk '{print $4}')"

@@ -340,9 +340,16 @@ impl System {
                 };
             }
         };
-        let iv = iv
-            .shift(elapsed)
-            .widen(elapsed.mul_ppm(self.config.trust.drift_ppm));
+        let drift = self.config.trust.drift_ppm;
+        let widen = match since {
+            // The wall clock came from the RTC, which counts whole seconds: the same margin as
+            // `trust::rtc_holdover`.
+            SinceSave::TrustedRtc(_) => elapsed
+                .drift_bound(drift)
+                .saturating_add(SignedDuration::from_secs(1)),
+            _ => elapsed.drift_bound(drift),
+        };
+        let iv = iv.shift(elapsed).widen(widen);
         if self.trust.on_holdover(now.mono, iv, Provenance::Persisted) {
             // A saved network time, carried forward exactly (same boot) or by a trusted RTC,
             // still bounds hand-set time after the restart: a restart must not open the door
@@ -467,7 +474,7 @@ impl System {
         Some(
             a.interval
                 .shift(elapsed)
-                .widen(elapsed.mul_ppm(self.config.trust.drift_ppm))
+                .widen(elapsed.drift_bound(self.config.trust.drift_ppm))
                 .clamp_to_floor(self.floor()),
         )
     }

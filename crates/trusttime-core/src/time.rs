@@ -132,6 +132,38 @@ impl SignedDuration {
             q
         })
     }
+    /// The most a clock whose rate is within `ppm` of true time can be off after counting
+    /// this span: the span is the clock's own count, itself short by up to `ppm`, so the true
+    /// span is up to `self / (1 - ppm)` and the error up to `self * ppm / (1 - ppm)` (`ppm` of
+    /// it, plus `ppm` of that, and so on), computed exactly and rounded up in magnitude. A
+    /// rate error of a million ppm or more has no bound (saturates). Every drift bound in the
+    /// crate is this one.
+    #[must_use]
+    pub const fn drift_bound(self, ppm: u32) -> Self {
+        if ppm >= 1_000_000 {
+            return SignedDuration(if self.0 > 0 {
+                i64::MAX
+            } else if self.0 < 0 {
+                i64::MIN
+            } else {
+                0
+            });
+        }
+        // As in `mul_ppm`, in i64 only: split the span at the divisor so no product overflows.
+        let p = ppm as i64;
+        let d = 1_000_000 - p;
+        let hi = (self.0 / d).saturating_mul(p);
+        let lo = (self.0 % d) * p; // |lo| < 1e6 * 2^32: no overflow
+        let q = hi.saturating_add(lo / d);
+        let r = lo % d;
+        SignedDuration(if r > 0 {
+            q.saturating_add(1)
+        } else if r < 0 {
+            q.saturating_sub(1)
+        } else {
+            q
+        })
+    }
     /// Halves, rounding toward negative infinity.
     #[must_use]
     pub const fn half(self) -> Self {
@@ -927,6 +959,17 @@ impl Purpose {
 mod tests {
     use super::*;
 
+    /// 5000 durations spread over every magnitude and both signs (xorshift, fixed seed).
+    fn spread_durations() -> impl Iterator<Item = i64> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..5000).map(move |_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as i64 >> (x % 63)
+        })
+    }
+
     #[test]
     fn mul_ppm_equals_the_exact_product_rounded_up_in_magnitude() {
         fn exact(d: i64, ppm: u32) -> i64 {
@@ -954,13 +997,45 @@ mod tests {
         ] {
             check(d);
         }
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..5000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            check(x as i64 >> (x % 63));
+        spread_durations().for_each(check);
+    }
+
+    /// The drift bound is exactly `span * ppm / (1e6 - ppm)` rounded up in magnitude: a clock
+    /// at the rate bound, counting `span`, is off by that much and no more.
+    #[test]
+    fn drift_bound_equals_the_exact_quotient_rounded_up_in_magnitude() {
+        fn exact(d: i64, ppm: u32) -> i64 {
+            if ppm >= 1_000_000 {
+                return if d > 0 {
+                    i64::MAX
+                } else if d < 0 {
+                    i64::MIN
+                } else {
+                    0
+                };
+            }
+            let div = 1_000_000 - i128::from(ppm);
+            let wide = i128::from(d) * i128::from(ppm);
+            let (q, r) = (wide / div, wide % div);
+            let q = q + r.signum();
+            q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
         }
+        let check = |d: i64| {
+            for ppm in [0, 1, 50, 500, 999_999, 1_000_000, u32::MAX] {
+                let got = SignedDuration::from_nanos(d).drift_bound(ppm).as_nanos();
+                assert_eq!(got, exact(d, ppm), "{d} at {ppm} ppm");
+            }
+        };
+        for d in [0, 1, -1, 999_950, -999_950, i64::MAX, i64::MIN] {
+            check(d);
+        }
+        spread_durations().for_each(check);
+        // Six months at 50 ppm: the slow clock counted 15,551,222.4 s of 15,552,000 s.
+        let counted = SignedDuration::from_nanos(15_551_222_400_000_000);
+        assert_eq!(
+            counted.drift_bound(50),
+            SignedDuration::from_nanos(777_600_000_000)
+        );
     }
 
     #[test]

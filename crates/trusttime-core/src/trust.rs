@@ -191,7 +191,7 @@ impl TrustMachine {
         let interval = a
             .interval
             .shift(elapsed)
-            .widen(elapsed.mul_ppm(self.config.drift_ppm))
+            .widen(elapsed.drift_bound(self.config.drift_ppm))
             .clamp_to_floor(self.config.floor);
         Some(TrustedTime {
             interval,
@@ -294,8 +294,7 @@ pub fn rtc_holdover(
     // The RTC's own count of elapsed time may itself be off by the drift: bound it generously.
     let elapsed = read - set;
     let err = elapsed
-        .mul_ppm(drift_ppm)
-        .saturating_add(elapsed.mul_ppm(drift_ppm).mul_ppm(drift_ppm))
+        .drift_bound(drift_ppm)
         .saturating_add(SignedDuration::from_secs(1));
     Ok(TimeInterval::around(read, err).clamp_to_floor(floor))
 }

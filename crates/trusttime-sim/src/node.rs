@@ -1,8 +1,15 @@
 //! The daemon in virtual time: a [`Node`] is one device running the shipped state machines
 //! (one [`NtpSource`] per configured name, the combination [`combine`], the [`System`]) in
 //! the sequence the daemon's run loop (`trusttime/src/daemon/run.rs`) drives them, against a
-//! [`Net`] of simulated servers that answer with real NTP packets (the core codec) and a
-//! simulated DNS that counts its lookups.
+//! [`Net`] of simulated servers that answer with real NTP packets (the core codec; NTS
+//! requests with NTS replies sealed by the core's [`append_authenticator`]) and a simulated
+//! DNS that counts its lookups.
+//!
+//! At start, the [`System`] is restored from the device's disk and RTC as the daemon's
+//! start-up does ([`Device::start`]); hand-set times and floor resets go in through the same
+//! `System` commands the daemon's control socket uses ([`Node::set_manual`],
+//! [`Node::reset_floor`]); a clean stop saves the state ([`Node::stop`]), a crash does not
+//! ([`Node::kill`]); [`Device::reboot`] restarts the clocks.
 //!
 //! The sequence, at every wake-up (the earliest source timeout or datagram arrival):
 //!
@@ -15,10 +22,14 @@
 //!    server the name resolved to), then [`poll_event`](NtpSource::poll_event) until `None`;
 //!    when it [`wants_address`](NtpSource::wants_address), the name is resolved and an address
 //!    picked with the core's [`pick_address`] (kept hourly when still listed and not taken by
-//!    another name; another one after a failure) and the source is driven again;
+//!    another name; another one after a failure) and the source is driven again; an NTS
+//!    source gets its address and a new [`NtsSession`] from a key exchange instead (done at
+//!    once here; the daemon runs it as a task), and a failed key exchange counts as a name
+//!    that did not resolve; [`SourceEvent::NeedsKeyExchange`] asks for one;
 //! 3. after a sample or a finished poll: the outcomes from every source's
 //!    [`estimate`](NtpSource::estimate) (`Pending` before its first finished poll; the older
-//!    of two samples from one address is `Failed`: one server, one vote), [`combine`], and on
+//!    of two samples from one address is `Failed`: one server, one vote), [`combine`] (NTS
+//!    sources are the authenticated ones), and on
 //!    a consensus [`System::on_consensus`] and its actions carried out as the daemon's effects
 //!    do (a step or slew moves the wall clock and every source's samples, the RTC is written,
 //!    the state saved); a falseticker's name asks for another server, and without a majority
@@ -27,13 +38,21 @@
 //!
 //! Everything is deterministic from the seeds.
 
-use trusttime_core::ntp::{KissCode, LeapIndicator, Mode, NtpPacket, NtpShort};
+use trusttime_core::ntp::{
+    write_extension_field, ExtensionFields, KissCode, LeapIndicator, Mode, NtpPacket, NtpShort,
+    HEADER_LEN,
+};
+use trusttime_core::nts::{
+    append_authenticator, field, Cookie, CookieJar, Keys, NtsSession, KEY_LEN, NONCE_LEN,
+};
 use trusttime_core::select::{combine, default_min_agree, Combination, Outcome, MAX_SOURCES};
-use trusttime_core::source::{pick_address, NtpSource, SourceConfig, SourceEvent, RAND_LEN};
-use trusttime_core::system::{Action, System};
+use trusttime_core::source::{
+    coalesced_wake, pick_address, NtpSource, SourceConfig, SourceEvent, RAND_LEN,
+};
+use trusttime_core::system::{Action, ManualChange, ManualError, Restored, System};
 use trusttime_core::time::NtpTimestamp;
 use trusttime_core::trust::TrustState;
-use trusttime_core::{MonoInstant, Now, SignedDuration, UnixTime};
+use trusttime_core::{MonoInstant, Now, SignedDuration, TimeInterval, UnixTime};
 
 use crate::{Behaviour, Device, SimServer};
 
@@ -78,9 +97,18 @@ pub struct Net {
     pub true_start: UnixTime,
     /// The servers (an address is an index).
     pub servers: Vec<SimServer>,
-    names: Vec<(String, Vec<usize>)>,
-    /// DNS lookups per name (indices as [`name`](Self::name) returned).
+    /// Names: what each resolves to, and whether it is an NTS-KE server.
+    names: Vec<(String, Vec<usize>, bool)>,
+    /// DNS lookups per name (indices as [`name`](Self::name) returned); for an NTS name, key
+    /// exchanges asked for.
     pub dns_lookups: Vec<u64>,
+    /// Key exchanges fail (an attacker refuses or drops the NTS-KE port).
+    pub nts_ke_blocked: bool,
+    /// Keys handed out by key exchanges; a cookie names its keys by index (a real server
+    /// seals them in the cookie with its master key: opaque to the client either way).
+    nts_keys: Vec<Keys>,
+    /// NTS requests answered with a reply sealed by the server-to-client key.
+    pub nts_replies: u64,
     /// Requests received per server.
     pub requests: Vec<u64>,
     /// Kiss-o'-Death replies sent.
@@ -102,6 +130,9 @@ impl Net {
             servers: Vec::new(),
             names: Vec::new(),
             dns_lookups: Vec::new(),
+            nts_ke_blocked: false,
+            nts_keys: Vec::new(),
+            nts_replies: 0,
             requests: Vec::new(),
             kisses: 0,
             delay_next_reply: None,
@@ -124,16 +155,64 @@ impl Net {
     /// A DNS name resolving to `servers` (a pool: each answer is up to [`DNS_ANSWER`] of them
     /// in random order). Returns the name's index.
     pub fn name(&mut self, name: &str, servers: &[usize]) -> usize {
-        self.names.push((name.to_owned(), servers.to_vec()));
+        self.names.push((name.to_owned(), servers.to_vec(), false));
         self.dns_lookups.push(0);
         self.names.len() - 1
     }
 
+    /// An NTS-KE server name: a key exchange with it hands out fresh keys, 8 cookies and the
+    /// NTP server `server` (which then answers NTS requests). Returns the name's index; a
+    /// source configured with it is an NTS (authenticated) source.
+    pub fn nts_name(&mut self, name: &str, server: usize) -> usize {
+        self.names.push((name.to_owned(), vec![server], true));
+        self.dns_lookups.push(0);
+        self.names.len() - 1
+    }
+
+    /// Whether name `n` is an NTS-KE server.
+    #[must_use]
+    pub fn is_nts(&self, n: usize) -> bool {
+        self.names.get(n).is_some_and(|(_, _, nts)| *nts)
+    }
+
     /// Changes what name `n` resolves to (a pool adding or dropping servers).
     pub fn set_name(&mut self, n: usize, servers: &[usize]) {
-        if let Some((_, s)) = self.names.get_mut(n) {
+        if let Some((_, s, _)) = self.names.get_mut(n) {
             *s = servers.to_vec();
         }
+    }
+
+    /// A key exchange with the NTS-KE server `n`: counted; fresh keys (from the network's
+    /// seed) and 8 cookies for its NTP server, or `None` when blocked
+    /// ([`nts_ke_blocked`](Self::nts_ke_blocked)) or `n` is not an NTS name.
+    pub(crate) fn key_exchange(&mut self, n: usize) -> Option<(usize, NtsSession)> {
+        let (_, servers, nts) = self.names.get(n)?;
+        if !*nts {
+            return None;
+        }
+        let server = *servers.first()?;
+        self.dns_lookups[n] += 1;
+        if self.nts_ke_blocked {
+            return None;
+        }
+        let mut key = || {
+            let mut k = [0u8; KEY_LEN];
+            for c in k.chunks_mut(8) {
+                c.copy_from_slice(&self.rng.next().to_le_bytes());
+            }
+            k
+        };
+        let keys = Keys {
+            c2s: key(),
+            s2c: key(),
+        };
+        self.nts_keys.push(keys.clone());
+        let id = (self.nts_keys.len() - 1) as u64;
+        let mut jar = CookieJar::new();
+        for _ in 0..trusttime_core::nts::MAX_COOKIES {
+            jar.push(cookie(id)?);
+        }
+        Some((server, NtsSession::new(keys, jar)))
     }
 
     /// Lookups of the name `name` so far.
@@ -142,7 +221,7 @@ impl Net {
         self.names
             .iter()
             .zip(&self.dns_lookups)
-            .filter(|((n, _), _)| n == name)
+            .filter(|((n, _, _), _)| n == name)
             .map(|(_, &c)| c)
             .sum()
     }
@@ -174,7 +253,7 @@ impl Net {
 
     /// Resolves name `n`: counted; up to [`DNS_ANSWER`] of its servers, in random order.
     pub(crate) fn resolve(&mut self, n: usize) -> Vec<usize> {
-        let Some((_, all)) = self.names.get(n) else {
+        let Some((_, all, _)) = self.names.get(n) else {
             return Vec::new();
         };
         self.dns_lookups[n] += 1;
@@ -190,18 +269,22 @@ impl Net {
     }
 
     /// Server `i` receives `request` sent at virtual time `sent`: counted, then answered as it
-    /// behaves. Returns when the reply reaches the device, and the reply.
+    /// behaves (an NTS request with an NTS reply). Returns when the reply reaches the device,
+    /// and the reply.
     pub(crate) fn serve(
         &mut self,
         i: usize,
         sent: u64,
         request: &[u8],
         rng: &mut Rng,
-    ) -> Option<(u64, [u8; 48])> {
+    ) -> Option<(u64, Datagram)> {
         let s = *self.servers.get(i)?;
         let one_way = s.one_way.as_nanos().max(0) as u64;
         let arrive = sent + one_way;
         self.requests[i] += 1;
+        if self.requests[i] <= u64::from(s.drop_first) {
+            return None;
+        }
         let b = arrive / self.bin_ns;
         if b < self.bins as u64 {
             self.load[b as usize * self.servers.len() + i] += 1;
@@ -215,7 +298,7 @@ impl Net {
         if s.loss_permille > 0 && rng.below(1000) < u64::from(s.loss_permille) {
             return None;
         }
-        let (q, _) = NtpPacket::parse(request).ok()?;
+        let (q, ext) = NtpPacket::parse(request).ok()?;
         let true_at = self.truth(arrive);
         let (stratum, rx, refid) = match s.behaviour {
             Behaviour::Silent => return None,
@@ -244,6 +327,11 @@ impl Net {
         };
         let mut out = [0u8; 48];
         p.emit(&mut out).ok()?;
+        let out = if ext.is_empty() {
+            Datagram::Ntp(out)
+        } else {
+            Datagram::Nts(self.seal_reply(&out, ext, rng)?)
+        };
         let mut back = arrive + off(hold) + off(s.one_way + s.asymmetry);
         if let Some((j, extra)) = self.delay_next_reply {
             if j == i {
@@ -252,6 +340,73 @@ impl Net {
             }
         }
         Some((back, out))
+    }
+
+    /// The NTS server side (RFC 8915 section 5.7): the request's unique identifier echoed,
+    /// and as many fresh cookies as the request carried cookies and placeholders, sealed in
+    /// the authenticator with the server-to-client key of the request's cookie. A request
+    /// whose cookie this network did not hand out gets no answer.
+    fn seal_reply(&mut self, header: &[u8; 48], ext: &[u8], rng: &mut Rng) -> Option<Box<[u8]>> {
+        let mut uid = None;
+        let mut id = None;
+        let mut wanted = 0usize;
+        for f in ExtensionFields::new(ext) {
+            let f = f.ok()?;
+            match f.field_type {
+                field::UNIQUE_ID => uid = Some(f.value),
+                field::COOKIE => {
+                    let b: [u8; 8] = f.value.get(..8)?.try_into().ok()?;
+                    id = Some(u64::from_le_bytes(b));
+                    wanted += 1;
+                }
+                field::COOKIE_PLACEHOLDER => wanted += 1,
+                _ => {}
+            }
+        }
+        let keys = self.nts_keys.get(usize::try_from(id?).ok()?)?.clone();
+        let mut buf = vec![0u8; 2048];
+        buf[..HEADER_LEN].copy_from_slice(header);
+        let mut n = HEADER_LEN;
+        n += write_extension_field(&mut buf[n..], field::UNIQUE_ID, uid?).ok()?;
+        let mut plain = [0u8; 1024];
+        let mut p = 0;
+        for _ in 0..wanted.min(trusttime_core::nts::MAX_COOKIES) {
+            let c = cookie(id?)?;
+            p += write_extension_field(&mut plain[p..], field::COOKIE, c.as_bytes()).ok()?;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        for c in nonce.chunks_mut(8) {
+            c.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        let n = append_authenticator(&keys.s2c, &nonce, &plain[..p], &mut buf, n).ok()?;
+        buf.truncate(n);
+        self.nts_replies += 1;
+        Some(buf.into_boxed_slice())
+    }
+}
+
+/// A cookie naming key set `id` (100 bytes, like a real server's).
+fn cookie(id: u64) -> Option<Cookie> {
+    let mut b = [0xc0u8; 100];
+    b[..8].copy_from_slice(&id.to_le_bytes());
+    Cookie::new(&b).ok()
+}
+
+/// A datagram on its way to the device.
+#[derive(Clone, Debug)]
+pub(crate) enum Datagram {
+    /// A plain NTP reply.
+    Ntp([u8; 48]),
+    /// An NTS reply (header, unique identifier, authenticator with cookies).
+    Nts(Box<[u8]>),
+}
+
+impl Datagram {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Datagram::Ntp(b) => b,
+            Datagram::Nts(b) => b,
+        }
     }
 }
 
@@ -312,6 +467,10 @@ struct Src {
     ntp: NtpSource,
     addr: Option<usize>,
     polled: bool,
+    /// An NTS source (authenticated): its address and keys come from a key exchange.
+    nts: bool,
+    /// Consensuses this source was a member of.
+    members: u32,
 }
 
 /// One device running the daemon's sequence over the shipped sources and [`System`]. See the
@@ -324,6 +483,8 @@ pub struct Node {
     pub sys: System,
     /// What happened.
     pub stats: NodeStats,
+    /// What the start-up restored from the disk (`None`: nothing was saved).
+    pub restored: Option<Restored>,
     cfg: NodeConfig,
     sources: Vec<Src>,
     /// Virtual time the device's clocks stand at.
@@ -331,7 +492,7 @@ pub struct Node {
     /// Virtual time the daemon started.
     started: u64,
     /// Datagrams on their way: (arrival, source, address, bytes).
-    inbox: Vec<(u64, usize, usize, [u8; 48])>,
+    inbox: Vec<(u64, usize, usize, Datagram)>,
     burst_left: u8,
     no_majority_at: Option<MonoInstant>,
     rng: Rng,
@@ -340,8 +501,9 @@ pub struct Node {
 impl Node {
     /// Starts the daemon on `device` at virtual time `t` of `net` (the device's true time is
     /// set to the network's; its wall clock keeps its error), the [`System`] restored from its
-    /// disk as the daemon's start-up does, with one source per name (indices from
-    /// [`Net::name`]); the first polls are due after a random start-up delay.
+    /// disk and RTC as the daemon's start-up does ([`Device::start`]), with one source per
+    /// name (indices from [`Net::name`], or [`Net::nts_name`] for an NTS source); the first
+    /// polls are due after a random start-up delay.
     #[must_use]
     pub fn start(
         mut device: Device,
@@ -352,7 +514,7 @@ impl Node {
         seed: u64,
     ) -> Self {
         device.truth = net.truth(t);
-        let (sys, _) = device.start();
+        let (sys, restored) = device.start();
         let mut rng = Rng(seed);
         let delay = cfg.startup_delay.as_nanos().max(0) as u64;
         let first = device.mono + SignedDuration::from_nanos(rng.below(delay + 1) as i64);
@@ -360,7 +522,12 @@ impl Node {
         let sources = names
             .iter()
             .map(|&name| {
+                let nts = net.is_nts(name);
                 let mut ntp = NtpSource::new(src_cfg, first);
+                if nts {
+                    // No keys yet: the first key exchange brings them with the address.
+                    ntp = ntp.with_nts(NtsSession::empty());
+                }
                 if let Some(p) = cfg.resume_poll {
                     ntp.resume_at(p);
                 }
@@ -369,6 +536,8 @@ impl Node {
                     ntp,
                     addr: None,
                     polled: false,
+                    nts,
+                    members: 0,
                 }
             })
             .collect();
@@ -376,6 +545,7 @@ impl Node {
             device,
             sys,
             stats: NodeStats::default(),
+            restored,
             cfg,
             sources,
             at: t,
@@ -391,6 +561,12 @@ impl Node {
     #[must_use]
     pub fn source(&self, i: usize) -> &NtpSource {
         &self.sources[i].ntp
+    }
+
+    /// Consensuses source `i` was a member of.
+    #[must_use]
+    pub fn members(&self, i: usize) -> u32 {
+        self.sources[i].members
     }
 
     /// The server source `i` asks now.
@@ -409,7 +585,7 @@ impl Node {
     #[must_use]
     pub fn heap_size(&self) -> usize {
         self.sources.capacity() * std::mem::size_of::<Src>()
-            + self.inbox.capacity() * std::mem::size_of::<(u64, usize, usize, [u8; 48])>()
+            + self.inbox.capacity() * std::mem::size_of::<(u64, usize, usize, Datagram)>()
             + self.device.log.capacity() * std::mem::size_of::<Action>()
     }
 
@@ -426,8 +602,15 @@ impl Node {
         self.device
     }
 
-    /// A hand-set time (`trusttime set`), its actions carried out as the daemon's effects do
-    /// (a step moves every source's samples too).
+    /// A crash (kill -9, power loss): nothing more is saved. Returns the device for a restart.
+    #[must_use]
+    pub fn kill(self) -> Device {
+        self.device
+    }
+
+    /// A hand-set time (`trusttime set`: the daemon's `commands.rs` hands it to
+    /// [`System::set_manual`]), its actions carried out as the daemon's effects do (a step
+    /// moves every source's samples too).
     ///
     /// # Errors
     /// As [`System::set_manual`].
@@ -436,14 +619,21 @@ impl Node {
         time: UnixTime,
         uncertainty: SignedDuration,
         force: bool,
-    ) -> Result<trusttime_core::system::ManualChange, trusttime_core::system::ManualError> {
+    ) -> Result<ManualChange, ManualError> {
         let r = self.sys.set_manual(
             self.device.now(),
-            trusttime_core::TimeInterval::around(time, uncertainty),
+            TimeInterval::around(time, uncertainty),
             force,
         );
         self.carry_out();
         r
+    }
+
+    /// The operator's floor reset (`trusttime set --reset-floor`: [`System::reset_floor`]),
+    /// its actions carried out.
+    pub fn reset_floor(&mut self) {
+        self.sys.reset_floor();
+        self.carry_out();
     }
 
     /// Lets the device run until virtual time `until`.
@@ -463,14 +653,21 @@ impl Node {
     #[must_use]
     pub fn next_wake(&self) -> Option<u64> {
         let mono = self.device.mono;
-        let timeouts = self
-            .sources
-            .iter()
-            .filter_map(|s| s.ntp.poll_timeout())
-            .map(|m| {
-                self.at
-                    .saturating_add(m.as_nanos().saturating_sub(mono.as_nanos()))
-            });
+        // Timers due close together are served in one wake, as the daemon does.
+        let min_poll = self.cfg.min_poll.clamp(-6, 17);
+        let slack = SignedDuration::from_nanos(if min_poll >= 0 {
+            (1_000_000_000_i64 << min_poll) / 64
+        } else {
+            (1_000_000_000_i64 >> -min_poll) / 64
+        });
+        let timeouts = coalesced_wake(
+            self.sources.iter().filter_map(|s| s.ntp.poll_timeout()),
+            slack,
+        )
+        .map(|m| {
+            self.at
+                .saturating_add(m.as_nanos().saturating_sub(mono.as_nanos()))
+        });
         let arrivals = self.inbox.iter().map(|d| d.0);
         // A source waiting for an address: the loop resolves its name at once.
         let resolve = self
@@ -479,6 +676,7 @@ impl Node {
             .filter(|s| s.ntp.wants_address().is_some())
             .map(|_| self.at);
         timeouts
+            .into_iter()
             .chain(arrivals)
             .chain(resolve)
             .min()
@@ -506,11 +704,13 @@ impl Node {
             if self.sources[i].addr != Some(addr) {
                 continue;
             }
-            let _ = self.sources[i].ntp.handle_datagram(now, &bytes);
+            let _ = self.sources[i].ntp.handle_datagram(now, bytes.bytes());
             changed |= self.take_events(i);
         }
+        // One poll jitter for every source served in this wake (as the daemon draws it).
+        let jitter = self.rng.next();
         for i in 0..self.sources.len() {
-            changed |= self.drive(net, i, now);
+            changed |= self.drive(net, i, now, jitter);
         }
         if changed {
             self.decide();
@@ -520,14 +720,14 @@ impl Node {
 
     /// Feeds source `i` its timeout, sends what it asks, takes its events, resolves its name
     /// when it asks (then drives it again). True when an estimate may have changed.
-    fn drive(&mut self, net: &mut Net, i: usize, now: Now) -> bool {
+    fn drive(&mut self, net: &mut Net, i: usize, now: Now, jitter: u64) -> bool {
         let mut changed = false;
         for _ in 0..3 {
             let floor = self.sys.floor();
             let s = &mut self.sources[i];
             s.ntp.set_floor(floor);
             if s.ntp.poll_timeout().is_some_and(|t| t <= now.mono) {
-                s.ntp.handle_timeout(now, self.rng.next());
+                s.ntp.handle_timeout(now, jitter);
             }
             let mut buf = [0u8; 1024];
             loop {
@@ -549,7 +749,11 @@ impl Node {
             if self.sources[i].ntp.wants_address().is_none() {
                 break;
             }
-            self.resolve(net, i, now.mono);
+            if self.sources[i].nts {
+                self.key_exchange(net, i, now.mono);
+            } else {
+                self.resolve(net, i, now.mono);
+            }
         }
         changed
     }
@@ -579,6 +783,24 @@ impl Node {
         self.sources[i].ntp.address_resolved(mono, same);
     }
 
+    /// The daemon's `KeyExchanged`: a new session and the NTP server the key exchange named;
+    /// a failed key exchange is handled as a name that did not resolve.
+    fn key_exchange(&mut self, net: &mut Net, i: usize, mono: MonoInstant) {
+        let s = &mut self.sources[i];
+        match net.key_exchange(s.name) {
+            Some((server, session)) => {
+                s.ntp.set_nts_session(session);
+                let same = s.addr == Some(server);
+                s.addr = Some(server);
+                s.ntp.address_resolved(mono, same);
+            }
+            None => {
+                s.polled = true;
+                s.ntp.address_failed(mono);
+            }
+        }
+    }
+
     fn take_events(&mut self, i: usize) -> bool {
         let mut changed = false;
         let s = &mut self.sources[i];
@@ -598,9 +820,11 @@ impl Node {
                     changed = true;
                     self.stats.kisses += 1;
                 }
-                // Resolve: asked for by `wants_address`; NTS needs no key exchange here.
-                #[allow(unreachable_patterns)]
-                _ => {}
+                // No cookie left, or the server refused ours: the daemon asks for a key
+                // exchange the way it asks for a name to be resolved.
+                SourceEvent::NeedsKeyExchange => s.ntp.resolve_again(),
+                // Resolve: asked for by `wants_address`.
+                SourceEvent::Resolve(_) => {}
             }
         }
         changed
@@ -634,9 +858,13 @@ impl Node {
                 *o = Outcome::Failed;
             }
         }
-        let auth = [false; MAX_SOURCES];
-        let min = self.cfg.min_agree.unwrap_or_else(|| default_min_agree(n));
-        match combine(outcomes, &auth[..n], min, min) {
+        let mut auth = [false; MAX_SOURCES];
+        for (a, s) in auth.iter_mut().zip(&self.sources) {
+            *a = s.nts;
+        }
+        let n_auth = auth[..n].iter().filter(|&&a| a).count();
+        let min_for = |k: usize| self.cfg.min_agree.unwrap_or_else(|| default_min_agree(k));
+        match combine(outcomes, &auth[..n], min_for(n_auth), min_for(n - n_auth)) {
             Combination::Wait => {}
             Combination::Agreed {
                 selection,
@@ -644,7 +872,9 @@ impl Node {
                 ..
             } => {
                 for (i, o) in outcomes.iter().enumerate() {
-                    if matches!(o, Outcome::Reply(_)) && !selection.is_member(i) {
+                    if selection.is_member(i) {
+                        self.sources[i].members += 1;
+                    } else if matches!(o, Outcome::Reply(_)) {
                         self.sources[i].ntp.resolve_again();
                     }
                 }

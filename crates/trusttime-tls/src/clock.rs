@@ -117,7 +117,7 @@ impl TrustedClock for SharedClock {
                 let interval = t
                     .interval
                     .shift(elapsed)
-                    .widen(elapsed.mul_ppm(self.drift_ppm));
+                    .widen(elapsed.drift_bound(self.drift_ppm));
                 ClockReading {
                     device,
                     trusted: TrustedTime {

@@ -247,3 +247,126 @@ mod tests {
         assert!(b >= a && a > SignedDuration::ZERO);
     }
 }
+
+/// Asks the kernel to stamp every datagram that arrives on `fd` with the time it arrived
+/// (`SO_TIMESTAMPNS`), so that a reply's receive time does not include how long the daemon
+/// took to read it.
+///
+/// # Errors
+/// From `setsockopt`.
+pub fn stamp_arrivals(fd: std::os::fd::RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` outlives the call and its size is passed with it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of_val(&on) as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Receives one datagram on `fd` without waiting: its length and, when the kernel stamped
+/// it (see [`stamp_arrivals`]), how long ago it arrived by the system clock (negative when the
+/// clock was stepped back since).
+///
+/// # Errors
+/// `WouldBlock` when none is waiting; a pending socket error (e.g. ICMP port unreachable on a
+/// connected socket).
+pub fn recv_stamped(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<SignedDuration>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one `timespec` control message, aligned for `cmsghdr`.
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero `msghdr` is valid (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (into `buf`) and `control`, all alive and writable for
+    // the lengths given.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    let Ok(len) = usize::try_from(n) else {
+        return Err(io::Error::last_os_error());
+    };
+    let mut stamp = None;
+    // SAFETY: the CMSG_* walk stays inside `control`, as filled in by `recvmsg`
+    // (`msg_controllen` is what the kernel wrote); the timestamp is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                stamp = Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(c).cast::<libc::timespec>(),
+                ));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let Some(ts) = stamp else {
+        return Ok((len, None));
+    };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) } != 0 {
+        return Ok((len, None));
+    }
+    let ns = |t: &libc::timespec| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+    let age = i64::try_from(ns(&now) - ns(&ts))
+        .ok()
+        .map(SignedDuration::from_nanos);
+    Ok((len, age))
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// A datagram that waited before it was read says how long it waited; one on a socket
+    /// without stamps says nothing; none waiting is `WouldBlock`.
+    #[test]
+    fn a_datagram_that_waited_says_how_long() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buf = [0u8; 64];
+        let e = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        tx.send_to(b"unstamped", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(recv_stamped(rx.as_raw_fd(), &mut buf).unwrap(), (9, None));
+        stamp_arrivals(rx.as_raw_fd()).unwrap();
+        // The kernel turns arrival stamps on shortly after the first socket asks (until then a
+        // datagram is stamped when read): the first ones may say they did not wait.
+        let mut ages = Vec::new();
+        for _ in 0..50 {
+            tx.send_to(b"stamped", rx.local_addr().unwrap()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let (len, age) = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap();
+            assert_eq!(&buf[..len], b"stamped");
+            let age = age.expect("a stamp");
+            assert!(age < SignedDuration::from_secs(5), "{age:?}");
+            ages.push(age);
+            if age >= SignedDuration::from_millis(29) {
+                return;
+            }
+        }
+        panic!("no datagram was stamped when it arrived: {ages:?}");
+    }
+}

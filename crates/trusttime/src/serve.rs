@@ -77,7 +77,7 @@ impl Trust {
                             && d.uncertainty <= *max_error =>
                     {
                         // Widen by what the reading may have aged (a generous 100 ppm).
-                        let age = SignedDuration::from_std(d.read_at.elapsed()).mul_ppm(100);
+                        let age = SignedDuration::from_std(d.read_at.elapsed()).drift_bound(100);
                         (
                             local + d.offset,
                             Some(d.uncertainty.saturating_add(age).saturating_add(dispersion)),

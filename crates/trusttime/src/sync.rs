@@ -1,5 +1,13 @@
 //! One consensus sync: ask every server in parallel, once each (with retries on loss), and
-//! stop as soon as a majority agrees or no majority is possible.
+//! stop as soon as the decision is certain.
+//!
+//! `sync` builds the daemon's state machines and drives them until they decide: each NTP or
+//! NTS server is a core [`NtpSource`] with one connected UDP socket (the daemon's contract:
+//! `poll_timeout`, `handle_timeout`, `poll_transmit`, `handle_datagram`, `poll_event`), the
+//! estimates are combined by the core's [`combine`] (authenticated sources first, one vote per
+//! server address), and a consensus is handed to an observe-only core [`System`], whose
+//! trusted interval and provenance are the result. Roughtime servers are asked as a chain and
+//! HTTPS Date URLs as constraints.
 //!
 //! ```no_run
 //! # async fn f() {
@@ -24,19 +32,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use trusttime_core::ntp::{ClientConfig, Failure, KissCode, NtpClient, Reject, Sample};
-use trusttime_core::nts::NtsSession;
+use trusttime_core::ntp::{ClientConfig, Failure, KissCode, Reject, Sample};
+use trusttime_core::nts::{NtsError, NtsSession};
 use trusttime_core::select::{
     combine, default_min_agree, Combination, NoConsensus, OffsetInterval, Outcome, Selection,
     MAX_SOURCES,
 };
-use trusttime_core::{Now, SignedDuration, TimeInterval};
+use trusttime_core::source::{Ignored, NtpSource, SourceConfig, SourceEvent, RAND_LEN};
+use trusttime_core::system::{Action, System, SystemConfig};
+use trusttime_core::trust::TrustConfig;
+use trusttime_core::{Now, Provenance, SignedDuration, TimeInterval, UnixTime};
 
 use crate::clock::LocalClock;
 use crate::tally::{Answer, Tally};
+use crate::transport::roughtime::ChainEvent;
+use crate::transport::udp::{poll_datagram, Link, RECV_LEN};
 
 pub use crate::spec::{
     pool_servers, BadServerSpec, ServerSpec, SourceKind, Verdict, NTP_PORT, NTS_KE_PORT,
@@ -60,9 +72,6 @@ pub struct SyncOptions {
     /// The interval certificates are checked against before the time is known; `None` means
     /// `[floor, floor + 5 years]`.
     pub bootstrap: Option<TimeInterval>,
-    /// NTS sessions kept between syncs (the daemon's): a source with cookies left skips
-    /// NTS-KE. `None`: every sync runs NTS-KE.
-    pub nts_cache: Option<NtsCache>,
     /// Sources that must agree; `None` means [`default_min_agree`].
     pub min_agree: Option<u8>,
     /// Give up on sources that have not answered after this long.
@@ -84,7 +93,6 @@ impl SyncOptions {
             roughtime: Vec::new(),
             https_date: Vec::new(),
             ca: Vec::new(),
-            nts_cache: None,
             bootstrap: None,
             min_agree: None,
             timeout: Duration::from_secs(5),
@@ -169,6 +177,9 @@ pub struct Consensus {
     pub agreed: u8,
     /// True when the consensus rests on authenticated sources (NTS, Roughtime).
     pub authenticated: bool,
+    /// Where the trusted interval comes from, as the `System` that decided says (`ntp` or
+    /// `authenticated`).
+    pub provenance: Provenance,
 }
 
 /// The outcome of [`sync`].
@@ -258,33 +269,559 @@ impl ConstraintDecision {
     }
 }
 
-pub(crate) enum Event {
-    Resolved(usize, SocketAddr),
-    /// A datagram was ignored (not ours, or a late duplicate).
-    Ignored(usize, Reject),
-    Done(usize, Result<Sample, Failure>),
-    Unreachable(usize, String),
-    /// The source failed in a way NTP has no word for (NTS-KE, certificate, authentication).
-    Failed(usize, Verdict, String),
-    /// A reply failed authentication and was dropped.
-    AuthFailed(usize, String),
-    /// A Roughtime chain proves that one of two servers lies.
-    ChainViolation(String),
+/// What the tasks of one sync tell its loop (datagrams are read by the loop itself).
+enum Msg {
+    /// The DNS lookup of source `i`'s NTP server ended.
+    Resolved {
+        i: usize,
+        result: Result<Vec<SocketAddr>, String>,
+    },
+    /// The NTS-KE exchange of source `i` ended.
+    KeyExchanged {
+        i: usize,
+        result: Result<Box<KeyExchanged>, String>,
+    },
+    /// The Roughtime chain reported.
+    Chain(ChainEvent),
 }
 
-impl From<crate::transport::roughtime::ChainEvent> for Event {
-    fn from(ev: crate::transport::roughtime::ChainEvent) -> Self {
-        use crate::transport::roughtime::ChainEvent;
+/// What an NTS-KE task brings back.
+struct KeyExchanged {
+    session: NtsSession,
+    /// The NTP server the key exchange named.
+    ntp: ServerSpec,
+    /// When the NTS-KE server's certificate chain was valid.
+    window: Option<TimeInterval>,
+}
+
+/// An NTP or NTS source of one sync: the core's [`NtpSource`], driven with the daemon's
+/// contract over one connected UDP socket.
+struct Driven {
+    source: NtpSource,
+    /// Where its requests go: the server as given (NTP), or as the key exchange named it (NTS).
+    target: Option<ServerSpec>,
+    link: Option<Link>,
+    /// NTS: when the key exchange's certificate was valid (the time obtained must lie inside).
+    window: Option<TimeInterval>,
+    /// NTS: the server refused our cookie (a NAK echoing our request).
+    nak: bool,
+    /// Its poll ended (a sample or a failure): a sync asks each server once.
+    done: bool,
+}
+
+/// The drift bound `sync` assumes between a sample and the decision (the trust machine's).
+const DRIFT_PPM: u32 = 50;
+
+/// The settings of a sync's sources: `client` for the exchange; the poll interval does not
+/// matter (each source is polled once).
+fn source_config(client: ClientConfig) -> SourceConfig {
+    SourceConfig {
+        client,
+        min_poll: 6,
+        max_poll: 10,
+        drift_ppm: DRIFT_PPM,
+        max_age: SignedDuration::from_secs(2048),
+    }
+}
+
+/// The `System` that takes a sync's decision: only the floor is known before, and it observes
+/// (it never steps, slews or writes an RTC: `sync` does not change the clock).
+fn observer(floor: UnixTime) -> System {
+    System::new(SystemConfig {
+        trust: TrustConfig {
+            drift_ppm: DRIFT_PPM,
+            ..TrustConfig::new(floor)
+        },
+        allow_manual_force: false,
+        has_rtc: false,
+        discipline: false,
+        step_threshold: SignedDuration::from_millis(128),
+    })
+}
+
+/// One sync in progress: every source's report and outcome, the core sources, the `System`.
+struct Run {
+    clock: Arc<dyn LocalClock>,
+    tx: mpsc::Sender<Msg>,
+    tasks: JoinSet<()>,
+    sources: Vec<SourceReport>,
+    outcomes: Vec<Outcome>,
+    auth_mask: Vec<bool>,
+    /// Sources that resolved to the address of an earlier source of the same kind: one server,
+    /// one vote.
+    duplicate: Vec<bool>,
+    /// NTP and NTS sources (`None` for Roughtime).
+    driven: Vec<Option<Driven>>,
+    chain_violations: Vec<String>,
+    /// The HTTPS Date constraint applied to plain NTP, or why plain NTP is refused.
+    constraint: Option<OffsetInterval>,
+    refused: Option<String>,
+    min_auth: u8,
+    min_plain: u8,
+    wait_for_all: bool,
+    system: System,
+}
+
+impl Run {
+    /// Feeds source `i` its timeout (when due), sends what it asks, takes its events. True
+    /// when an outcome may have changed.
+    fn drive(&mut self, i: usize) -> bool {
+        let Some(d) = self.driven[i].as_mut() else {
+            return false;
+        };
+        if d.done || d.link.is_none() || self.duplicate[i] {
+            return false;
+        }
+        let now = self.clock.now();
+        if d.source.poll_timeout().is_some_and(|t| t <= now.mono) {
+            d.source.handle_timeout(now, rand::random());
+        }
+        let mut rnd = [0u8; RAND_LEN];
+        let mut buf = [0u8; 4096];
+        loop {
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut rnd);
+            // Read the clock right before the send: the request's transmit time is the
+            // measurement's start, and the sends before this one took time.
+            let now = self.clock.now();
+            let Some(len) = d.source.poll_transmit(now, &rnd, &mut buf) else {
+                break;
+            };
+            if let Some(l) = &d.link {
+                if let Err(e) = l.send(&buf[..len]) {
+                    tracing::debug!(server = %self.sources[i].server, error = %e, "send failed; counts as lost");
+                }
+            }
+        }
+        self.take_events(i)
+    }
+
+    /// Takes source `i`'s events into its report and outcome. True when one changed.
+    fn take_events(&mut self, i: usize) -> bool {
+        let Some(d) = self.driven[i].as_mut() else {
+            return false;
+        };
+        let mut events = Vec::new();
+        while let Some(e) = d.source.poll_event() {
+            events.push(e);
+        }
+        let (window, nak) = (d.window, d.nak);
+        let mut changed = false;
+        for e in events {
+            if self.driven[i].as_ref().map_or(true, |d| d.done) {
+                break;
+            }
+            let outcome = match e {
+                SourceEvent::Sample(sample) => {
+                    // NTS: the certificate that vouched for the keys must have been valid at
+                    // the time obtained.
+                    match confirm_window(window, &sample) {
+                        Ok(()) => Ok(sample),
+                        Err(why) => {
+                            self.fail(i, Verdict::Invalid, why);
+                            self.finish(i);
+                            changed = true;
+                            continue;
+                        }
+                    }
+                }
+                SourceEvent::Failed(f) => Err(f),
+                SourceEvent::Kiss(k) => Err(Failure::Rejected(Reject::KissOfDeath(k))),
+                SourceEvent::NeedsKeyExchange => {
+                    let e = if nak {
+                        NtsError::Nak
+                    } else {
+                        NtsError::NoCookies
+                    };
+                    self.fail(i, Verdict::Invalid, format!("NTS: {e}"));
+                    self.finish(i);
+                    changed = true;
+                    continue;
+                }
+                // A sync asks each server once: another address is the daemon's business.
+                SourceEvent::Resolve(_) => continue,
+            };
+            self.finish(i);
+            self.done(i, outcome);
+            changed = true;
+        }
+        changed
+    }
+
+    /// Source `i`'s one poll ended: it is not driven again, and its socket goes.
+    fn finish(&mut self, i: usize) {
+        if let Some(d) = self.driven[i].as_mut() {
+            d.done = true;
+            d.link = None;
+        }
+    }
+
+    /// Source `i` failed in a way NTP has no word for (NTS-KE, certificate, authentication).
+    fn fail(&mut self, i: usize, verdict: Verdict, why: String) {
+        self.outcomes[i] = Outcome::Failed;
+        self.sources[i].verdict = verdict;
+        self.sources[i].answer = match verdict {
+            Verdict::NoReply => Answer::Silent,
+            _ => Answer::Rejected(short_why(&why)),
+        };
+        self.sources[i].reason = why;
+    }
+
+    /// Source `i` could not be asked (DNS, socket): it stays silent.
+    fn unreachable(&mut self, i: usize, why: String) {
+        self.finish(i);
+        self.outcomes[i] = Outcome::Failed;
+        self.sources[i].reason = why;
+    }
+
+    /// Source `i`'s exchange ended with a sample or a failure.
+    fn done(&mut self, i: usize, result: Result<Sample, Failure>) {
+        let s = &mut self.sources[i];
+        match result {
+            Ok(sample) if self.refused.is_some() && !s.kind.is_authenticated() => {
+                self.outcomes[i] = Outcome::Failed;
+                s.verdict = Verdict::Unconfirmed;
+                s.reason = format!(
+                    "offset {:+.6} s not used: {}",
+                    sample.offset.as_secs_f64(),
+                    self.refused.as_deref().unwrap_or_default()
+                );
+            }
+            Ok(sample) => {
+                let iv = OffsetInterval::around(sample.offset, sample.error_bound());
+                match self.constraint {
+                    Some(c) if !s.kind.is_authenticated() && (iv.hi < c.lo || c.hi < iv.lo) => {
+                        self.outcomes[i] = Outcome::Failed;
+                        s.verdict = Verdict::Falseticker;
+                        s.answer = Answer::Rejected("outside the HTTPS Date constraint".into());
+                        s.reason = format!(
+                            "offset {:+.6} s is outside the HTTPS Date constraint ({:+.3} s .. {:+.3} s)",
+                            sample.offset.as_secs_f64(),
+                            c.lo.as_secs_f64(),
+                            c.hi.as_secs_f64()
+                        );
+                    }
+                    _ => {
+                        self.outcomes[i] = Outcome::Reply(iv);
+                        s.sample = Some(sample);
+                        s.answer = Answer::Answered;
+                    }
+                }
+            }
+            Err(f) => {
+                self.outcomes[i] = Outcome::Failed;
+                let (verdict, kiss) = match f {
+                    Failure::NoReply { .. } => (Verdict::NoReply, None),
+                    Failure::Rejected(Reject::KissOfDeath(k)) => (Verdict::KissOfDeath, Some(k)),
+                    Failure::Rejected(r) if r.is_falseticker() => (Verdict::Falseticker, None),
+                    Failure::Rejected(_) => (Verdict::Invalid, None),
+                };
+                s.verdict = verdict;
+                s.kiss = kiss;
+                s.answer = match f {
+                    Failure::NoReply { .. } => Answer::Silent,
+                    Failure::Rejected(r) => Answer::rejected(&r),
+                };
+                s.reason = f.to_string();
+            }
+        }
+    }
+
+    /// Source `i` asks `addr`. True when that makes it a duplicate of an earlier source of
+    /// the same kind (it is then not asked: one server, one vote).
+    fn resolved(&mut self, i: usize, addr: SocketAddr) -> bool {
+        self.sources[i].address = Some(addr);
+        let twin = (0..self.sources.len()).find(|&j| {
+            j != i
+                && !self.duplicate[j]
+                && self.sources[j].kind == self.sources[i].kind
+                && self.sources[j].address == Some(addr)
+        });
+        let Some(j) = twin else { return false };
+        self.finish(i);
+        self.duplicate[i] = true;
+        self.outcomes[i] = Outcome::Failed;
+        self.sources[i].verdict = Verdict::Duplicate;
+        self.sources[i].reason = format!(
+            "same address {addr} as {}: one server counts once",
+            self.sources[j].server
+        );
+        true
+    }
+
+    /// Resolves source `i`'s NTP server: at once for an address, else as a task.
+    fn resolve(&mut self, i: usize) {
+        let Some(spec) = self.driven[i].as_ref().and_then(|d| d.target.clone()) else {
+            return;
+        };
+        if let Ok(ip) = spec.host.parse::<std::net::IpAddr>() {
+            self.use_address(i, SocketAddr::new(ip, spec.port));
+            return;
+        }
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let result = tokio::net::lookup_host((spec.host.as_str(), spec.port))
+                .await
+                .map(Iterator::collect::<Vec<_>>)
+                .map_err(|e| format!("DNS: {e}"))
+                .and_then(|a| {
+                    if a.is_empty() {
+                        Err(format!("DNS: no address for {}", spec.host))
+                    } else {
+                        Ok(a)
+                    }
+                });
+            let _ = tx.send(Msg::Resolved { i, result }).await;
+        });
+    }
+
+    /// Points source `i` at `addr` (the first address of its name, as always: a second name
+    /// for the same server is then a duplicate) with a connected socket and its receive task.
+    fn use_address(&mut self, i: usize, addr: SocketAddr) {
+        if self.resolved(i, addr) {
+            return;
+        }
+        let link = match Link::connect(addr) {
+            Ok(l) => l,
+            Err(e) => return self.unreachable(i, format!("cannot reach {addr}: {e}")),
+        };
+        let now = self.clock.now();
+        if let Some(d) = self.driven[i].as_mut() {
+            d.link = Some(link);
+            d.source.address_resolved(now.mono, false);
+        }
+    }
+
+    /// A datagram that arrived at `at` on source `i`'s socket. True when an outcome may have
+    /// changed.
+    fn on_datagram(&mut self, i: usize, at: Now, bytes: &[u8]) -> bool {
+        if self.duplicate[i] {
+            return false;
+        }
+        let Some(d) = self.driven[i].as_mut() else {
+            return false;
+        };
+        if d.done {
+            return false;
+        }
+        match d.source.handle_datagram(at, bytes) {
+            Ok(()) | Err(Ignored::Nts(NtsError::NotRequested)) => {}
+            Err(Ignored::Nts(NtsError::Nak)) => d.nak = true,
+            Err(Ignored::Nts(e)) => {
+                self.sources[i].auth_failures += 1;
+                tracing::warn!(server = %self.sources[i].server, reason = %e, "dropped a reply that failed authentication");
+            }
+            Err(Ignored::Reject(r)) => {
+                tracing::debug!(server = %self.sources[i].server, reason = %r, "ignored datagram");
+            }
+        }
+        self.take_events(i)
+    }
+
+    /// Handles one message. True when an outcome may have changed.
+    fn handle(&mut self, m: Msg) -> bool {
+        match m {
+            Msg::Resolved { i, result } => {
+                if self.duplicate[i] || self.driven[i].as_ref().map_or(true, |d| d.done) {
+                    return false;
+                }
+                match result {
+                    Ok(addrs) => match addrs.first() {
+                        Some(&a) => self.use_address(i, a),
+                        None => self.unreachable(i, "DNS: no address".into()),
+                    },
+                    Err(why) => self.unreachable(i, why),
+                }
+                true
+            }
+            Msg::KeyExchanged { i, result } => {
+                let Some(d) = self.driven[i].as_mut() else {
+                    return false;
+                };
+                match result {
+                    Ok(ke) => {
+                        d.source.set_nts_session(ke.session);
+                        d.target = Some(ke.ntp);
+                        d.window = ke.window;
+                        self.resolve(i);
+                    }
+                    Err(why) => {
+                        self.finish(i);
+                        self.fail(i, Verdict::Invalid, why);
+                    }
+                }
+                true
+            }
+            Msg::Chain(ev) => self.on_chain(ev),
+        }
+    }
+
+    /// A Roughtime chain event. True when an outcome may have changed.
+    fn on_chain(&mut self, ev: ChainEvent) -> bool {
+        let index = match &ev {
+            ChainEvent::Resolved(i, _) | ChainEvent::Failed(i, _, _) | ChainEvent::Done(i, _) => {
+                Some(*i)
+            }
+            ChainEvent::ChainViolation(_) => None,
+        };
+        if index.is_some_and(|i| i >= self.sources.len() || self.duplicate[i]) {
+            return false;
+        }
         match ev {
-            ChainEvent::Resolved(i, a) => Event::Resolved(i, a),
-            ChainEvent::Failed(i, v, why) => Event::Failed(i, v, why),
-            ChainEvent::ChainViolation(why) => Event::ChainViolation(why),
-            ChainEvent::Done(i, s) => Event::Done(i, Ok(s)),
+            ChainEvent::Resolved(i, a) => {
+                self.resolved(i, a);
+            }
+            ChainEvent::Failed(i, verdict, why) => self.fail(i, verdict, why),
+            ChainEvent::Done(i, sample) => self.done(i, Ok(sample)),
+            ChainEvent::ChainViolation(why) => self.chain_violations.push(why),
+        }
+        true
+    }
+
+    /// The deadline passed: what is still pending will not answer.
+    fn time_out(&mut self, timeout: Duration) {
+        for i in 0..self.sources.len() {
+            if self.outcomes[i] == Outcome::Pending {
+                self.finish(i);
+                self.outcomes[i] = Outcome::Failed;
+                self.sources[i].reason = format!("no reply within {timeout:?}");
+            }
+        }
+    }
+
+    /// The one combination policy (authenticated sources first, shared with the daemon) over
+    /// every source's current estimate; a consensus goes to the `System`, which decides.
+    /// `None`: keep waiting.
+    fn decide(&mut self, now: Now) -> Option<Result<(Selection, bool), NoConsensus>> {
+        for (o, d) in self.outcomes.iter_mut().zip(&self.driven) {
+            if let (Outcome::Reply(_), Some(d)) = (*o, d) {
+                if let Some(e) = d.source.estimate(now.mono) {
+                    *o = Outcome::Reply(e.offset);
+                }
+            }
+        }
+        if self.wait_for_all && self.outcomes.contains(&Outcome::Pending) {
+            return None;
+        }
+        match combine(
+            &self.outcomes,
+            &self.auth_mask,
+            self.min_auth,
+            self.min_plain,
+        ) {
+            Combination::Wait => None,
+            Combination::Agreed {
+                selection,
+                authenticated,
+                ..
+            } => {
+                self.system
+                    .on_consensus(now, selection.interval, authenticated);
+                let mut ready = false;
+                while let Some(a) = self.system.poll_action() {
+                    // Observe-only: nothing but Persist and NotifyReady is queued, and `sync`
+                    // keeps nothing.
+                    ready |= a == Action::NotifyReady;
+                }
+                ready.then_some(Ok((selection, authenticated)))
+            }
+            Combination::Failed(e) => Some(Err(e)),
+        }
+    }
+
+    /// Drives every source until the `System` decides, no consensus is possible any more, or
+    /// `deadline` passes.
+    async fn until_decided(
+        &mut self,
+        rx: &mut mpsc::Receiver<Msg>,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+        at: &mut Now,
+    ) -> Result<(Selection, bool), NoConsensus> {
+        let mut changed = true;
+        let mut buf = vec![0u8; RECV_LEN];
+        let mut scan_from = 0;
+        loop {
+            for i in 0..self.sources.len() {
+                changed |= self.drive(i);
+            }
+            if changed {
+                changed = false;
+                *at = self.clock.now();
+                if let Some(d) = self.decide(*at) {
+                    return d;
+                }
+            }
+            let now = self.clock.now();
+            let wake = self
+                .driven
+                .iter()
+                .flatten()
+                .filter(|d| !d.done && d.link.is_some())
+                .filter_map(|d| d.source.poll_timeout())
+                .min()
+                .map(|t| {
+                    tokio::time::Instant::now() + t.since(now.mono).to_std().unwrap_or_default()
+                });
+            let until = wake.map_or(deadline, |w| w.min(deadline));
+            let (driven, clock) = (&self.driven, &*self.clock);
+            let datagram = tokio::select! {
+                m = rx.recv() => {
+                    if let Some(m) = m {
+                        changed |= self.handle(m);
+                    }
+                    None
+                },
+                d = std::future::poll_fn(|cx| poll_datagram(
+                    driven.len(),
+                    |i| driven[i].as_ref().and_then(|d| d.link.as_ref()),
+                    &mut buf,
+                    &mut scan_from,
+                    clock,
+                    cx,
+                )) => Some(d),
+                () = tokio::time::sleep_until(until) => None,
+            };
+            if let Some((i, len, at)) = datagram {
+                changed |= self.on_datagram(i, at, &buf[..len]);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.time_out(timeout);
+                *at = self.clock.now();
+                // With nothing pending the combination is final; a consensus always makes the
+                // System decide.
+                return self.decide(*at).unwrap_or(Err(NoConsensus::BadSourceCount));
+            }
         }
     }
 }
 
+/// Checks that the NTS-KE certificate was valid at the time a sample says it is.
+#[cfg(feature = "tls")]
+fn confirm_window(window: Option<TimeInterval>, sample: &Sample) -> Result<(), String> {
+    match window {
+        Some(w) => {
+            trusttime_tls::confirm(w, &sample.interval_at_receipt()).map_err(|e| e.to_string())
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn confirm_window(_: Option<TimeInterval>, _: &Sample) -> Result<(), String> {
+    Ok(())
+}
+
 /// Runs one consensus exchange. Never fails as a whole: per-source problems are in the report.
+///
+/// NTP and NTS sources are core [`NtpSource`]s driven as the daemon drives them (one connected
+/// UDP socket each; DNS and NTS-KE as tasks); Roughtime runs as a chain and HTTPS Date as
+/// constraints, as before. After every change the estimates are combined by
+/// [`combine`] (authenticated sources first; one vote per server address) and a consensus goes
+/// to an observe-only core [`System`] (the floor as `opts.client.floor`): its trusted interval
+/// and provenance are what the report says. The sync stops as soon as the System trusts a
+/// time, or no consensus is possible any more (the early decision: a majority that pending
+/// sources cannot overturn decides after one round trip), or `opts.timeout` passes.
+#[allow(clippy::too_many_lines)]
 pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport {
     let started = std::time::Instant::now();
     let n = opts.source_count();
@@ -309,7 +846,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     } else {
         min_auth
     };
-    let mut sources: Vec<SourceReport> = specs
+    let sources: Vec<SourceReport> = specs
         .iter()
         .map(|(kind, s)| SourceReport {
             server: s.clone(),
@@ -335,12 +872,24 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             bootstrap_from: "floor",
         };
     }
-    let mut outcomes = vec![Outcome::Pending; n];
-    // Sources that resolved to the address of an earlier source of the same kind: one
-    // server, one vote.
-    let mut duplicate = vec![false; n];
-    let mut chain_violations = Vec::new();
-    let (tx, mut rx) = mpsc::channel(4 * n + 8);
+    let (tx, mut rx) = mpsc::channel(4 * n + 64);
+    let mut run = Run {
+        clock: Arc::clone(&clock),
+        tx,
+        tasks: JoinSet::new(),
+        outcomes: vec![Outcome::Pending; n],
+        duplicate: vec![false; n],
+        driven: specs.iter().map(|_| None).collect(),
+        sources,
+        auth_mask,
+        chain_violations: Vec::new(),
+        constraint: None,
+        refused: None,
+        min_auth,
+        min_plain,
+        wait_for_all: opts.wait_for_all,
+        system: observer(opts.client.floor),
+    };
     // Roughtime needs no certificate: when it is configured beside sources that do (NTS-KE,
     // HTTPS Date), ask it first and check their certificates against its interval instead of
     // the wide [floor, floor + horizon].
@@ -362,13 +911,13 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         .await;
         let mut rough = Vec::new();
         while let Ok(ev) = prx.try_recv() {
-            if let crate::transport::roughtime::ChainEvent::Done(_, s) = &ev {
+            if let ChainEvent::Done(_, s) = &ev {
                 rough.push(Outcome::Reply(OffsetInterval::around(
                     s.offset,
                     s.error_bound(),
                 )));
             }
-            let _ = tx.try_send(ev.into());
+            run.on_chain(ev);
         }
         if let Ok(sel) = trusttime_core::select::select(&rough, default_min_agree(rough.len())) {
             let now = clock.now().wall;
@@ -391,26 +940,37 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     } else {
         https_constraints(opts, &clock).await
     };
-    let constraint = match &constraint_decision {
+    run.constraint = match &constraint_decision {
         ConstraintDecision::Applied { interval, .. } => Some(*interval),
         _ => None,
     };
-    let refused = match &constraint_decision {
+    run.refused = match &constraint_decision {
         ConstraintDecision::Refused(why) => Some(why.clone()),
         _ => None,
     };
-    let mut tasks = JoinSet::new();
+    let first_poll = clock.now().mono;
     for (i, (kind, spec)) in specs.iter().enumerate() {
-        let (tx, clock, spec, cfg) = (tx.clone(), Arc::clone(&clock), spec.clone(), opts.client);
+        let source = NtpSource::new(source_config(opts.client), first_poll);
+        let driven = |target| Driven {
+            source,
+            target,
+            link: None,
+            window: None,
+            nak: false,
+            done: false,
+        };
         match kind {
             SourceKind::Ntp => {
-                tasks.spawn(async move {
-                    run_source(i, spec, cfg, clock, None, tx).await;
-                });
+                run.driven[i] = Some(driven(Some(spec.clone())));
+                run.resolve(i);
             }
             SourceKind::Nts => {
-                let setup = nts_setup(opts);
-                tasks.spawn(async move { run_nts_source(i, spec, cfg, clock, setup, tx).await });
+                run.driven[i] = Some(driven(None));
+                let (tx, spec, setup) = (run.tx.clone(), spec.clone(), nts_setup(opts));
+                run.tasks.spawn(async move {
+                    let result = key_exchange(&spec, setup).await.map(Box::new);
+                    let _ = tx.send(Msg::KeyExchanged { i, result }).await;
+                });
             }
             // Roughtime sources run as one chain, started below.
             SourceKind::Roughtime => {}
@@ -419,18 +979,17 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
     if !opts.roughtime.is_empty() && !roughtime_first {
         let first = opts.servers.len() + opts.nts.len();
         let (tx, clock, specs, cfg) = (
-            tx.clone(),
+            run.tx.clone(),
             Arc::clone(&clock),
             opts.roughtime.clone(),
             opts.client,
         );
         let timeout = opts.timeout;
-        tasks.spawn(async move {
-            let (ctx, mut crx) =
-                mpsc::channel::<crate::transport::roughtime::ChainEvent>(4 * specs.len() + 4);
+        run.tasks.spawn(async move {
+            let (ctx, mut crx) = mpsc::channel::<ChainEvent>(4 * specs.len() + 4);
             let forward = async {
                 while let Some(ev) = crx.recv().await {
-                    let _ = tx.send(ev.into()).await;
+                    let _ = tx.send(Msg::Chain(ev)).await;
                 }
             };
             tokio::join!(
@@ -439,156 +998,25 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             );
         });
     }
-    drop(tx);
     let deadline = tokio::time::Instant::now() + opts.timeout;
-    let decision = loop {
-        let ev = tokio::select! {
-            ev = rx.recv() => ev,
-            () = tokio::time::sleep_until(deadline) => None,
-        };
-        let index = match &ev {
-            Some(
-                Event::Resolved(i, _)
-                | Event::Ignored(i, _)
-                | Event::Done(i, _)
-                | Event::Unreachable(i, _)
-                | Event::Failed(i, _, _)
-                | Event::AuthFailed(i, _),
-            ) => Some(*i),
-            _ => None,
-        };
-        if index.is_some_and(|i| duplicate[i]) {
-            continue;
-        }
-        match ev {
-            Some(Event::Resolved(i, a)) => {
-                sources[i].address = Some(a);
-                let twin = (0..n).find(|&j| {
-                    j != i
-                        && !duplicate[j]
-                        && sources[j].kind == sources[i].kind
-                        && sources[j].address == Some(a)
-                });
-                if let Some(j) = twin {
-                    duplicate[i] = true;
-                    outcomes[i] = Outcome::Failed;
-                    sources[i].verdict = Verdict::Duplicate;
-                    sources[i].reason = format!(
-                        "same address {a} as {}: one server counts once",
-                        sources[j].server
-                    );
-                }
-            }
-            Some(Event::Ignored(i, r)) => {
-                tracing::debug!(server = %sources[i].server, reason = %r, "ignored datagram");
-            }
-            Some(Event::Unreachable(i, why)) => {
-                outcomes[i] = Outcome::Failed;
-                sources[i].reason = why;
-            }
-            Some(Event::Failed(i, verdict, why)) => {
-                outcomes[i] = Outcome::Failed;
-                sources[i].verdict = verdict;
-                sources[i].answer = match verdict {
-                    Verdict::NoReply => Answer::Silent,
-                    _ => Answer::Rejected(short_why(&why)),
-                };
-                sources[i].reason = why;
-            }
-            Some(Event::ChainViolation(why)) => chain_violations.push(why),
-            Some(Event::AuthFailed(i, why)) => {
-                sources[i].auth_failures += 1;
-                tracing::warn!(server = %sources[i].server, reason = %why, "dropped a reply that failed authentication");
-            }
-            Some(Event::Done(i, r)) => match r {
-                Ok(s) if refused.is_some() && !sources[i].kind.is_authenticated() => {
-                    outcomes[i] = Outcome::Failed;
-                    sources[i].verdict = Verdict::Unconfirmed;
-                    sources[i].reason = format!(
-                        "offset {:+.6} s not used: {}",
-                        s.offset.as_secs_f64(),
-                        refused.as_deref().unwrap_or_default()
-                    );
-                }
-                Ok(s) => {
-                    let iv = OffsetInterval::around(s.offset, s.error_bound());
-                    match constraint {
-                        Some(c) if iv.hi < c.lo || c.hi < iv.lo => {
-                            outcomes[i] = Outcome::Failed;
-                            sources[i].verdict = Verdict::Falseticker;
-                            sources[i].answer =
-                                Answer::Rejected("outside the HTTPS Date constraint".into());
-                            sources[i].reason = format!(
-                                "offset {:+.6} s is outside the HTTPS Date constraint ({:+.3} s .. {:+.3} s)",
-                                s.offset.as_secs_f64(),
-                                c.lo.as_secs_f64(),
-                                c.hi.as_secs_f64()
-                            );
-                        }
-                        _ => {
-                            outcomes[i] = Outcome::Reply(iv);
-                            sources[i].sample = Some(s);
-                            sources[i].answer = Answer::Answered;
-                        }
-                    }
-                }
-                Err(f) => {
-                    outcomes[i] = Outcome::Failed;
-                    let (verdict, kiss) = match f {
-                        Failure::NoReply { .. } => (Verdict::NoReply, None),
-                        Failure::Rejected(Reject::KissOfDeath(k)) => {
-                            (Verdict::KissOfDeath, Some(k))
-                        }
-                        Failure::Rejected(r) if r.is_falseticker() => (Verdict::Falseticker, None),
-                        Failure::Rejected(_) => (Verdict::Invalid, None),
-                    };
-                    sources[i].verdict = verdict;
-                    sources[i].kiss = kiss;
-                    sources[i].answer = match f {
-                        Failure::NoReply { .. } => Answer::Silent,
-                        Failure::Rejected(r) => Answer::rejected(&r),
-                    };
-                    sources[i].reason = f.to_string();
-                }
-            },
-            None => {
-                // Timeout (or every task ended): what is still pending will not answer.
-                for (o, s) in outcomes.iter_mut().zip(sources.iter_mut()) {
-                    if *o == Outcome::Pending {
-                        *o = Outcome::Failed;
-                        s.reason = format!("no reply within {:?}", opts.timeout);
-                    }
-                }
-            }
-        }
-        if opts.wait_for_all && outcomes.contains(&Outcome::Pending) {
-            continue;
-        }
-        // The one combination policy (authenticated sources first), shared with the daemon.
-        match combine(&outcomes, &auth_mask, min_auth, min_plain) {
-            Combination::Wait => continue,
-            Combination::Agreed {
-                selection,
-                authenticated,
-                ..
-            } => break Ok((selection, authenticated)),
-            Combination::Failed(e) => break Err(e),
-        }
-    };
-    tasks.abort_all();
-    let at = clock.now();
-    let floor = opts.client.floor;
+    let mut at = clock.now();
+    let decision = run
+        .until_decided(&mut rx, deadline, opts.timeout, &mut at)
+        .await;
+    run.tasks.abort_all();
+    for d in run.driven.iter_mut().flatten() {
+        d.link = None;
+    }
     if let Ok((_, false)) = decision {
         min_agree = min_plain;
     }
-    let result = decision.as_ref().map(|&(sel, authenticated)| {
-        let interval = TimeInterval {
-            earliest: at.wall + sel.interval.lo,
-            latest: at.wall + sel.interval.hi,
-        }
-        .clamp_to_floor(floor);
+    // The System's trusted interval and provenance are the result.
+    let result = decision.as_ref().map(|&(sel, _)| {
+        let trusted = run.system.trust().current(at.mono);
+        let interval = trusted.interval;
         Consensus {
-            authenticated,
+            authenticated: trusted.provenance == Provenance::Authenticated,
+            provenance: trusted.provenance,
             // The centre of the interval reported (after the floor clamp).
             offset: interval.midpoint() - at.wall,
             offset_interval: sel.interval,
@@ -598,9 +1026,15 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         }
     });
     let result = result.map_err(|e| *e);
+    let mut sources = run.sources;
     for (i, s) in sources.iter_mut().enumerate() {
-        let Some(sample) = s.sample else { continue };
-        let iv = OffsetInterval::around(sample.offset, sample.error_bound());
+        if s.sample.is_none() {
+            continue;
+        }
+        // The interval the source contributed to the combination.
+        let Outcome::Reply(iv) = run.outcomes[i] else {
+            continue;
+        };
         let (sel, authenticated) = match &decision {
             Ok((sel, a)) => (Some(sel), *a),
             Err(_) => (None, false),
@@ -621,11 +1055,60 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
         result,
         min_agree,
         elapsed: started.elapsed(),
-        chain_violations,
+        chain_violations: run.chain_violations,
         constraints,
         constraint: constraint_decision,
         bootstrap_from,
     }
+}
+
+/// What an NTS source needs for its key exchange.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+struct NtsSetup {
+    ca: Vec<Vec<u8>>,
+    bootstrap: Option<TimeInterval>,
+    floor: UnixTime,
+    timeout: Duration,
+}
+
+fn nts_setup(opts: &SyncOptions) -> NtsSetup {
+    NtsSetup {
+        ca: opts.ca.clone(),
+        bootstrap: opts.bootstrap,
+        floor: opts.client.floor,
+        timeout: opts.timeout,
+    }
+}
+
+/// NTS-KE for one source: its certificate is judged over the bootstrap interval (or
+/// `[floor, floor + 5 years]`).
+#[cfg(feature = "tls")]
+async fn key_exchange(spec: &ServerSpec, setup: NtsSetup) -> Result<KeyExchanged, String> {
+    use trusttime_tls::{bootstrap_interval, BootstrapVerifier, DEFAULT_HORIZON};
+    let interval = setup
+        .bootstrap
+        .unwrap_or_else(|| bootstrap_interval(setup.floor, DEFAULT_HORIZON));
+    let roots = setup
+        .ca
+        .into_iter()
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect();
+    let verifier = Arc::new(
+        BootstrapVerifier::new(roots, interval).map_err(|e| format!("trust anchors: {e}"))?,
+    );
+    let ke = crate::transport::nts::key_exchange(spec, verifier, setup.timeout).await?;
+    tracing::debug!(server = %spec, ntp = %ke.ntp, cookies = ke.session.cookies(), "NTS-KE done");
+    Ok(KeyExchanged {
+        session: ke.session,
+        ntp: ke.ntp,
+        window: ke.window,
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+async fn key_exchange(_: &ServerSpec, _: NtsSetup) -> Result<KeyExchanged, String> {
+    Err("this build has no TLS (feature `tls`), which NTS needs".into())
 }
 
 /// Asks every HTTPS Date URL at once; returns each result and the intersection of the good
@@ -812,323 +1295,244 @@ pub fn verdict_of(
 
 pub use crate::files::read_pem_certificates;
 
-/// NTS sessions by NTS-KE server, kept between syncs.
-pub type NtsCache = Arc<std::sync::Mutex<std::collections::HashMap<String, CachedNts>>>;
+/// Loopback NTP servers that behave as a test needs (honest, lying, answering twice,
+/// forging, silent), for the tests of `sync` and its callers.
+#[cfg(test)]
+pub(crate) mod test_servers {
+    use std::net::SocketAddr;
 
-/// An NTS session with cookies left, and what its key exchange said.
-#[derive(Clone, Debug)]
-pub struct CachedNts {
-    /// Keys and cookies.
-    pub session: NtsSession,
-    /// The NTP server the key exchange named.
-    pub ntp: ServerSpec,
-    /// The validity window of the NTS-KE server's certificate chain.
-    pub window: Option<TimeInterval>,
-}
+    use tokio::net::UdpSocket;
+    use trusttime_core::SignedDuration;
 
-/// What an NTS source needs before its key exchange.
-#[derive(Clone, Debug)]
-#[cfg_attr(not(feature = "tls"), allow(dead_code))]
-struct NtsSetup {
-    ca: Vec<Vec<u8>>,
-    bootstrap: Option<TimeInterval>,
-    timeout: Duration,
-    cache: Option<NtsCache>,
-}
+    use crate::clock::{LocalClock, SystemClock};
+    use crate::serve::{reply_to, ServeOptions, Trust};
 
-fn nts_setup(opts: &SyncOptions) -> NtsSetup {
-    NtsSetup {
-        ca: opts.ca.clone(),
-        bootstrap: opts.bootstrap,
-        timeout: opts.timeout,
-        cache: opts.nts_cache.clone(),
+    /// How a test server answers each request.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Behaviour {
+        /// One reply with its time.
+        Honest,
+        /// The same reply twice.
+        Twice,
+        /// First a forged reply (a day further off, with an origin timestamp that is not the
+        /// request's: what an off-path attacker can send), then the genuine one.
+        ForgedThenGenuine,
+        /// Only the forged reply.
+        ForgedOnly,
+        /// A Kiss-o'-Death RATE (stratum 0, code in the reference ID).
+        KissRate,
+        /// Nothing.
+        Silent,
     }
-}
 
-#[cfg(not(feature = "tls"))]
-async fn run_nts_source(
-    i: usize,
-    _spec: ServerSpec,
-    _cfg: ClientConfig,
-    _clock: Arc<dyn LocalClock>,
-    _setup: NtsSetup,
-    tx: mpsc::Sender<Event>,
-) {
-    let _ = tx
-        .send(Event::Failed(
-            i,
-            Verdict::Invalid,
-            "this build has no TLS (feature `tls`), which NTS needs".into(),
-        ))
-        .await;
-}
-
-#[cfg(feature = "tls")]
-async fn run_nts_source(
-    i: usize,
-    spec: ServerSpec,
-    cfg: ClientConfig,
-    clock: Arc<dyn LocalClock>,
-    setup: NtsSetup,
-    tx: mpsc::Sender<Event>,
-) {
-    use trusttime_tls::confirm;
-    let key = spec.to_string();
-    let cached = setup
-        .cache
-        .as_ref()
-        .and_then(|c| c.lock().ok()?.remove(&key))
-        .filter(|c| c.session.cookies() > 0);
-    let ke = match cached {
-        Some(c) => {
-            tracing::debug!(server = %spec, cookies = c.session.cookies(), "NTS: reusing cookies, no key exchange");
-            c
-        }
-        None => match nts_key_exchange(i, &spec, cfg, setup.clone(), &tx).await {
-            Some(c) => c,
-            None => return,
-        },
-    };
-    let (tx2, mut rx2) = mpsc::channel(16);
-    let forward = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut last = None;
-            while let Some(ev) = rx2.recv().await {
-                match ev {
-                    Event::Done(_, r) => last = Some(r),
-                    other => {
-                        let _ = tx.send(other).await;
-                    }
-                }
-            }
-            last
-        })
-    };
-    let session = run_source(i, ke.ntp.clone(), cfg, clock, Some(ke.session), tx2).await;
-    let Ok(Some(result)) = forward.await else {
-        return;
-    };
-    // The certificate that vouched for the keys must have been valid at the time obtained.
-    if let (Ok(sample), Some(window)) = (&result, ke.window) {
-        if let Err(why) = confirm(window, &sample.interval_at_receipt()) {
-            let _ = tx
-                .send(Event::Failed(i, Verdict::Invalid, why.to_string()))
-                .await;
-            return;
-        }
-    }
-    // Keep the session for the next sync while it answers and has cookies left.
-    if let (Ok(_), Some(session), Some(cache)) = (&result, session, &setup.cache) {
-        if session.cookies() > 0 {
-            if let Ok(mut c) = cache.lock() {
-                c.insert(
-                    key,
-                    CachedNts {
-                        session,
-                        ntp: ke.ntp.clone(),
-                        window: ke.window,
-                    },
-                );
-            }
-        }
-    }
-    let _ = tx.send(Event::Done(i, result)).await;
-}
-
-/// NTS-KE for one source; failures are reported on `tx`.
-#[cfg(feature = "tls")]
-async fn nts_key_exchange(
-    i: usize,
-    spec: &ServerSpec,
-    cfg: ClientConfig,
-    setup: NtsSetup,
-    tx: &mpsc::Sender<Event>,
-) -> Option<CachedNts> {
-    use trusttime_tls::{bootstrap_interval, BootstrapVerifier, DEFAULT_HORIZON};
-    let interval = setup
-        .bootstrap
-        .unwrap_or_else(|| bootstrap_interval(cfg.floor, DEFAULT_HORIZON));
-    let roots = setup
-        .ca
-        .into_iter()
-        .map(rustls_pki_types::CertificateDer::from)
-        .collect();
-    let verifier = match BootstrapVerifier::new(roots, interval) {
-        Ok(v) => Arc::new(v),
-        Err(e) => {
-            let _ = tx
-                .send(Event::Failed(
-                    i,
-                    Verdict::Invalid,
-                    format!("trust anchors: {e}"),
-                ))
-                .await;
-            return None;
-        }
-    };
-    let ke = match crate::transport::nts::key_exchange(spec, verifier, setup.timeout).await {
-        Ok(k) => k,
-        Err(why) => {
-            let _ = tx.send(Event::Failed(i, Verdict::Invalid, why)).await;
-            return None;
-        }
-    };
-    tracing::debug!(server = %spec, ntp = %ke.ntp, cookies = ke.session.cookies(), "NTS-KE done");
-    Some(CachedNts {
-        session: ke.session,
-        ntp: ke.ntp,
-        window: ke.window,
-    })
-}
-
-async fn run_source(
-    i: usize,
-    spec: ServerSpec,
-    cfg: ClientConfig,
-    clock: Arc<dyn LocalClock>,
-    mut nts: Option<NtsSession>,
-    tx: mpsc::Sender<Event>,
-) -> Option<NtsSession> {
-    let literal = spec
-        .host
-        .parse::<std::net::IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, spec.port));
-    let addr = match literal {
-        Some(a) => a,
-        None => match tokio::net::lookup_host((spec.host.as_str(), spec.port)).await {
-            Ok(mut it) => match it.next() {
-                Some(a) => a,
-                None => {
-                    let _ = tx
-                        .send(Event::Unreachable(
-                            i,
-                            format!("DNS: no address for {}", spec.host),
-                        ))
-                        .await;
-                    return None;
-                }
-            },
-            Err(e) => {
-                let _ = tx.send(Event::Unreachable(i, format!("DNS: {e}"))).await;
-                return None;
-            }
-        },
-    };
-    let _ = tx.send(Event::Resolved(i, addr)).await;
-    let bind: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let sock = match UdpSocket::bind(bind).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tx
-                .send(Event::Unreachable(
-                    i,
-                    format!("cannot open a UDP socket: {e}"),
-                ))
-                .await;
-            return None;
-        }
-    };
-    if let Err(e) = sock.connect(addr).await {
-        let _ = tx
-            .send(Event::Unreachable(i, format!("cannot reach {addr}: {e}")))
-            .await;
-        return None;
-    }
-    let mut client = NtpClient::new(cfg);
-    let mut out = [0u8; 48];
-    let mut wire = [0u8; 1500];
-    let mut buf = vec![0u8; if nts.is_some() { 65_536 } else { 1500 }];
-    loop {
-        let now = clock.now();
-        client.handle_timeout(now);
-        if client.is_done() {
-            break;
-        }
-        if let Some(len) = client.poll_transmit(now, rand::random(), &mut out) {
-            let packet = match nts.as_mut() {
-                None => &out[..len],
-                Some(session) => {
-                    match session.seal_request(
-                        &out[..len],
-                        rand::random(),
-                        rand::random(),
-                        &mut wire,
-                    ) {
-                        Ok(n) => &wire[..n],
-                        Err(e) => {
-                            let _ = tx
-                                .send(Event::Failed(i, Verdict::Invalid, format!("NTS: {e}")))
-                                .await;
-                            return None;
-                        }
-                    }
-                }
-            };
-            if let Err(e) = sock.send(packet).await {
-                tracing::debug!(%addr, error = %e, "send failed; treated as a lost request");
-            }
-        }
-        let Some(wake) = client.poll_timeout() else {
-            break;
+    /// A server on 127.0.0.1 whose clock is `offset` off this machine's, with this root
+    /// dispersion, answering as `how` says. Runs until the runtime ends.
+    pub(crate) async fn start(
+        offset: SignedDuration,
+        dispersion: SignedDuration,
+        how: Behaviour,
+    ) -> SocketAddr {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let opts = ServeOptions {
+            root_dispersion: dispersion,
+            trust: Trust::LyingTestServer,
+            ..ServeOptions::default()
         };
-        let wait = wake
-            .since(clock.now().mono)
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        tokio::select! {
-            r = sock.recv(&mut buf) => {
-                let now = clock.now();
-                match r {
-                    Ok(len) => {
-                        if let Some(session) = nts.as_mut() {
-                            match session.open_reply(&buf[..len]) {
-                                Ok(()) => {}
-                                Err(e @ trusttime_core::nts::NtsError::Nak) => {
-                                    let _ = tx.send(Event::Failed(i, Verdict::Invalid, format!("NTS: {e}"))).await;
-                                    return None;
-                                }
-                                Err(trusttime_core::nts::NtsError::NotRequested) => continue,
-                                Err(e) => {
-                                    let _ = tx.send(Event::AuthFailed(i, e.to_string())).await;
-                                    continue;
-                                }
-                            }
-                        }
-                        // An authenticated NTS reply may exceed the plain-NTP size limit: the
-                        // NTP client judges its header.
-                        let datagram = if nts.is_some() { &buf[..len.min(48)] } else { &buf[..len] };
-                        if let Err(rej) = client.handle_datagram(now, datagram) {
-                            if !client.is_done() {
-                                let _ = tx.send(Event::Ignored(i, rej)).await;
-                            }
-                        }
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((len, peer)) = sock.recv_from(&mut buf).await {
+                let now = SystemClock.now().wall + offset;
+                let Some(reply) = reply_to(&buf[..len], now, (now, Some(dispersion)), &opts) else {
+                    continue;
+                };
+                let day = SignedDuration::from_secs(86_400);
+                let forged = reply_to(&buf[..len], now + day, (now + day, Some(dispersion)), &opts)
+                    .map(|mut f| {
+                        // The origin timestamp (bytes 24..32) is the request's random cookie,
+                        // which an attacker off the path cannot know.
+                        f[24..32].copy_from_slice(&0x0123_4567_89ab_cdef_u64.to_be_bytes());
+                        f
+                    });
+                let sends: Vec<[u8; 48]> = match how {
+                    Behaviour::Honest => vec![reply],
+                    Behaviour::Twice => vec![reply, reply],
+                    Behaviour::ForgedThenGenuine => forged.into_iter().chain([reply]).collect(),
+                    Behaviour::ForgedOnly => forged.into_iter().collect(),
+                    Behaviour::KissRate => {
+                        let mut k = reply;
+                        k[1] = 0;
+                        k[12..16].copy_from_slice(b"RATE");
+                        vec![k]
                     }
-                    // ICMP port unreachable shows up here on a connected socket; the request
-                    // counts as lost and the retry timer decides.
-                    Err(e) => {
-                        tracing::debug!(%addr, error = %e, "receive error");
-                        tokio::time::sleep(wait).await;
-                    }
+                    Behaviour::Silent => Vec::new(),
+                };
+                for d in sends {
+                    let _ = sock.send_to(&d, peer).await;
                 }
             }
-            () = tokio::time::sleep(wait) => {}
-        }
+        });
+        addr
     }
-    if let Some(r) = client.result() {
-        let _ = tx.send(Event::Done(i, r)).await;
-    }
-    nts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::time::Instant;
+    use test_servers::{start, Behaviour};
+
+    const MS: SignedDuration = SignedDuration::from_millis(1);
+
+    fn spec(a: SocketAddr) -> ServerSpec {
+        ServerSpec {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+
+    fn opts(servers: &[SocketAddr], timeout_ms: u64) -> SyncOptions {
+        let mut o = SyncOptions::new(servers.iter().copied().map(spec).collect());
+        o.timeout = Duration::from_millis(timeout_ms);
+        o
+    }
+
+    async fn run(o: &SyncOptions) -> SyncReport {
+        sync(o, Arc::new(crate::clock::SystemClock)).await
+    }
+
+    fn day() -> SignedDuration {
+        SignedDuration::from_secs(86_400)
+    }
+
+    #[tokio::test]
+    async fn a_forged_reply_does_not_decide_and_the_genuine_one_does() {
+        let ten_min = SignedDuration::from_secs(600);
+        let forger = start(ten_min, MS, Behaviour::ForgedOnly).await;
+        let r = run(&opts(&[forger], 1500)).await;
+        assert!(r.result.is_err(), "{:?}", r.result);
+        assert!(r.sources[0].sample.is_none());
+        assert_eq!(r.sources[0].verdict, Verdict::NoReply);
+        assert!(
+            r.sources[0].reason.contains("no reply within"),
+            "{}",
+            r.sources[0].reason
+        );
+        // A forgery first does not cancel the genuine reply, nor move the result.
+        let both = start(ten_min, MS, Behaviour::ForgedThenGenuine).await;
+        let r = run(&opts(&[both], 3000)).await;
+        let c = r.result.expect("the genuine reply decides");
+        assert!(
+            (c.offset - ten_min).abs() < SignedDuration::from_secs(1),
+            "{c:?}"
+        );
+        assert!(r.elapsed < Duration::from_millis(900), "{:?}", r.elapsed);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_twice_is_one_vote() {
+        let liar = start(day(), MS, Behaviour::Twice).await;
+        let honest = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        // Two servers that disagree: one vote each, so no majority (a second reply from the
+        // liar must not make it two).
+        let r = run(&opts(&[liar, honest], 3000)).await;
+        match r.result {
+            Err(NoConsensus::Disagreement {
+                largest_group: 1,
+                replies: 2,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // With a second honest server the majority decides and the liar is named.
+        let honest2 = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        let r = run(&opts(&[liar, honest, honest2], 3000)).await;
+        let c = r.result.expect("two honest servers agree");
+        assert_eq!(c.agreed, 2);
+        assert!(c.offset.abs() < SignedDuration::from_secs(1), "{c:?}");
+        assert_eq!(r.sources[0].verdict, Verdict::Falseticker);
+    }
+
+    #[tokio::test]
+    async fn a_liar_listed_twice_counts_once() {
+        let liar = start(day(), MS, Behaviour::Honest).await;
+        let honest = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        // Without one vote per address the liar would be 2 of 3, a majority.
+        let r = run(&opts(&[liar, liar, honest], 3000)).await;
+        assert_eq!(r.sources[1].verdict, Verdict::Duplicate, "{:?}", r.sources);
+        assert!(r.sources[1].reason.contains("one server counts once"));
+        assert!(
+            matches!(r.result, Err(NoConsensus::Disagreement { replies: 2, .. })),
+            "{:?}",
+            r.result
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_ends_at_the_deadline_and_does_not_delay_a_majority() {
+        let silent = start(SignedDuration::ZERO, MS, Behaviour::Silent).await;
+        let t0 = Instant::now();
+        let r = run(&opts(&[silent], 300)).await;
+        let took = t0.elapsed();
+        assert!(r.result.is_err());
+        assert!(
+            (Duration::from_millis(300)..Duration::from_millis(1000)).contains(&took),
+            "{took:?}"
+        );
+        assert_eq!(r.sources[0].reason, "no reply within 300ms");
+        assert_eq!(r.sources[0].answer, Answer::Silent);
+        // Two of three answer: decided on them, not at the deadline.
+        let a = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        let b = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        let r = run(&opts(&[a, b, silent], 5000)).await;
+        assert_eq!(r.result.map(|c| c.agreed).ok(), Some(2));
+        assert!(r.elapsed < Duration::from_millis(900), "{:?}", r.elapsed);
+        assert_eq!(r.sources[2].verdict, Verdict::NoReply);
+    }
+
+    #[tokio::test]
+    async fn a_kiss_o_death_is_named_with_its_code_and_is_no_vote() {
+        let kisser = start(SignedDuration::ZERO, MS, Behaviour::KissRate).await;
+        let honest = start(SignedDuration::ZERO, MS, Behaviour::Honest).await;
+        let r = run(&opts(&[kisser, honest], 3000)).await;
+        let s = &r.sources[0];
+        assert_eq!(s.verdict, Verdict::KissOfDeath, "{s:?}");
+        assert_eq!(s.kiss, Some(KissCode::Rate));
+        assert_eq!(s.answer.why(), Some("Kiss-o'-Death RATE"), "{s:?}");
+        assert!(s.sample.is_none());
+        // One of two answered usably: one vote, and one is enough of two configured.
+        assert_eq!(r.result.map(|c| c.agreed).ok(), Some(1));
+    }
+
+    /// The interval `sync` reports is the trusted interval of a `System` given the consensus,
+    /// clamped to sync's floor by the System, and its provenance is the System's.
+    #[tokio::test]
+    async fn the_reported_interval_is_the_systems() {
+        // A server whose error bound is ±10 s, and a floor 5 s before the time it serves: the
+        // interval's lower half lies below the floor.
+        let wide = SignedDuration::from_secs(10);
+        let server = start(SignedDuration::ZERO, wide, Behaviour::Honest).await;
+        let mut o = opts(&[server], 3000);
+        o.client.max_root_distance = SignedDuration::from_secs(20);
+        let floor = crate::clock::system_wall() - SignedDuration::from_secs(5);
+        o.client.floor = floor;
+        let r = run(&o).await;
+        let c = r.result.expect("one server, one needed");
+        assert_eq!(c.provenance, Provenance::Ntp);
+        assert!(!c.authenticated);
+        assert_eq!(c.interval.earliest, floor, "clamped to the floor: {c:?}");
+        let mut sys = observer(floor);
+        sys.on_consensus(c.at, c.offset_interval, c.authenticated);
+        let t = sys.trust().current(c.at.mono);
+        assert_eq!(t.interval, c.interval);
+        assert_eq!(t.provenance, c.provenance);
+        assert_eq!(c.offset, c.interval.midpoint() - c.at.wall);
+        // Observe-only: the System never asks to change the clock.
+        while let Some(a) = sys.poll_action() {
+            assert!(matches!(a, Action::Persist | Action::NotifyReady), "{a:?}");
+        }
+    }
 
     #[test]
     /// Found by the `cli_parsers` fuzz target: a 260-character bare IPv6-like host parsed, but

@@ -32,7 +32,7 @@ impl FilterSample {
         let w = now
             .since(self.at)
             .max(SignedDuration::ZERO)
-            .mul_ppm(drift_ppm);
+            .drift_bound(drift_ppm);
         OffsetInterval {
             lo: self.offset.lo - w,
             hi: self.offset.hi + w,
@@ -132,11 +132,12 @@ mod tests {
             .best(MonoInstant::from_nanos(64_000_000_000), 50, HOUR)
             .unwrap();
         assert_eq!(best.delay, SignedDuration::from_millis(5));
-        // Aged by 64 s at 50 ppm: 3.2 us wider.
+        // Aged by 64 s at 50 ppm of a clock that may itself run 50 ppm slow: 64 s x 50 /
+        // (10^6 - 50) = 3.200160008 ms wider, rounded up to the nanosecond.
         let iv = best.aged(MonoInstant::from_nanos(64_000_000_000), 50);
         assert_eq!(
             iv.radius(),
-            SignedDuration::from_millis(3) + SignedDuration::from_micros(3200)
+            SignedDuration::from_millis(3) + SignedDuration::from_nanos(3_200_161)
         );
     }
 

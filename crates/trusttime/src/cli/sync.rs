@@ -271,11 +271,8 @@ pub fn to_json(r: &SyncReport) -> serde_json::Value {
         "min_agree": r.min_agree,
         "elapsed_ms": r.elapsed.as_secs_f64() * 1e3,
         "authenticated": authenticated,
-        "provenance": match (&r.result, authenticated) {
-            (Ok(_), true) => Some("authenticated"),
-            (Ok(_), false) => Some("ntp"),
-            (Err(_), _) => None,
-        },
+        // As the `System` that decided says: `authenticated` or `ntp`.
+        "provenance": r.result.as_ref().ok().map(|c| c.provenance.as_str()),
         "warning": warning(r),
         "error": error,
         "answers": r.tally().to_string(),
@@ -443,4 +440,49 @@ fn parse_rt_protocol(s: &str) -> Result<trusttime_core::roughtime::Version, Stri
 
 fn parse_nts(s: &str) -> Result<ServerSpec, String> {
     ServerSpec::parse_with_default_port(s, crate::spec::NTS_KE_PORT).map_err(|e| e.to_string())
+}
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::*;
+    use crate::sync::test_servers::{start, Behaviour};
+    use trusttime_core::Provenance;
+
+    fn spec(a: std::net::SocketAddr) -> ServerSpec {
+        ServerSpec {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+
+    /// NTS blocked by dropping (the key exchange never answers) while plain NTP is shifted by
+    /// a day: the shifted result is shown, labelled, and refused unless explicitly allowed.
+    #[tokio::test]
+    async fn nts_dropped_while_plain_ntp_is_shifted_is_refused_unless_allowed() {
+        // Accepts connections (the kernel does) but never says a word.
+        let silent_ke = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shifted = start(
+            SignedDuration::from_secs(86_400),
+            SignedDuration::from_millis(1),
+            Behaviour::Honest,
+        )
+        .await;
+        let mut o = SyncOptions::new(vec![spec(shifted)]);
+        o.nts = vec![spec(silent_ke.local_addr().unwrap())];
+        o.timeout = Duration::from_millis(1000);
+        let r = sync(&o, Arc::new(SystemClock)).await;
+        let c = r.result.as_ref().expect("plain NTP gives a result");
+        assert!(!c.authenticated);
+        assert_eq!(c.provenance, Provenance::Ntp);
+        assert!((c.offset.as_secs_f64() - 86_400.0).abs() < 1.0, "{c:?}");
+        assert!(r.sources[1].sample.is_none(), "{:?}", r.sources[1]);
+        let why = refusal(&r, false, false).expect("no silent downgrade");
+        assert!(why.contains("--allow-unauthenticated"), "{why}");
+        assert!(refusal(&r, false, true).is_none());
+        assert!(refusal(&r, true, false).is_some());
+        let v = to_json(&r);
+        assert_eq!(v["provenance"], "ntp", "{v}");
+        assert_eq!(v["authenticated"], false, "{v}");
+        assert!(warning(&r).is_some_and(|w| w.contains("plain NTP")), "{v}");
+    }
 }

@@ -17,7 +17,6 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use trusttime_core::roughtime_source::{
     ChainConfig, ChainFailure, RoughtimeChain, RoughtimeEvent, ServerKey, Violation,
@@ -30,6 +29,7 @@ use trusttime_core::source::{
 
 #[allow(unused_imports)]
 use super::*;
+use crate::transport::udp::{poll_datagram, Link, RECV_LEN};
 
 /// DNS about once an hour per name at most (NTP Pool vendor guidance), else only when a
 /// server fails: see [`trusttime_core::source`].
@@ -74,25 +74,6 @@ pub(super) struct SourceRun {
     /// NTS: when the NTS-KE server's certificate chain was valid (the time obtained must lie
     /// inside).
     pub(super) nts_window: Option<TimeInterval>,
-}
-
-/// An NTP or NTS source's socket, connected to its server (so only its datagrams arrive). The
-/// run loop reads every source's socket itself: no task or channel per datagram.
-#[derive(Debug)]
-pub(super) struct Link {
-    pub(super) addr: SocketAddr,
-    /// Sends at once: tokio's own `try_send` refuses until the reactor has seen the new
-    /// socket writable, which would lose the first request after every new address.
-    send: std::net::UdpSocket,
-    sock: UdpSocket,
-}
-
-#[cfg(test)]
-impl Link {
-    /// The socket's own address (a new socket has another port).
-    pub(super) fn local(&self) -> Option<SocketAddr> {
-        self.sock.local_addr().ok()
-    }
 }
 
 impl SourceRun {
@@ -408,7 +389,14 @@ impl Daemon {
             let woke = tokio::select! {
                 m = d.rx.recv() => m.map(Woke::Msg),
                 (i, len, at) = std::future::poll_fn(|cx| {
-                    poll_datagram(links, &mut buf[..], scan_from, clock, cx)
+                    poll_datagram(
+                        links.len(),
+                        |i| links[i].as_ref(),
+                        &mut buf[..],
+                        scan_from,
+                        clock,
+                        cx,
+                    )
                 }) => Some(Woke::Datagram(i, len, at)),
                 () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => None,
             };
@@ -454,11 +442,14 @@ impl Daemon {
         let mut buf = [0u8; 4096];
         loop {
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut rnd);
+            // Read the clock right before the send: the request's transmit time starts the
+            // measurement, and the sends before this one (other sources in this wake) took time.
+            let now = self.local.now();
             let Some(len) = n.poll_transmit(now, &rnd, &mut buf) else {
                 break;
             };
             if let Some(Some(l)) = d.links.get(i) {
-                if let Err(e) = l.send.send(&buf[..len]) {
+                if let Err(e) = l.send(&buf[..len]) {
                     tracing::debug!(addr = %l.addr, error = %e, "send failed; counts as lost");
                 }
             }
@@ -1022,7 +1013,7 @@ impl Daemon {
                     r.reason = format!("not used: {why}");
                 }
                 crate::sync::ConstraintDecision::Applied { interval, .. } => {
-                    let w = now.mono.since(asked).mul_ppm(drift);
+                    let w = now.mono.since(asked).drift_bound(drift);
                     if iv.hi < interval.lo - w || interval.hi + w < iv.lo {
                         *o = Outcome::Failed;
                         r.verdict = Verdict::Falseticker;
@@ -1218,7 +1209,7 @@ fn roughtime_transmit(links: &[Option<Link>], s: &mut Status, now: trusttime_cor
             break;
         };
         if let Some(Some(l)) = rt.sources.get(k).and_then(|&i| links.get(i)) {
-            if let Err(e) = l.send.send(&buf[..len]) {
+            if let Err(e) = l.send(&buf[..len]) {
                 tracing::debug!(addr = %l.addr, error = %e, "send failed; counts as lost");
             }
         }
@@ -1359,10 +1350,6 @@ async fn key_exchange(
     Err("this build has no TLS (feature `tls`), which NTS needs".into())
 }
 
-/// The most a datagram read may be: NTP and NTS replies are far smaller (a longer one is cut
-/// short, and then fails to parse or to authenticate).
-const RECV_LEN: usize = 4096;
-
 /// What woke the run loop.
 enum Woke {
     Msg(Msg),
@@ -1373,66 +1360,13 @@ enum Woke {
 
 /// Gives source `r` (index `i`) a new socket connected to `addr`; the old one is closed.
 fn relink(d: &mut Driver, r: &mut SourceRun, i: usize, addr: SocketAddr) -> Result<(), String> {
-    let (send, sock) = connect(addr).map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let link = Link::connect(addr).map_err(|e| format!("cannot reach {addr}: {e}"))?;
     if d.links.len() <= i {
         d.links.resize_with(i + 1, || None);
     }
-    d.links[i] = Some(Link { addr, send, sock });
+    d.links[i] = Some(link);
     r.addr = Some(addr);
     Ok(())
-}
-
-/// A non-blocking UDP socket connected to `addr`, so only its datagrams arrive: a handle to
-/// send on and the same socket registered with the runtime to receive on.
-fn connect(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, UdpSocket)> {
-    let bind: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let sock = std::net::UdpSocket::bind(bind)?;
-    sock.connect(addr)?;
-    sock.set_nonblocking(true)?;
-    let send = sock.try_clone()?;
-    Ok((send, UdpSocket::from_std(sock)?))
-}
-
-/// Reads the first datagram waiting on any source's socket into `buf` and stamps it as it is
-/// read: `(source, length, arrival)`. Pending (every socket registered to wake the loop) when
-/// none has one. The scan starts after the socket read last, so a flood on one socket cannot
-/// starve the others.
-fn poll_datagram(
-    links: &[Option<Link>],
-    buf: &mut [u8],
-    scan_from: &mut usize,
-    clock: &dyn LocalClock,
-    cx: &mut std::task::Context<'_>,
-) -> std::task::Poll<(usize, usize, trusttime_core::Now)> {
-    use std::task::Poll;
-    let n = links.len();
-    for k in 0..n {
-        let i = (*scan_from + k) % n;
-        let Some(l) = &links[i] else { continue };
-        // An error (ICMP port unreachable shows up here on a connected socket) is taken off
-        // the socket; the request counts as lost and the source's retry timer decides.
-        for attempt in 0..4 {
-            let mut rb = tokio::io::ReadBuf::new(buf);
-            match l.sock.poll_recv(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    let at = clock.now();
-                    *scan_from = (i + 1) % n;
-                    return Poll::Ready((i, rb.filled().len(), at));
-                }
-                Poll::Ready(Err(e)) => tracing::debug!(addr = %l.addr, error = %e, "receive error"),
-                Poll::Pending => break,
-            }
-            if attempt == 3 {
-                // Still erroring: look again soon rather than miss its next datagram.
-                cx.waker().wake_by_ref();
-            }
-        }
-    }
-    Poll::Pending
 }
 
 /// One server, one vote: two names can lead to the same server (a pool), and a lying server

@@ -414,7 +414,7 @@ async fn two_names_of_one_pool_ask_distinct_servers_and_a_kept_address_keeps_its
             l.map(|l| l.addr),
             "status shows the socket's server"
         );
-        l.map(|l| (l.addr, l.local()))
+        l.map(|l| (l.addr, l.local_addr()))
     };
     for i in 0..2 {
         runner.handle_msg(
