@@ -941,10 +941,11 @@ impl Daemon {
                 }
                 RoughtimeEvent::Violation(v) => {
                     let seen = chain_violation(&s.sources, &rt.sources, &v, now.wall);
-                    tracing::warn!(violation = %seen.text, "Roughtime chain: a server is proven to lie");
-                    s.chain_violations.push_back(seen);
-                    while s.chain_violations.len() > 20 {
-                        s.chain_violations.pop_front();
+                    let text = seen.text.clone();
+                    if record_violation(&mut s.chain_violations, seen) {
+                        tracing::warn!(violation = %text, "Roughtime chain: a server is proven to lie");
+                    } else {
+                        tracing::debug!(violation = %text, "Roughtime chain: the same servers again");
                     }
                     changed = true;
                 }
@@ -1367,6 +1368,30 @@ fn relink(d: &mut Driver, r: &mut SourceRun, i: usize, addr: SocketAddr) -> Resu
     d.links[i] = Some(link);
     r.addr = Some(addr);
     Ok(())
+}
+
+/// Keeps a proven Roughtime violation for `status`: the newest 20, and a pair of servers that
+/// contradict each other round after round is one entry with the newest proof (not 20 copies
+/// that push the others out). True when the pair is new (worth a warning in the log).
+pub(super) fn record_violation(
+    list: &mut std::collections::VecDeque<crate::json::ChainViolation>,
+    seen: crate::json::ChainViolation,
+) -> bool {
+    let same = |l: &crate::json::ChainViolation| {
+        l.earlier.server == seen.earlier.server && l.later.server == seen.later.server
+    };
+    let new = match list.iter().position(same) {
+        Some(k) => {
+            list.remove(k);
+            false
+        }
+        None => true,
+    };
+    list.push_back(seen);
+    while list.len() > 20 {
+        list.pop_front();
+    }
+    new
 }
 
 /// One server, one vote: two names can lead to the same server (a pool), and a lying server

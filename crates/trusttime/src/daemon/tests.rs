@@ -530,3 +530,42 @@ async fn a_reply_stamped_before_a_step_is_measured_on_the_old_clock() {
         "offset {mid:?} should be about -1 h against the stepped clock"
     );
 }
+
+/// A liar proven round after round is one entry with the newest proof; other pairs stay, and
+/// the list keeps the newest 20.
+#[test]
+fn a_repeated_roughtime_violation_is_one_entry_with_the_newest_proof() {
+    use super::run::record_violation;
+    use crate::json::{ChainViolation, SignedTime, Time};
+    let v = |a: &str, b: &str, round: u32| ChainViolation {
+        at: Time(format!("round {round}")),
+        earlier: SignedTime {
+            server: a.into(),
+            midpoint: Time("2026-12-02T00:00:00Z".into()),
+            radius_s: 1.0,
+        },
+        later: SignedTime {
+            server: b.into(),
+            midpoint: Time("2026-12-01T23:00:00Z".into()),
+            radius_s: 1.0,
+        },
+        text: format!("{b} signed before {a} (round {round})"),
+    };
+    let mut list = std::collections::VecDeque::new();
+    assert!(record_violation(&mut list, v("a:2002", "b:2002", 1)));
+    assert!(record_violation(&mut list, v("c:2002", "b:2002", 2)));
+    for round in 3..40 {
+        assert!(!record_violation(&mut list, v("a:2002", "b:2002", round)));
+    }
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0].earlier.server, "c:2002");
+    assert_eq!(list[1].at, Time("round 39".into()));
+    for k in 0..30 {
+        assert!(record_violation(
+            &mut list,
+            v(&format!("s{k}:2002"), "b:2002", 100 + k)
+        ));
+    }
+    assert_eq!(list.len(), 20);
+    assert_eq!(list.back().unwrap().earlier.server, "s29:2002");
+}
