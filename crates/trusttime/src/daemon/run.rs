@@ -1101,6 +1101,17 @@ impl Daemon {
                 }
                 if fresh {
                     tracing::warn!(%why, answers = %round, "no consensus this round");
+                    // What each source said, to see afterwards why they did not agree.
+                    for (r, o) in s.sources.iter().zip(&outcomes) {
+                        if let Outcome::Reply(iv) = o {
+                            tracing::debug!(
+                                server = %r.spec,
+                                lo_s = iv.lo.as_secs_f64(),
+                                hi_s = iv.hi.as_secs_f64(),
+                                "no consensus: this source's offset interval"
+                            );
+                        }
+                    }
                     d.no_majority_at = Some(now.mono);
                 }
                 for (r, o) in s.sources.iter_mut().zip(&outcomes) {
