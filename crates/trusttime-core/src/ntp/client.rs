@@ -208,16 +208,28 @@ pub struct Sample {
     pub received_at: Now,
 }
 
+/// How far a timestamp may be from the moment its packet was on the wire, on either side of
+/// the exchange, beyond what the precision fields say: a server that stamps a request's
+/// arrival when its event loop woke rather than when the packet came in (chronyd does when it
+/// cannot use the kernel's stamps) can put T2 before the arrival, which the delay does not
+/// cover. Seen at 0.08 ms on a loaded machine; this allows 1 ms.
+pub const TIMESTAMP_ERROR: SignedDuration = SignedDuration::from_millis(1);
+
 impl Sample {
     /// The error bound of the offset: delay / 2 plus the server's root distance, which
-    /// (RFC 5905) is its root delay / 2 plus its dispersion, root dispersion plus precision:
-    /// a server whose clock ticks once a second can be a second off whatever it claims.
+    /// (RFC 5905) is its root delay / 2 plus its dispersion, root dispersion plus precision
+    /// (a server whose clock ticks once a second can be a second off whatever it claims),
+    /// plus [`TIMESTAMP_ERROR`].
     #[must_use]
     pub fn error_bound(&self) -> SignedDuration {
         // No overflow: the delay is at most the round trip plus one precision tick (a reply
         // whose T3 precedes T2 by more is refused), root delay and dispersion are under 2^16 s
         // each, and a precision is capped at 2^20 s.
-        self.delay.half() + self.root_delay.half() + self.root_dispersion + self.precision
+        self.delay.half()
+            + self.root_delay.half()
+            + self.root_dispersion
+            + self.precision
+            + TIMESTAMP_ERROR
     }
     /// The offset interval: `offset ± error_bound`, as (low, high).
     #[must_use]
