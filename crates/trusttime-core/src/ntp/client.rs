@@ -880,6 +880,53 @@ mod tests {
         }
     }
 
+    /// A server that stamps a request's arrival when its event loop woke, before the packet
+    /// came in (chronyd without kernel stamps, on a loaded machine: 0.08 ms early), still gives
+    /// an interval that holds the truth: the bound allows `TIMESTAMP_ERROR` for it.
+    #[test]
+    fn a_server_stamping_the_arrival_early_still_gives_an_interval_with_the_truth() {
+        let us = |n: i64| SignedDuration::from_nanos(n * 1000);
+        for early_us in [0i64, 80, 500, 999] {
+            let (mut c, req) = start();
+            let dev = UnixTime::from_secs(946_684_800);
+            // True time when the request left (device mono 0, wall `dev`).
+            let truth0 = UnixTime::from_secs(FLOOR + 5000);
+            let (q, _) = NtpPacket::parse(&req).unwrap();
+            let p = NtpPacket {
+                leap: LeapIndicator::NoWarning,
+                version: 4,
+                mode: Mode::Server,
+                stratum: 2,
+                poll: 6,
+                precision: -24,
+                root_delay: NtpShort(0),
+                root_dispersion: NtpShort(0),
+                reference_id: *b"GPS\0",
+                reference_ts: NtpTimestamp::from_unix(truth0),
+                origin_ts: q.transmit_ts,
+                // Arrived 50 us after it left, stamped `early_us` before that.
+                receive_ts: NtpTimestamp::from_unix(truth0 + us(50 - early_us)),
+                // Stamped just before the reply left, 60 us after the request did.
+                transmit_ts: NtpTimestamp::from_unix(truth0 + us(60)),
+            };
+            let mut r = [0u8; 48];
+            p.emit(&mut r).unwrap();
+            // Back 100 us after the request left.
+            let back = Now {
+                mono: MonoInstant::from_nanos(100_000),
+                wall: dev + us(100),
+            };
+            assert_eq!(c.handle_datagram(back, &r), Ok(()));
+            let s = c.take_sample().unwrap();
+            let true_offset = truth0 - dev;
+            let (lo, hi) = s.offset_interval();
+            assert!(
+                lo <= true_offset && true_offset <= hi,
+                "T2 {early_us} us early: {lo} .. {hi} misses {true_offset}"
+            );
+        }
+    }
+
     #[test]
     fn unsolicited_truncated_and_oversized() {
         let (mut c, req) = start();
