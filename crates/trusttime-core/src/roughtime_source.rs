@@ -41,7 +41,8 @@
 use crate::ntp::filter::{ClockFilter, FilterSample};
 use crate::ntp::{LeapIndicator, PollPolicy, Sample};
 use crate::roughtime::{
-    chain_nonce, encode_request_for_server, verify_response, RoughtimeError, Version, REQUEST_LEN,
+    chain_nonce, encode_request_for_server, verify_response, RoughtimeError, Verified, Version,
+    REQUEST_LEN,
 };
 use crate::select::OffsetInterval;
 use crate::source::{Estimate, ResolveReason, RESOLVE_AFTER_SILENT, RESOLVE_EVERY};
@@ -470,24 +471,7 @@ impl RoughtimeChain {
             let failure = ChainFailure::BelowFloor { signed: v.midpoint };
             self.server_failed(server, failure);
         } else {
-            // The server read its clock between the first try and now: offset against the
-            // middle, error = half the round trip plus the server's radius.
-            let rtt = now.mono.since(t1.mono).abs();
-            let sample = Sample {
-                offset: v.midpoint - (t1.wall + rtt.half()),
-                delay: rtt,
-                root_delay: SignedDuration::ZERO,
-                root_dispersion: v.radius,
-                precision: SignedDuration::ZERO,
-                stratum: 1,
-                leap: LeapIndicator::NoWarning,
-                reference_id: *b"ROUG",
-                server_time: v.midpoint,
-                received_at: Now {
-                    mono: now.mono,
-                    wall: t1.wall + rtt,
-                },
-            };
+            let sample = sample_of(&v, t1, now);
             // A violation against any server asked before in this round (the first found).
             let contradicted = (0..server).find_map(|j| {
                 self.signed[j]
@@ -519,7 +503,7 @@ impl RoughtimeChain {
                         lo: measured.lo - x.step + x.slew.0,
                         hi: measured.hi - x.step + x.slew.1,
                     },
-                    delay: rtt,
+                    delay: sample.delay,
                     at: now.mono,
                 });
             }
@@ -763,6 +747,30 @@ const fn splitmix(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// The sample a verified Roughtime reply gives, for a request first sent at `t1` whose reply
+/// arrived at `now`: the server read its clock somewhere in the round trip, so the offset is
+/// taken against the middle of it, and the error is half the round trip plus the server's
+/// radius (as root dispersion).
+#[must_use]
+pub fn sample_of(v: &Verified, t1: Now, now: Now) -> Sample {
+    let rtt = now.mono.since(t1.mono).abs();
+    Sample {
+        offset: v.midpoint - (t1.wall + rtt.half()),
+        delay: rtt,
+        root_delay: SignedDuration::ZERO,
+        root_dispersion: v.radius,
+        precision: SignedDuration::ZERO,
+        stratum: 1,
+        leap: LeapIndicator::NoWarning,
+        reference_id: *b"ROUG",
+        server_time: v.midpoint,
+        received_at: Now {
+            mono: now.mono,
+            wall: t1.wall + rtt,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -481,17 +481,7 @@ impl Daemon {
                 );
                 return changed;
             }
-            let (tx, spec) = (d.tx.clone(), r.spec.clone());
-            tokio::spawn(async move {
-                let result = match spec.host.parse::<std::net::IpAddr>() {
-                    Ok(ip) => Ok(vec![SocketAddr::new(ip, spec.port)]),
-                    Err(_) => tokio::net::lookup_host((spec.host.as_str(), spec.port))
-                        .await
-                        .map(Iterator::collect)
-                        .map_err(|e| format!("DNS: {e}")),
-                };
-                let _ = tx.send(Msg::Resolved { i, result }).await;
-            });
+            spawn_lookup(i, r.spec.clone(), d.tx.clone());
         }
         changed
     }

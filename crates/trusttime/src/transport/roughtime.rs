@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use trusttime_core::ntp::{ClientConfig, LeapIndicator, Sample};
+use trusttime_core::ntp::{ClientConfig, Sample};
 use trusttime_core::roughtime::{
     encode_request_for_server, verify_response, Verified, Version, REQUEST_LEN,
 };
@@ -96,25 +96,7 @@ pub async fn query(
             let t4 = clock.now();
             match verify_response(spec.version, &buf[..len], nonce, &req[..n], &spec.key) {
                 Ok(v) => {
-                    let rtt = t4.mono.since(t1.mono).abs();
-                    // The server read its clock somewhere in the round trip: offset against
-                    // the middle of it, error = half the round trip plus the server's radius.
-                    let mid_local = t1.wall + rtt.half();
-                    let sample = Sample {
-                        offset: v.midpoint - mid_local,
-                        delay: rtt,
-                        root_delay: SignedDuration::ZERO,
-                        root_dispersion: v.radius,
-                        precision: SignedDuration::ZERO,
-                        stratum: 1,
-                        leap: LeapIndicator::NoWarning,
-                        reference_id: *b"ROUG",
-                        server_time: v.midpoint,
-                        received_at: Now {
-                            mono: t4.mono,
-                            wall: t1.wall + rtt,
-                        },
-                    };
+                    let sample = trusttime_core::roughtime_source::sample_of(&v, t1, t4);
                     return Ok((
                         addr,
                         Answer {
