@@ -45,6 +45,7 @@ use crate::roughtime::{
     REQUEST_LEN,
 };
 use crate::select::OffsetInterval;
+use crate::source::splitmix;
 use crate::source::{Estimate, ResolveReason, RESOLVE_AFTER_SILENT, RESOLVE_EVERY};
 use crate::time::{MonoInstant, Now, SignedDuration, TimeInterval, UnixTime};
 
@@ -739,14 +740,6 @@ impl RoughtimeChain {
             self.events[EVENTS - 1] = Some(e);
         }
     }
-}
-
-/// A cheap mix so one fresh random word can seed the next round's jitter.
-const fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The sample a verified Roughtime reply gives, for a request first sent at `t1` whose reply

@@ -604,8 +604,9 @@ pub fn pick_address<A: Copy + PartialEq>(
         .or_else(|| answer.first().copied())
 }
 
-/// A cheap mix so one fresh random word can seed the few values one call needs.
-const fn splitmix(x: u64) -> u64 {
+/// A cheap mix so one fresh random word can seed the few values one call needs (and the
+/// next round's jitter).
+pub(crate) const fn splitmix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
