@@ -45,7 +45,7 @@ use crate::roughtime::{
     REQUEST_LEN,
 };
 use crate::select::OffsetInterval;
-use crate::source::splitmix;
+use crate::source::{splitmix, Events};
 use crate::source::{Estimate, ResolveReason, RESOLVE_AFTER_SILENT, RESOLVE_EVERY};
 use crate::time::{MonoInstant, Now, SignedDuration, TimeInterval, UnixTime};
 
@@ -224,7 +224,7 @@ pub struct RoughtimeChain {
     /// What each server signed this round.
     signed: [Option<TimeInterval>; MAX_SERVERS],
     answered: u8,
-    events: [Option<RoughtimeEvent>; EVENTS],
+    events: Events<RoughtimeEvent, EVENTS>,
 }
 
 /// More than [`MAX_SERVERS`] servers, or none.
@@ -288,7 +288,7 @@ impl RoughtimeChain {
             previous_len: None,
             signed: [None; MAX_SERVERS],
             answered: 0,
-            events: [None; EVENTS],
+            events: Events::new(),
         };
         for i in 0..chain.n {
             chain.want_address(i, ResolveReason::First);
@@ -517,9 +517,7 @@ impl RoughtimeChain {
     /// Call after the other calls until it returns `None`: what happened, oldest first.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<RoughtimeEvent> {
-        let first = self.events[0].take();
-        self.events.rotate_left(1);
-        first
+        self.events.pop()
     }
 
     /// Why server `server` waits for an address, if it does.
@@ -732,13 +730,7 @@ impl RoughtimeChain {
     }
 
     fn push(&mut self, e: RoughtimeEvent) {
-        if let Some(slot) = self.events.iter_mut().find(|s| s.is_none()) {
-            *slot = Some(e);
-        } else {
-            // Full (the driver did not take them): the oldest is dropped, the newest kept.
-            self.events.rotate_left(1);
-            self.events[EVENTS - 1] = Some(e);
-        }
+        self.events.push(e);
     }
 }
 

@@ -127,7 +127,7 @@ pub struct NtpSource {
     address_at: Option<MonoInstant>,
     wants_address: Option<ResolveReason>,
     rand: u64,
-    events: [Option<SourceEvent>; EVENTS],
+    events: Events<SourceEvent, EVENTS>,
     last_failure: Option<Failure>,
     /// Steps of the clock since the exchange in flight sent its first request: its sample is
     /// measured against the old clock and moves by this much when it arrives.
@@ -157,7 +157,7 @@ impl NtpSource {
             address_at: None,
             wants_address: Some(ResolveReason::First),
             rand: 0,
-            events: [None; EVENTS],
+            events: Events::new(),
             last_failure: None,
             in_flight_step: SignedDuration::ZERO,
             in_flight_slew: (SignedDuration::ZERO, SignedDuration::ZERO),
@@ -339,9 +339,7 @@ impl NtpSource {
     /// Call after the other calls until it returns `None`: what happened, oldest first.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<SourceEvent> {
-        let first = self.events[0].take();
-        self.events.rotate_left(1);
-        first
+        self.events.pop()
     }
 
     /// The driver resolved the name (or was given an address): `same` says whether it is the
@@ -561,13 +559,33 @@ impl NtpSource {
     }
 
     fn push(&mut self, e: SourceEvent) {
-        if let Some(slot) = self.events.iter_mut().find(|s| s.is_none()) {
+        self.events.push(e);
+    }
+}
+
+/// A source's events for the driver, oldest first, in a fixed array: when it is full (the
+/// driver did not take them) the oldest is dropped and the newest kept.
+#[derive(Clone, Debug)]
+pub(crate) struct Events<T, const N: usize>([Option<T>; N]);
+
+impl<T, const N: usize> Events<T, N> {
+    pub(crate) const fn new() -> Self {
+        Events([const { None }; N])
+    }
+
+    pub(crate) fn push(&mut self, e: T) {
+        if let Some(slot) = self.0.iter_mut().find(|s| s.is_none()) {
             *slot = Some(e);
-        } else {
-            // Full (the driver did not take them): the oldest is dropped, the newest kept.
-            self.events.rotate_left(1);
-            self.events[EVENTS - 1] = Some(e);
+        } else if N > 0 {
+            self.0.rotate_left(1);
+            self.0[N - 1] = Some(e);
         }
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        let first = self.0.first_mut()?.take();
+        self.0.rotate_left(1);
+        first
     }
 }
 
