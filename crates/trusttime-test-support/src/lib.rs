@@ -114,19 +114,47 @@ pub fn artifacts_dir() -> PathBuf {
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
+/// The ports the kernel hands out to outgoing connections and `bind(0)`
+/// (`net.ipv4.ip_local_port_range`; Linux's default if it cannot be read).
+fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
+    let text =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u16>().ok());
+    match (it.next(), it.next()) {
+        (Some(lo), Some(hi)) if lo <= hi => lo..=hi,
+        _ => 32_768..=60_999,
+    }
+}
+
+/// The range `free_port` hands out from: outside the kernel's ephemeral range, so that no
+/// outgoing connection (a browser's, a test client's) can take a port between the check and
+/// the peer's bind.
+fn test_ports() -> std::ops::Range<u16> {
+    let eph = ephemeral_ports();
+    if *eph.start() >= 14_000 {
+        10_000..*eph.start()
+    } else if *eph.end() <= 61_000 {
+        eph.end() + 1..65_000
+    } else {
+        // The kernel may hand out nearly every port; the bind check below is all there is.
+        10_000..65_000
+    }
+}
+
 /// A port that is free for both UDP and TCP on loopback right now. Ports are handed out from
-/// a per-process range chosen by the process id, then checked by binding, so parallel test
-/// processes rarely collide.
+/// a per-process slice of a range outside the kernel's ephemeral ports (chosen by the process
+/// id), then checked by binding, so parallel test processes and outgoing connections rarely
+/// collide with a peer that is starting.
 pub fn free_port() -> u16 {
-    let base = 20_000 + (std::process::id() % 400) as u16 * 100;
-    let _ = NEXT_PORT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
+    let range = test_ports();
+    let span = u32::from(range.end - range.start);
+    let slices = (span / 100).max(1);
+    let base = (std::process::id() % slices) * 100;
     loop {
-        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        let p = if !(20_000..=60_000).contains(&p) {
-            20_000 + p % 40_000
-        } else {
-            p
-        };
+        let k = u32::from(NEXT_PORT.fetch_add(1, Ordering::SeqCst));
+        let p = range.start + ((base + k) % span) as u16;
         let udp = UdpSocket::bind(("127.0.0.1", p)).is_ok();
         let tcp = TcpListener::bind(("127.0.0.1", p)).is_ok();
         if udp && tcp {
@@ -284,6 +312,32 @@ pub fn wait_for_ntp(addr: SocketAddr, within: Duration) {
         }
     }
     panic!("no NTP server answered at {addr} within {within:?}");
+}
+
+impl Peer {
+    /// Waits until `addr` accepts TCP connections; fails early, with the peer's log, if the
+    /// peer exits first (e.g. it could not bind).
+    pub fn wait_for_tcp(&mut self, addr: SocketAddr, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if !self.is_running() {
+                return Err(format!(
+                    "{} exited before listening on {addr}; its log:\n{}",
+                    self.name,
+                    self.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "{} does not listen on {addr} after {within:?}; its log:\n{}",
+            self.name,
+            self.log_text()
+        ))
+    }
 }
 
 /// Waits until a TCP port accepts connections.

@@ -346,15 +346,24 @@ impl Browser {
             &["/usr/bin/chromium"],
             "apt-get install chromium",
         )?;
-        let port = free_port();
-        let mut cmd = Command::new(driver);
-        cmd.arg(format!("--port={port}"));
-        if let Some(tz) = tz {
-            cmd.env("TZ", tz);
-        }
-        let peer = Peer::spawn("chromedriver", cmd, None);
-        let base = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_for_tcp(base, Duration::from_secs(20));
+        // A port checked free can still be taken before chromedriver binds it; chromedriver
+        // then exits, and a new port is tried (up to three, each failure's log kept).
+        let mut failures = Vec::new();
+        let (peer, base) = loop {
+            let port = free_port();
+            let mut cmd = Command::new(&driver);
+            cmd.arg(format!("--port={port}"));
+            if let Some(tz) = tz {
+                cmd.env("TZ", tz);
+            }
+            let mut peer = Peer::spawn("chromedriver", cmd, None);
+            let base = SocketAddr::from(([127, 0, 0, 1], port));
+            match peer.wait_for_tcp(base, Duration::from_secs(30)) {
+                Ok(()) => break (peer, base),
+                Err(e) if failures.len() < 2 => failures.push(e),
+                Err(e) => panic!("chromedriver never listened: {failures:?} then {e}"),
+            }
+        };
         let profile = TempDir::new().unwrap().keep();
         let caps = json!({ "capabilities": { "alwaysMatch": { "browserName": "chrome", "goog:chromeOptions": {
             "binary": chromium,
