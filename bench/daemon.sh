@@ -11,10 +11,15 @@
 #        second prebuilt binary measured in the same run, e.g. an older version, with
 #        TT_NAME/TT2_NAME as their labels in the table)
 # At the end it also reads each daemon's offset error: trusttime's `status --json` offset_s
-# minus the servers' known +600 s, and chronyd's `tracking` (through its command socket).
+# minus the servers' known +OFFSET s, and chronyd's `tracking` (through its command socket).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-600}"; MINPOLL="${MINPOLL:--2}"
+# OFFSET: how far ahead the two honest servers run, in s (libfaketime). OFFSET=0 runs them
+# without libfaketime, on the real clock with the kernel's timestamps, so that the offset
+# error measures the clients and not the test servers' own timestamp bias. The liar always
+# runs 3600 s ahead of them.
+OFFSET="${OFFSET:-600}"
 FAKE=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 CHRONYD="${TRUSTTIME_CHRONYD:-$(pwd)/target/peers/chrony/usr/sbin/chronyd}"
 NOCAP=(setpriv --bounding-set -sys_time --inh-caps -sys_time)
@@ -42,8 +47,9 @@ WORK=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 for ip in 127.0.0.61 127.0.0.62 127.0.0.63; do
-  off=600; [ $ip = 127.0.0.62 ] && off=4200
-  env LD_PRELOAD=$FAKE FAKETIME="+$off" DONT_FAKE_MONOTONIC=1 "${NOCAP[@]}" "$CHRONYD" -x -d -u root -f /dev/null \
+  off=$OFFSET; [ $ip = 127.0.0.62 ] && off=$((OFFSET + 3600))
+  fake=(env LD_PRELOAD=$FAKE FAKETIME="+$off" DONT_FAKE_MONOTONIC=1); [ "$off" = 0 ] && fake=()
+  "${fake[@]}" "${NOCAP[@]}" "$CHRONYD" -x -d -u root -f /dev/null \
     "port $PORT" "bindaddress $ip" 'local stratum 1' 'allow 127.0.0.0/8' 'cmdport 0' 'bindcmdaddress /' \
     "pidfile $WORK/$ip.pid" >"$WORK/$ip.log" 2>&1 &
   PIDS+=($!)
@@ -112,9 +118,9 @@ read -r TT_HWM TT_CPU TT_ANON TT_PSS TT_WAKES < <(stat_of $TT_PID)
 [ -n "$TT2" ] && read -r TT2_HWM TT2_CPU TT2_ANON TT2_PSS TT2_WAKES < <(stat_of $TT2_PID)
 read -r CH_HWM CH_CPU CH_ANON CH_PSS CH_WAKES < <(stat_of $CHPID)
 # Offset error, read after the CPU time: five readings 0.2 s apart of the trusted offset
-# minus the servers' true +600 s; mean of |error| and the uncertainty (half the interval).
+# minus the servers' true +OFFSET s; mean of |error| and the uncertainty (half the interval).
 # Also the error of the samples themselves: the mean of the agreeing sources' offsets (each
-# the symmetric-path estimate ((T2-T1)+(T3-T4))/2 of its best sample) minus 600 s, which is
+# the symmetric-path estimate ((T2-T1)+(T3-T4))/2 of its best sample) minus OFFSET, which is
 # what chronyd's own figure below estimates; trusttime's offset_s is the centre of the proven
 # interval instead.
 tt_error() { # BIN NAME -> "mean_abs_error_ms uncertainty_ms sample_error_ms"
@@ -126,35 +132,36 @@ tt_error() { # BIN NAME -> "mean_abs_error_ms uncertainty_ms sample_error_ms"
     python3 -c 'import json,sys
 r=[json.loads(l) for l in sys.stdin if l.strip()]
 st=[x for x in r if "uncertainty_s" in x]; so=[x for x in r if "sources" in x]
-e=[abs(x["offset_s"]-600)*1e3 for x in st]; u=[x["uncertainty_s"]*1e3 for x in st]
+o=float(sys.argv[1])
+e=[abs(x["offset_s"]-o)*1e3 for x in st]; u=[x["uncertainty_s"]*1e3 for x in st]
 m=[]
 for x in so:
     a=[s["offset_s"] for s in x["sources"] if s.get("verdict") == "agreed" and s.get("offset_s") is not None]
-    if a: m.append(abs(sum(a)/len(a)-600)*1e3)
-print("%.3f %.3f %.4f" % (sum(e)/len(e), sum(u)/len(u), sum(m)/len(m) if m else float("nan")))'
+    if a: m.append(abs(sum(a)/len(a)-o)*1e3)
+print("%.4f %.3f %.4f" % (sum(e)/len(e), sum(u)/len(u), sum(m)/len(m) if m else float("nan")))' "$OFFSET"
 }
 read -r TT_ERR TT_UNC TT_SERR < <(tt_error "$TT" tt)
 [ -n "$TT2" ] && read -r TT2_ERR TT2_UNC TT2_SERR < <(tt_error "$TT2" tt2)
 CH_TRACK="(no chronyc)"
 if [ -x "$CHRONYC" ]; then
-  # "System time : 600.000000000 seconds slow of NTP time" (what -x keeps as the correction it
+  # "System time : 600.000000000 seconds slow of NTP time" at OFFSET=600 (what -x keeps as the correction it
   # would apply) and "Last offset"/"RMS offset" (the measured offset left after it).
-  CH_TRACK=$("$CHRONYC" -h "$WORK/chronyd.sock" tracking | awk -F' *: *' '
+  CH_TRACK=$("$CHRONYC" -h "$WORK/chronyd.sock" tracking | awk -v o="$OFFSET" -F' *: *' '
     /^System time/ {split($2, a, " "); sys = a[1]; if ($2 ~ /fast/) sys = -sys}
     /^Last offset/ {split($2, a, " "); last = a[1]}
     /^RMS offset/ {split($2, a, " "); rms = a[1]}
-    END {printf "System time - 600 s: %.4f ms, last offset %.1f us, RMS offset %.1f us", (sys - 600) * 1e3, last * 1e6, rms * 1e6}')
+    END {printf "System time - %s s: %.4f ms, last offset %.1f us, RMS offset %.1f us", o, (sys - o) * 1e3, last * 1e6, rms * 1e6}')
 fi
 # chronyd's own measurement of the same servers, for the offset error: `chronyd -Q` (measure
 # once, set nothing) with the same three servers, a majority of two, eight samples each. (The
-# client's `tracking` above shows the 600 s it would step and the residual of its last update;
+# client's `tracking` above shows the OFFSET s it would step and the residual of its last update;
 # `-Q` prints the offset it measured.)
 CH_Q=$("${NOCAP[@]}" timeout 30 "$CHRONYD" -Q -d -u root -f /dev/null \
   "server 127.0.0.61 port $PORT iburst minpoll -6 maxpoll -6" \
   "server 127.0.0.62 port $PORT iburst minpoll -6 maxpoll -6" \
   "server 127.0.0.63 port $PORT iburst minpoll -6 maxpoll -6" \
   'minsources 2' 'maxsamples 8' 'cmdport 0' "pidfile $WORK/q.pid" 2>&1 |
-  awk '/System clock wrong by/ {for (i = 1; i <= NF; i++) if ($i == "by") v = $(i + 1)} END {if (v == "") print "n/a"; else printf "%.4f", (v - 600) * 1e3}')
+  awk -v o="$OFFSET" '/System clock wrong by/ {for (i = 1; i <= NF; i++) if ($i == "by") v = $(i + 1)} END {if (v == "") print "n/a"; else printf "%.4f", (v - o) * 1e3}')
 REQS=$("$TT" sources --json --config "$WORK/tt.toml" | python3 -c 'import json,sys; print(sum(s["requests"] for s in json.load(sys.stdin)["sources"]))')
 echo "| daemon | start to trusted, ms | peak RSS, KiB | private (RssAnon), KiB | PSS, KiB | CPU over ${DURATION} s, ms | CPU / chronyd's | wakeups | offset error, ms (uncertainty) | sample error, ms |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -166,4 +173,4 @@ echo
 echo "poll interval 2^$MINPOLL s; $TT_NAME sent $REQS exchanges in ${DURATION} s; RSS ratio $(ratio $TT_HWM $CH_HWM); private memory ratio $(ratio $TT_ANON $CH_ANON)"
 [ -n "$TT2" ] && echo "$TT2_NAME: RSS ratio $(ratio $TT2_HWM $CH_HWM); private memory ratio $(ratio $TT2_ANON $CH_ANON)"
 echo "chronyd tracking: $CH_TRACK"
-echo "chronyd -Q against the same servers: measured offset - 600 s = $CH_Q ms (compare with the sample error)"
+echo "chronyd -Q against the same servers: measured offset - $OFFSET s = $CH_Q ms (compare with the sample error)"

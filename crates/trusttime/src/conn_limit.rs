@@ -110,7 +110,7 @@ impl<K: Eq + Clone + Send + 'static> Slots<K> {
                 open: Arc::clone(&self.open),
             };
             // The table stays locked until the task is in it, so its `Leave` cannot run first.
-            let task = tokio::spawn(async move {
+            let task = crate::task::spawn(async move {
                 let _leave = leave;
                 if tokio::time::timeout(within, conn).await.is_err() {
                     tracing::debug!("connection closed: no complete exchange within {within:?}");

@@ -562,7 +562,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sock");
         let (link, mut calls) = daemon_link();
-        tokio::spawn(serve(bind(&path).unwrap(), link.clone()));
+        crate::task::spawn(serve(bind(&path).unwrap(), link.clone()));
         let v = ask(&path, "status").await.unwrap();
         assert_eq!(v["state"], "unknown");
         let e = ask(&path, "reboot").await.unwrap_err();
@@ -599,7 +599,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        tokio::spawn(serve(listener, daemon_link().0));
+        crate::task::spawn(serve(listener, daemon_link().0));
         assert!(ask(&path, "status").await.is_ok());
         let me = crate::platform::effective_uid();
         if me != 0 {

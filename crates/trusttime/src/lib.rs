@@ -35,6 +35,7 @@ pub mod spec;
 
 pub mod sync;
 pub mod tally;
+pub mod task;
 pub mod transport;
 #[cfg(feature = "web")]
 pub mod web;

@@ -96,7 +96,7 @@ pub async fn run(cfg: ReportConfig, daemon: DaemonLink) {
         }
     }
     let (client, mut events) = AsyncClient::new(opts, 16);
-    tokio::spawn(async move {
+    crate::task::spawn(async move {
         let mut backoff =
             trusttime_iot::Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         loop {

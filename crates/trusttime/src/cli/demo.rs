@@ -96,7 +96,7 @@ pub async fn run(args: Args) -> ExitCode {
             host: bound.ip().to_string(),
             port: bound.port(),
         });
-        tokio::spawn(server.run());
+        crate::task::spawn(server.run());
     }
 
     let device: Arc<dyn LocalClock> = Arc::new(ShiftedClock::starting_at(floor));

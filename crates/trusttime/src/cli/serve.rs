@@ -76,7 +76,7 @@ pub async fn run(args: Args) -> ExitCode {
             }
         };
         let link = Arc::new(Mutex::new(None));
-        tokio::spawn(follow_daemon(socket, Arc::clone(&link), Arc::clone(&clock)));
+        crate::task::spawn(follow_daemon(socket, Arc::clone(&link), Arc::clone(&clock)));
         Trust::Daemon {
             link,
             max_error: SignedDuration::from_std(args.max_error),

@@ -281,11 +281,11 @@ impl Daemon {
         let report = cfg.report.clone();
         let fut = async move {
             let _lock = lock;
-            tokio::spawn(commands::serve_commands(h2.clone(), command_queue));
-            tokio::spawn(crate::control::serve(listener, link.clone()));
+            crate::task::spawn(commands::serve_commands(h2.clone(), command_queue));
+            crate::task::spawn(crate::control::serve(listener, link.clone()));
             if let Some(addr) = metrics {
                 let l = link.clone();
-                tokio::spawn(async move {
+                crate::task::spawn(async move {
                     if let Err(e) = crate::metrics::serve(addr, l).await {
                         tracing::error!(%addr, error = %e, "cannot serve metrics");
                     }
@@ -293,7 +293,7 @@ impl Daemon {
             }
             #[cfg(feature = "web")]
             if let Some((web, listen, hosts)) = web {
-                tokio::spawn(async move {
+                crate::task::spawn(async move {
                     if let Err(e) = crate::web::serve(web, listen, &hosts).await {
                         tracing::error!(%listen, error = %e, "cannot serve the web page");
                     }
@@ -301,7 +301,7 @@ impl Daemon {
             }
             #[cfg(feature = "mqtt")]
             if let Some(r) = report {
-                tokio::spawn(crate::report::run(r, link.clone()));
+                crate::task::spawn(crate::report::run(r, link.clone()));
             }
             self.run(h2, nts_ca).await;
         };

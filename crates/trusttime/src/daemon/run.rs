@@ -289,7 +289,7 @@ impl Daemon {
     /// scheduler's queue rather than by unparking the runtime, as it must for the future
     /// `block_on` polls (an eventfd write and one more `epoll_wait` for every wake).
     pub(super) async fn run(self, handle: StatusHandle, nts_ca: Vec<Vec<u8>>) {
-        let task = tokio::spawn(self.run_loop(handle, nts_ca));
+        let task = crate::task::spawn(self.run_loop(handle, nts_ca));
         let _abort = AbortOnDrop(task.abort_handle());
         if let Err(e) = task.await {
             if e.is_panic() {
@@ -737,7 +737,7 @@ impl Daemon {
         d.constraint_round = true;
         opts.https_date.clone_from(&self.config.https_date);
         let (tx, local) = (d.tx.clone(), Arc::clone(&self.local));
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             let (_, decision) = crate::sync::https_constraints(&opts, &local).await;
             let _ = tx.send(Msg::Constraint(decision)).await;
         });
@@ -1278,7 +1278,7 @@ fn chain_violation(
 
 /// Resolves source `i`'s name as a task (an address is used as it is).
 fn spawn_lookup(i: usize, spec: ServerSpec, tx: mpsc::Sender<Msg>) {
-    tokio::spawn(async move {
+    crate::task::spawn(async move {
         let result = match spec.host.parse::<std::net::IpAddr>() {
             Ok(ip) => Ok(vec![SocketAddr::new(ip, spec.port)]),
             Err(_) => tokio::net::lookup_host((spec.host.as_str(), spec.port))
@@ -1301,7 +1301,7 @@ fn spawn_key_exchange(
     ca: Arc<Vec<Vec<u8>>>,
     tx: mpsc::Sender<Msg>,
 ) {
-    tokio::spawn(async move {
+    crate::task::spawn(async move {
         let result = key_exchange(&spec, floor, bootstrap, &ca)
             .await
             .map(Box::new);

@@ -308,7 +308,7 @@ async fn commands_through_the_link_are_carried_out_and_published() {
     let dir = tempfile::tempdir().unwrap();
     let clock = fake_clock();
     let (handle, fut) = daemon(dir.path(), &clock).start().unwrap();
-    let running = tokio::spawn(fut);
+    let running = crate::task::spawn(fut);
     let link = handle.link();
     assert_eq!(link.status().state, "unknown");
     let truth = handle.1.now().wall;

@@ -383,7 +383,7 @@ async fn serve_on(listener: tokio::net::TcpListener, app: Router) {
             });
         }
         let (app, slots) = (app.clone(), Arc::clone(&slots));
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             serve_connection(stream, peer, app, busy, close).await;
             if let Ok(mut s) = slots.lock() {
                 s.retain(|x| x.id != id);
