@@ -35,6 +35,40 @@ fn msg(fields: &[(Tag, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// The long-term keys, the online key, and each server's certificate (its delegation to the
+/// online key, signed by its long-term key): made once, since key expansion and signing are
+/// most of an execution's cost.
+struct Keys {
+    long_term: Vec<SigningKey>,
+    online: SigningKey,
+    certs: Vec<Vec<u8>>,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let long_term: Vec<SigningKey> =
+            (0..3).map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32])).collect();
+        let online = SigningKey::from_bytes(&ONLINE);
+        let pubk = online.verifying_key().to_bytes();
+        let (mint, maxt) = (0u64.to_le_bytes(), u64::MAX.to_le_bytes());
+        let dele = msg(&[(Tag::PUBK, &pubk), (Tag::MINT, &mint), (Tag::MAXT, &maxt)]);
+        let certs = (0..3)
+            .map(|i| {
+                let mut signed = VERSIONS[i].delegation_context().to_vec();
+                signed.extend_from_slice(&dele);
+                let cert_sig = long_term[i].sign(&signed).to_bytes();
+                msg(&[(Tag::SIG, &cert_sig), (Tag::DELE, &dele)])
+            })
+            .collect();
+        Keys {
+            long_term,
+            online,
+            certs,
+        }
+    })
+}
+
 /// Server `i`'s signed answer to `req`: `secs` ± `radius` (in the version's units).
 fn answer(i: usize, req: &[u8], secs: u64, radius: u32) -> Option<Vec<u8>> {
     let v = VERSIONS[i];
@@ -42,18 +76,11 @@ fn answer(i: usize, req: &[u8], secs: u64, radius: u32) -> Option<Vec<u8>> {
         .ok()?
         .get(Tag::NONC)?
         .to_vec();
-    let lt = SigningKey::from_bytes(&[i as u8 + 1; 32]);
-    let online = SigningKey::from_bytes(&ONLINE);
+    let k = keys();
     let unit: u64 = if v == Version::Google { 1_000_000 } else { 1 };
     let midp = (secs * unit).to_le_bytes();
     let radi = radius.to_le_bytes();
-    let pubk = online.verifying_key().to_bytes();
-    let (mint, maxt) = (0u64.to_le_bytes(), u64::MAX.to_le_bytes());
-    let dele = msg(&[(Tag::PUBK, &pubk), (Tag::MINT, &mint), (Tag::MAXT, &maxt)]);
-    let mut signed = v.delegation_context().to_vec();
-    signed.extend_from_slice(&dele);
-    let cert_sig = lt.sign(&signed).to_bytes();
-    let cert = msg(&[(Tag::SIG, &cert_sig), (Tag::DELE, &dele)]);
+    let cert = &k.certs[i];
     let leaf: &[u8] = if v == Version::Google { &nonce } else { req };
     let mut h = Sha512::new();
     h.update([0u8]);
@@ -74,7 +101,7 @@ fn answer(i: usize, req: &[u8], secs: u64, radius: u32) -> Option<Vec<u8>> {
     };
     let mut signed = v.response_context().to_vec();
     signed.extend_from_slice(&srep);
-    let sig = online.sign(&signed).to_bytes();
+    let sig = k.online.sign(&signed).to_bytes();
     let (typ, indx) = (1u32.to_le_bytes(), 0u32.to_le_bytes());
     let mut fields: Vec<(Tag, &[u8])> = vec![(Tag::SIG, &sig), (Tag::NONC, &nonce)];
     if v == Version::Draft {
@@ -83,7 +110,7 @@ fn answer(i: usize, req: &[u8], secs: u64, radius: u32) -> Option<Vec<u8>> {
     fields.extend_from_slice(&[
         (Tag::PATH, &[][..]),
         (Tag::SREP, &srep),
-        (Tag::CERT, &cert),
+        (Tag::CERT, cert),
         (Tag::INDX, &indx),
     ]);
     let body = msg(&fields);
@@ -109,9 +136,7 @@ fuzz_target!(|data: &[u8]| {
     let keys: Vec<ServerKey> = (0..3)
         .map(|i| ServerKey {
             version: VERSIONS[i],
-            key: SigningKey::from_bytes(&[i as u8 + 1; 32])
-                .verifying_key()
-                .to_bytes(),
+            key: keys().long_term[i].verifying_key().to_bytes(),
         })
         .collect();
     let Ok(mut c) = RoughtimeChain::new(cfg, &keys, MonoInstant::ZERO) else {
