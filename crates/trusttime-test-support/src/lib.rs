@@ -338,18 +338,13 @@ impl Peer {
             self.log_text()
         ))
     }
-}
 
-/// Waits until a TCP port accepts connections.
-pub fn wait_for_tcp(addr: SocketAddr, within: Duration) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
+    /// Waits until `addr` accepts TCP connections, or panics with the peer's log.
+    pub fn expect_listening(&mut self, addr: SocketAddr, within: Duration) {
+        if let Err(e) = self.wait_for_tcp(addr, within) {
+            panic!("{e}");
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("nothing listens on {addr} after {within:?}");
 }
 
 /// The path of a binary built by this workspace (e.g. `trusttime`), for tests in other crates.
@@ -387,8 +382,8 @@ pub fn openssl_s_server(dir: &Path, port: u16) -> Option<Peer> {
     {
         cmd.arg("-cert_chain").arg(inter);
     }
-    let peer = Peer::spawn(&format!("s_server-{port}"), cmd, None);
-    wait_for_tcp(
+    let mut peer = Peer::spawn(&format!("s_server-{port}"), cmd, None);
+    peer.expect_listening(
         SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(10),
     );
@@ -540,16 +535,16 @@ pub fn mosquitto_tls(dir: &Path, faketime: Option<&str>) -> Option<Broker> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut cmd = no_clock_command(&mosquitto, faketime);
     cmd.arg("-c").arg(&conf);
-    let peer = Peer::spawn("mosquitto", cmd, None);
-    wait_for_tcp(
+    let mut peer = Peer::spawn("mosquitto", cmd, None);
+    peer.expect_listening(
         SocketAddr::from(([127, 0, 0, 1], tls_port)),
         Duration::from_secs(10),
     );
-    wait_for_tcp(
+    peer.expect_listening(
         SocketAddr::from(([127, 0, 0, 1], plain_port)),
         Duration::from_secs(10),
     );
-    wait_for_tcp(
+    peer.expect_listening(
         SocketAddr::from(([127, 0, 0, 1], ws_port)),
         Duration::from_secs(10),
     );
@@ -585,7 +580,7 @@ pub fn chronyd_nts_server(
         extra.push(format!("ntsntpserver {a}"));
     }
     let mut peer = chronyd_server(ntp, faketime, &extra)?;
-    wait_for_tcp(SocketAddr::new(ntp.ip(), ke_port), Duration::from_secs(10));
+    peer.expect_listening(SocketAddr::new(ntp.ip(), ke_port), Duration::from_secs(10));
     peer._dir_extra = Some(dump);
     Some(peer)
 }
@@ -715,8 +710,8 @@ srv.serve_forever()
     );
     let mut cmd = no_clock_command(&python, faketime);
     cmd.arg("-c").arg(script);
-    let peer = Peer::spawn(&format!("python-https-{port}"), cmd, None);
-    wait_for_tcp(
+    let mut peer = Peer::spawn(&format!("python-https-{port}"), cmd, None);
+    peer.expect_listening(
         SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(10),
     );

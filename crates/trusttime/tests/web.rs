@@ -10,9 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use trusttime_test_support::{
-    chronyd_server, free_port, http, no_clock_command, wait_for_tcp, Peer, TempDir,
-};
+use trusttime_test_support::{chronyd_server, free_port, http, no_clock_command, Peer, TempDir};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_trusttime"))
@@ -71,8 +69,8 @@ fn device_with(sources: &[SocketAddr], web_extra: &str, unit_fd_limit: bool) -> 
     cmd.args(["daemon", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info");
-    let daemon = Peer::spawn("trusttime-web-daemon", cmd, None);
-    wait_for_tcp(web, Duration::from_secs(10));
+    let mut daemon = Peer::spawn("trusttime-web-daemon", cmd, None);
+    daemon.expect_listening(web, Duration::from_secs(10));
     Device {
         _daemon: daemon,
         _dir: dir,
