@@ -302,6 +302,13 @@ pub fn recv_stamped(
     let Ok(len) = usize::try_from(n) else {
         return Err(io::Error::last_os_error());
     };
+    if msg.msg_flags & libc::MSG_TRUNC != 0 {
+        // Longer than any reply we ask for: never parsed as the shorter datagram it was cut to.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a datagram longer than {} bytes, dropped", buf.len()),
+        ));
+    }
     let mut stamp = None;
     // SAFETY: the CMSG_* walk stays inside `control`, as filled in by `recvmsg`
     // (`msg_controllen` is what the kernel wrote); the timestamp is read unaligned.
@@ -368,5 +375,22 @@ mod stamp_tests {
             }
         }
         panic!("no datagram was stamped when it arrived: {ages:?}");
+    }
+
+    /// A datagram longer than the buffer is an error, not the buffer's worth of it, and the
+    /// next datagram is read whole.
+    #[test]
+    fn a_datagram_longer_than_the_buffer_is_dropped() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buf = [0u8; 64];
+        tx.send_to(&[7u8; 65], rx.local_addr().unwrap()).unwrap();
+        tx.send_to(&[8u8; 64], rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let e = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("longer than 64 bytes"), "{e}");
+        let (len, _) = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!((len, buf), (64, [8u8; 64]));
     }
 }
