@@ -43,8 +43,8 @@ fi
 TT2="${TT2:+$(realpath "$TT2")}"
 # Peak RSS counts the binary's pages that are mapped, and on a fault the kernel maps up to
 # 64 KiB around it from whatever of the file the page cache holds: a binary just built or
-# copied (all of it cached) and one partly evicted differ by hundreds of KiB for the same
-# code. Both are read whole first, so that they start alike.
+# copied (all of it cached) and one partly evicted could differ for the same code. Both are
+# read whole first, so that they start alike.
 cat "$TT" ${TT2:+"$TT2"} >/dev/null
 TT_NAME="${TT_NAME:-trusttime daemon (observe-only)}"; TT2_NAME="${TT2_NAME:-second trusttime daemon}"
 CHRONYC="${TRUSTTIME_CHRONYC:-$(dirname "$CHRONYD")/../bin/chronyc}"
