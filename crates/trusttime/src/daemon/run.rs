@@ -609,13 +609,7 @@ impl Daemon {
                     return self.roughtime_resolved(d, &mut s, i, result, now);
                 }
                 // Another name of this kind keeping an address: ask another one if there is.
-                let taken: Vec<SocketAddr> = s
-                    .sources
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, o)| *j != i && o.kind == SourceKind::Ntp)
-                    .filter_map(|(_, o)| o.addr)
-                    .collect();
+                let taken = addresses_in_use(&s.sources, i, SourceKind::Ntp);
                 let Some(r) = s.sources.get_mut(i) else {
                     return false;
                 };
@@ -818,13 +812,7 @@ impl Daemon {
         else {
             return false;
         };
-        let taken: Vec<SocketAddr> = s
-            .sources
-            .iter()
-            .enumerate()
-            .filter(|(j, o)| *j != i && o.kind == SourceKind::Roughtime)
-            .filter_map(|(_, o)| o.addr)
-            .collect();
+        let taken = addresses_in_use(&s.sources, i, SourceKind::Roughtime);
         let why = s
             .roughtime
             .as_ref()
@@ -1393,6 +1381,17 @@ pub(super) fn record_violation(
         list.pop_front();
     }
     new
+}
+
+/// The addresses that sources of `kind` other than `i` are using: a name that resolves to
+/// several addresses gives source `i` one that no other source of its kind asks already.
+fn addresses_in_use(sources: &[SourceRun], i: usize, kind: SourceKind) -> Vec<SocketAddr> {
+    sources
+        .iter()
+        .enumerate()
+        .filter(|(j, o)| *j != i && o.kind == kind)
+        .filter_map(|(_, o)| o.addr)
+        .collect()
 }
 
 /// One server, one vote: two names can lead to the same server (a pool), and a lying server
