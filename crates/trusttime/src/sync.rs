@@ -558,7 +558,7 @@ impl Run {
             return;
         }
         let tx = self.tx.clone();
-        self.tasks.spawn(crate::task::boxed(async move {
+        crate::task::spawn_in(&mut self.tasks, async move {
             let result = tokio::net::lookup_host((spec.host.as_str(), spec.port))
                 .await
                 .map(Iterator::collect::<Vec<_>>)
@@ -571,7 +571,7 @@ impl Run {
                     }
                 });
             let _ = tx.send(Msg::Resolved { i, result }).await;
-        }));
+        });
     }
 
     /// Points source `i` at `addr` (the first address of its name, as always: a second name
@@ -967,10 +967,10 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             SourceKind::Nts => {
                 run.driven[i] = Some(driven(None));
                 let (tx, spec, setup) = (run.tx.clone(), spec.clone(), nts_setup(opts));
-                run.tasks.spawn(crate::task::boxed(async move {
+                crate::task::spawn_in(&mut run.tasks, async move {
                     let result = key_exchange(&spec, setup).await.map(Box::new);
                     let _ = tx.send(Msg::KeyExchanged { i, result }).await;
-                }));
+                });
             }
             // Roughtime sources run as one chain, started below.
             SourceKind::Roughtime => {}
@@ -985,7 +985,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
             opts.client,
         );
         let timeout = opts.timeout;
-        run.tasks.spawn(crate::task::boxed(async move {
+        crate::task::spawn_in(&mut run.tasks, async move {
             let (ctx, mut crx) = mpsc::channel::<ChainEvent>(4 * specs.len() + 4);
             let forward = async {
                 while let Some(ev) = crx.recv().await {
@@ -996,7 +996,7 @@ pub async fn sync(opts: &SyncOptions, clock: Arc<dyn LocalClock>) -> SyncReport 
                 crate::transport::roughtime::run_chain(first, specs, cfg, clock, timeout, ctx),
                 forward
             );
-        }));
+        });
     }
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut at = clock.now();
@@ -1137,7 +1137,7 @@ pub(crate) async fn https_constraints(
         for (k, url) in opts.https_date.iter().enumerate() {
             let (url, clock, roots, timeout) =
                 (url.clone(), Arc::clone(clock), roots.clone(), opts.timeout);
-            set.spawn(crate::task::boxed(async move {
+            crate::task::spawn_in(&mut set, async move {
                 let r = async {
                     let spec: crate::spec::HttpsDateSpec = url.parse()?;
                     let verifier = Arc::new(
@@ -1150,7 +1150,7 @@ pub(crate) async fn https_constraints(
                 }
                 .await;
                 (k, url, r)
-            }));
+            });
         }
         while let Some(j) = set.join_next().await {
             if let Ok(r) = j {

@@ -11,7 +11,7 @@ use std::pin::Pin;
 /// A spawnable future, boxed.
 pub type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// `f`, boxed: for `JoinSet::spawn` and anything else that takes a future to run as a task.
+/// `f`, boxed.
 pub fn boxed<F>(f: F) -> Boxed<F::Output>
 where
     F: Future + Send + 'static,
@@ -29,6 +29,15 @@ where
     tokio::spawn(boxed(f))
 }
 
+/// `set.spawn(f)`, boxed.
+pub fn spawn_in<T: Send + 'static, F>(set: &mut tokio::task::JoinSet<T>, f: F)
+where
+    F: Future<Output = T> + Send + 'static,
+{
+    #[allow(clippy::disallowed_methods)] // the one place tasks are spawned into a set
+    set.spawn(boxed(f));
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]
@@ -36,7 +45,7 @@ mod tests {
         let h = super::spawn(async { 6 * 7 });
         assert_eq!(h.await.unwrap(), 42);
         let mut set = tokio::task::JoinSet::new();
-        set.spawn(super::boxed(async { "done" }));
+        super::spawn_in(&mut set, async { "done" });
         assert_eq!(set.join_next().await.unwrap().unwrap(), "done");
     }
 }
